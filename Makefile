@@ -1,0 +1,41 @@
+# streamgate: `make demo` runs the embedded default, `make test` installs what is
+# missing and runs every test. Build output lives outside the checkout so reruns are fast.
+
+CACHE ?= $(HOME)/.cache/streamgate
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+export STREAMGATE_TANSU ?= $(CACHE)/tansu-0.6.0/bin/tansu
+CARGO ?= cargo
+
+.PHONY: demo test plugins lint fmt setup bench
+
+## demo: simulated taxis on the in-memory bus, map at http://127.0.0.1:8080
+demo:
+	scripts/setup.sh rust
+	$(CARGO) run -p streamgate -- demo
+
+## test: install redis-server, tansu and the Wasm target if missing; build plugins; run all tests
+test: setup
+	$(CARGO) test --workspace
+
+## plugins: build every policy plugin as a Wasm component
+plugins:
+	scripts/setup.sh rust
+	$(CARGO) build -p streamgate
+	@ls -l $(CARGO_TARGET_DIR)/plugins/components/*.wasm
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	scripts/setup.sh rust
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+setup:
+	scripts/setup.sh all
+
+## bench: cost per event of the policy chain, Wasm vs native (prints a table)
+bench:
+	scripts/setup.sh rust
+	$(CARGO) bench -p streamgate --bench policy_chain

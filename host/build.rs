@@ -1,0 +1,81 @@
+//! Builds the policy plugins as Wasm components, so tests, benchmarks and the demo
+//! binary always run the plugins of this very checkout (no hand-built artifacts).
+//!
+//! Each plugin crate is compiled for `wasm32-unknown-unknown` (no WASI: a plugin gets no
+//! files, env, clock or randomness) by a nested cargo into `<target>/plugins`, then
+//! wrapped into a component with `wit-component`. The directory holding the components
+//! is exported to the host crate as `STREAMGATE_PLUGIN_DIR`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PLUGINS: &[&str] = &["staleness", "dedupe", "ordering"];
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = manifest_dir.parent().unwrap().to_path_buf();
+    for watched in ["plugins", "wit", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    }
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|d| if d.is_absolute() { d } else { workspace.join(d) })
+        .unwrap_or_else(|| workspace.join("target"));
+    let plugin_target = target_dir.join("plugins");
+    build_core_modules(&workspace, &plugin_target);
+
+    let out = plugin_target.join("components");
+    std::fs::create_dir_all(&out).unwrap();
+    for name in PLUGINS {
+        let module = plugin_target
+            .join(WASM_TARGET)
+            .join("plugin")
+            .join(format!("streamgate_{name}.wasm"));
+        componentize(&module, &out.join(format!("{name}.wasm")));
+    }
+    println!("cargo:rustc-env=STREAMGATE_PLUGIN_DIR={}", out.display());
+}
+
+fn build_core_modules(workspace: &Path, plugin_target: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "--profile", "plugin", "--target", WASM_TARGET])
+        .arg("--target-dir")
+        .arg(plugin_target);
+    for name in PLUGINS {
+        cmd.args(["-p", &format!("streamgate-{name}")]);
+    }
+    // The outer build's flags and wrappers (clippy, coverage) are not the plugins' business.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("running cargo to build the plugins");
+    if !status.success() {
+        panic!(
+            "building the policy plugins failed ({status}); \
+             is the target installed? run `rustup target add {WASM_TARGET}`"
+        );
+    }
+}
+
+fn componentize(module: &Path, component: &Path) {
+    let bytes = std::fs::read(module)
+        .unwrap_or_else(|e| panic!("reading plugin module {}: {e}", module.display()));
+    let encoded = wit_component::ComponentEncoder::default()
+        .module(&bytes)
+        .and_then(|enc| enc.validate(true).encode())
+        .unwrap_or_else(|e| panic!("making a component of {}: {e:#}", module.display()));
+    std::fs::write(component, encoded).unwrap();
+}

@@ -1,0 +1,143 @@
+//! Wires config into running parts: policy runtime, bus, tenants, sources, HTTP.
+//! `streamgate run` and `streamgate demo` both end up in [`serve`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::{Bus, BusError, MemoryBus, RedisPubSubBus, RedisStreamBus};
+use crate::config::{BusKind, Config, PolicyRef, TenantConfig};
+use crate::event::Extractor;
+use crate::http::{self, AppState};
+use crate::policy::PolicyRuntime;
+use crate::policy::chain::ChainError;
+use crate::sim::{FaultRates, TaxiSim};
+use crate::source::{BatchPublisher, kafka};
+use crate::tenant;
+
+/// Where events come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Source {
+    /// Each tenant's Kafka topic.
+    Kafka,
+    /// The built-in taxi simulator, `taxis` cars reporting every `every`.
+    Simulator { taxis: usize, every: Duration },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("tenant policy chain: {0}")]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaSourceError),
+    #[error("cannot listen on {addr}: {source} (is another process using the port? set `listen` or STREAMGATE_LISTEN)")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("http server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The embedded default: in-memory bus, simulated taxis, the taxi map tenant.
+pub fn demo_config(listen: SocketAddr) -> Config {
+    let mut config = Config::parse("").expect("an empty config parses");
+    config.listen = listen;
+    config.bus.kind = BusKind::Memory;
+    config.tenants.push(taxi_tenant());
+    config
+}
+
+/// The live taxi map tenant with its default chain.
+pub fn taxi_tenant() -> TenantConfig {
+    let policy = |name: &str, config: &str| PolicyRef {
+        plugin: format!("builtin:{name}"),
+        config: Some(toml::from_str(config).expect("static policy config")),
+    };
+    TenantConfig {
+        name: "taxi".into(),
+        topic: "taxi-locations".into(),
+        key: "/mediaId".into(),
+        time: "/timestamp".into(),
+        event: "liveMapLocation".into(),
+        latest_value: true,
+        history_frames: 1_024,
+        max_payload_bytes: 64 << 10,
+        policies: vec![
+            policy("ordering", "window_ms = 1000"),
+            policy("staleness", "max_age_ms = 30000"),
+            policy("dedupe", "newest_per_frame = true\nforget_after_ms = 600000"),
+        ],
+    }
+}
+
+fn bus(config: &Config) -> Result<Bus, BusError> {
+    Ok(match config.bus.kind {
+        BusKind::Memory => Bus::Memory(MemoryBus::default()),
+        BusKind::RedisStream => Bus::RedisStream(RedisStreamBus::new(
+            &config.redis.url,
+            &config.redis.key_prefix,
+            config.bus.retention_ms,
+        )?),
+        BusKind::RedisPubsub => Bus::RedisPubSub(RedisPubSubBus::new(&config.redis.url, &config.redis.key_prefix)?),
+    })
+}
+
+/// Runs until `cancel`: every tenant, its source, and the HTTP server; then waits for
+/// sources to publish what they hold and for every task to stop.
+pub async fn serve(config: Config, source: Source, cancel: CancellationToken) -> Result<(), AppError> {
+    let runtime = PolicyRuntime::new(&config.sandbox);
+    let bus = bus(&config)?;
+    let tasks = TaskTracker::new();
+    let mut tenants = BTreeMap::new();
+    for t in &config.tenants {
+        let handle = tenant::start(t.clone(), bus.clone(), &config.bus, &runtime, &tasks, cancel.clone())?;
+        match source {
+            Source::Kafka => {
+                let consumer = kafka::consumer(&config.kafka, t)?;
+                tasks.spawn(kafka::run(
+                    consumer,
+                    t.clone(),
+                    bus.clone(),
+                    config.bus.clone(),
+                    handle.metrics.clone(),
+                    cancel.clone(),
+                ));
+            }
+            Source::Simulator { taxis, every } => {
+                let extractor = Extractor {
+                    key_pointer: t.key.clone(),
+                    time_pointer: t.time.clone(),
+                    max_payload_bytes: t.max_payload_bytes,
+                };
+                let publisher = BatchPublisher::new(
+                    &t.name,
+                    bus.clone(),
+                    handle.metrics.clone(),
+                    config.bus.batch_max_events,
+                    Duration::from_millis(config.bus.batch_linger_ms),
+                );
+                let sim = TaxiSim::new(taxis, 42, FaultRates::default());
+                tasks.spawn(crate::sim::run_on_bus(sim, every, extractor, publisher, cancel.clone()));
+            }
+        }
+        tenants.insert(t.name.clone(), handle);
+    }
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(AppError::Serve)?;
+    tracing::info!("streamgate listening on http://{addr}");
+    let state = AppState { tenants: Arc::new(tenants), cancel: cancel.clone() };
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .await
+        .map_err(AppError::Serve)?;
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("streamgate stopped");
+    Ok(())
+}

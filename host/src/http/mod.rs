@@ -1,0 +1,157 @@
+//! The HTTP surface. Each module exposes `fn router() -> Router<AppState>`:
+//! [`sse`] (events and snapshots), [`ops`] (health, readiness, metrics), [`ui`] (web UI).
+
+pub mod ops;
+pub mod sse;
+pub mod ui;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
+
+use crate::tenant::TenantHandle;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub tenants: Arc<BTreeMap<String, Arc<TenantHandle>>>,
+    /// SSE streams end when this is cancelled.
+    pub cancel: CancellationToken,
+}
+
+impl AppState {
+    pub fn tenant(&self, name: &str) -> Result<Arc<TenantHandle>, ApiError> {
+        self.tenants.get(name).cloned().ok_or_else(|| ApiError::UnknownTenant(name.to_string()))
+    }
+}
+
+/// Errors a client sees: a status and a one-line reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unknown tenant {0:?}")]
+    UnknownTenant(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("tenant {0:?} keeps no latest values (set latest_value = true in its config)")]
+    NoLatestValues(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::UnknownTenant(_) | ApiError::NoLatestValues(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        };
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new().merge(sse::router()).merge(ops::router()).merge(ui::router()).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::LogPosition;
+    use crate::event::SourceEvent;
+    use crate::hub::Hub;
+    use crate::metrics::TenantMetrics;
+    use crate::policy::PendingEvent;
+    use axum::body::Body;
+    use axum::http::Request;
+    use futures::StreamExt;
+    use tower::ServiceExt;
+
+    fn app() -> (Router, Arc<TenantHandle>) {
+        let handle = Arc::new(TenantHandle {
+            config: crate::app::taxi_tenant(),
+            hub: Arc::new(Hub::new("liveMapLocation", true, 16, 16)),
+            metrics: Arc::new(TenantMetrics::new("taxi")),
+            ready: CancellationToken::new(),
+            chain_labels: Vec::new(),
+        });
+        let tenants = BTreeMap::from([("taxi".to_string(), handle.clone())]);
+        (router(AppState { tenants: Arc::new(tenants), cancel: CancellationToken::new() }), handle)
+    }
+
+    fn publish(handle: &TenantHandle, n: u64, taxi: &str) {
+        let payload = bytes::Bytes::from(format!(r#"{{"mediaId":"{taxi}","timestamp":{n}}}"#));
+        let e = PendingEvent::for_test(SourceEvent { key: taxi.into(), event_time: n as i64, payload });
+        handle.hub.publish(LogPosition { major: n, minor: 0 }, &[e]);
+    }
+
+    async fn get(app: &Router, uri: &str, header: Option<(&str, &str)>) -> axum::response::Response {
+        let mut req = Request::get(uri);
+        if let Some((k, v)) = header {
+            req = req.header(k, v);
+        }
+        app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
+    }
+
+    async fn text(resp: axum::response::Response) -> String {
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn health_readiness_and_unknown_tenants() {
+        let (app, handle) = app();
+        assert_eq!(get(&app, "/healthz", None).await.status(), StatusCode::OK);
+        let resp = get(&app, "/readyz", None).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text(resp).await.contains("taxi"));
+        handle.ready.cancel();
+        assert_eq!(get(&app, "/readyz", None).await.status(), StatusCode::OK);
+        let resp = get(&app, "/tenants/nope/events", None).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert!(text(resp).await.contains("unknown tenant \"nope\""));
+    }
+
+    #[tokio::test]
+    async fn snapshot_holds_the_newest_payload_per_key() {
+        let (app, handle) = app();
+        publish(&handle, 1, "taxi-1");
+        publish(&handle, 2, "taxi-2");
+        publish(&handle, 3, "taxi-1");
+        let resp = get(&app, "/tenants/taxi/snapshot", None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            text(resp).await,
+            r#"[{"mediaId":"taxi-2","timestamp":2},{"mediaId":"taxi-1","timestamp":3}]"#
+        );
+    }
+
+    #[tokio::test]
+    async fn sse_resumes_after_last_event_id_and_rejects_bad_ids() {
+        let (app, handle) = app();
+        for n in 1..=3 {
+            publish(&handle, n, "taxi-1");
+        }
+        let resp = get(&app, "/tenants/taxi/events", Some(("last-event-id", "1-0"))).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let mut body = resp.into_body().into_data_stream();
+        let mut seen = String::new();
+        while !seen.contains("id: 4-0") {
+            if seen.contains("id: 3-0") {
+                publish(&handle, 4, "taxi-1");
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+                .await
+                .expect("a frame within 5 s")
+                .unwrap()
+                .unwrap();
+            seen.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        assert!(!seen.contains("id: 1-0"), "frames up to Last-Event-ID are not resent: {seen}");
+        assert!(seen.contains("event: liveMapLocation\nid: 2-0\ndata: [{\"mediaId\":\"taxi-1\",\"timestamp\":2}]\n\n"));
+
+        let resp = get(&app, "/tenants/taxi/events?lastEventId=bogus", None).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert!(text(resp).await.contains("Last-Event-ID"));
+    }
+}

@@ -1,0 +1,157 @@
+//! `GET /tenants/{tenant}/events` (Server-Sent Events) and `GET /tenants/{tenant}/snapshot`.
+//!
+//! Frames are pre-serialised by the hub and written as they are: one allocation per
+//! frame, however many clients. A client resumes with `Last-Event-ID` (or
+//! `?lastEventId=`) on any instance, since ids are log positions. A client that falls
+//! behind its buffer is counted and, for latest-value tenants, sent the newest state
+//! in one frame instead of the backlog.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::{ApiError, AppState};
+use crate::bus::LogPosition;
+use crate::hub::Frame;
+use crate::tenant::TenantHandle;
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tenants/{tenant}/events", get(events))
+        .route("/tenants/{tenant}/snapshot", get(snapshot))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(rename = "lastEventId")]
+    last_event_id: Option<String>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = state.tenant(&tenant)?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(query.last_event_id)
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.parse::<LogPosition>()
+                .map_err(|e| ApiError::BadRequest(format!("Last-Event-ID: {e}")))
+        })
+        .transpose()?;
+    let sub = tenant.hub.subscribe(resume);
+    if sub.gap {
+        tenant.metrics.sse_lagged.fetch_add(1, Relaxed);
+    }
+    let mut backlog: VecDeque<Bytes> = VecDeque::new();
+    backlog.push_back(Bytes::from_static(b"retry: 1000\n\n"));
+    if sub.gap
+        && let Some(state) = tenant.hub.conflated_frame()
+    {
+        backlog.push_back(state.wire.clone());
+    }
+    let last_sent = sub.backlog.last().map(|f| f.position).or(resume);
+    backlog.extend(sub.backlog.iter().map(|f| f.wire.clone()));
+    tenant.metrics.sse_clients.fetch_add(1, Relaxed);
+    let client = Client {
+        backlog,
+        live: sub.live,
+        last_sent,
+        guard: ClientGuard(tenant.clone()),
+        cancel: state.cancel.clone(),
+    };
+    let stream = futures::stream::unfold(client, |mut c| async move {
+        let bytes = c.next().await?;
+        Some((Ok::<_, Infallible>(bytes), c))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Decrements the client gauge when the stream is dropped.
+struct ClientGuard(Arc<TenantHandle>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.metrics.sse_clients.fetch_sub(1, Relaxed);
+    }
+}
+
+struct Client {
+    backlog: VecDeque<Bytes>,
+    live: tokio::sync::broadcast::Receiver<Arc<Frame>>,
+    last_sent: Option<LogPosition>,
+    guard: ClientGuard,
+    cancel: CancellationToken,
+}
+
+impl Client {
+    /// The next bytes for this client; `None` ends the stream.
+    async fn next(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.backlog.pop_front() {
+            return Some(b);
+        }
+        loop {
+            let received = tokio::select! {
+                _ = self.cancel.cancelled() => return None,
+                _ = tokio::time::sleep(KEEP_ALIVE) => return Some(Bytes::from_static(b": keep-alive\n\n")),
+                r = self.live.recv() => r,
+            };
+            match received {
+                Ok(frame) => {
+                    if self.last_sent.is_some_and(|p| frame.position <= p) {
+                        continue;
+                    }
+                    self.last_sent = Some(frame.position);
+                    return Some(frame.wire.clone());
+                }
+                Err(RecvError::Lagged(skipped)) => {
+                    let tenant = &self.guard.0;
+                    tenant.metrics.sse_lagged.fetch_add(1, Relaxed);
+                    tracing::debug!(tenant = %tenant.config.name, skipped, "slow SSE client skipped frames");
+                    if let Some(state) = tenant.hub.conflated_frame() {
+                        self.last_sent = Some(state.position);
+                        return Some(state.wire.clone());
+                    }
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+async fn snapshot(State(state): State<AppState>, Path(tenant): Path<String>) -> Result<Response, ApiError> {
+    let tenant = state.tenant(&tenant)?;
+    if !tenant.hub.latest_value() {
+        return Err(ApiError::NoLatestValues(tenant.config.name.clone()));
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], tenant.hub.snapshot_json()).into_response())
+}

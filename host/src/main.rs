@@ -1,0 +1,110 @@
+//! The `streamgate` command line: `run`, `demo`, `simulate`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use streamgate::app::{self, Source};
+use streamgate::config::Config;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "streamgate", version, about = "Kafka -> Redis -> Wasm policies -> Server-Sent Events")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the tenants in a config file, reading Kafka and sharing through Redis.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The embedded default: simulated taxis, in-memory bus, no Kafka or Redis.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080", env = "STREAMGATE_LISTEN")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 300)]
+        taxis: usize,
+        /// Milliseconds between two reports of a taxi.
+        #[arg(long, default_value_t = 1000)]
+        every_ms: u64,
+    },
+    /// Produce simulated taxi reports into a Kafka topic.
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:9092", env = "STREAMGATE_KAFKA_BROKERS")]
+        brokers: String,
+        #[arg(long, default_value = "taxi-locations")]
+        topic: String,
+        #[arg(long, default_value_t = 200)]
+        taxis: usize,
+        #[arg(long, default_value_t = 1000)]
+        every_ms: u64,
+        /// How many rounds of reports (each taxi reports once a round).
+        #[arg(long, default_value_t = 60)]
+        rounds: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    match cli.command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            app::serve(config, Source::Kafka, cancel).await?;
+        }
+        Command::Demo { listen, taxis, every_ms } => {
+            let config = app::demo_config(listen);
+            eprintln!("streamgate demo: open http://{listen}/ (Ctrl-C to stop)");
+            app::serve(config, Source::Simulator { taxis, every: Duration::from_millis(every_ms) }, cancel).await?;
+        }
+        Command::Simulate { brokers, topic, taxis, every_ms, rounds, seed } => {
+            let every = Duration::from_millis(every_ms);
+            let n = streamgate::sim::run_into_kafka(&brokers, &topic, taxis, every, rounds, seed, cancel).await?;
+            eprintln!("produced {n} reports into {topic}");
+        }
+    }
+    Ok(())
+}
+
+async fn cancel_on_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+}

@@ -1,0 +1,204 @@
+//! Dedupe policy: per key, event time never goes back.
+//!
+//! An event whose time is not newer than the last one released for its key is dropped
+//! (`duplicate` when equal, `out-of-date` when older). With `newest_per_frame`, only the
+//! newest event per key in a batch is released; the others are `superseded`.
+//! With `forget_after_ms`, keys whose last time fell that far behind log time are
+//! forgotten, bounding memory; set it above any staleness bound in the chain.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use streamgate_plugin_sdk::{
+    Capability, ConfigError, Decisions, Description, DropReason, Event, Policy, RestoreError,
+    SnapshotReader, SnapshotWriter, parse_config,
+};
+
+streamgate_plugin_sdk::export_policy!(crate::Dedupe, "../../wit");
+
+const STATE_VERSION: u32 = 1;
+
+/// Config (JSON): `{"newest_per_frame": true, "forget_after_ms": 600000}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupeConfig {
+    pub newest_per_frame: bool,
+    pub forget_after_ms: Option<i64>,
+}
+
+pub struct Dedupe {
+    config: DedupeConfig,
+    /// Last released event time per key (BTreeMap: deterministic iteration).
+    last_time: BTreeMap<u64, i64>,
+    /// Log time at which the next forgetting sweep runs.
+    next_sweep: i64,
+    /// Scratch: index into the batch of the newest passing event per key.
+    newest_in_batch: BTreeMap<u64, usize>,
+}
+
+impl Dedupe {
+    /// Number of keys remembered.
+    pub fn keys(&self) -> usize {
+        self.last_time.len()
+    }
+
+    fn forget_old_keys(&mut self, now: i64) {
+        let Some(horizon) = self.config.forget_after_ms else { return };
+        if now < self.next_sweep {
+            return;
+        }
+        let cutoff = now.saturating_sub(horizon);
+        self.last_time.retain(|_, t| *t >= cutoff);
+        // Sweep again after a tenth of the horizon: amortised O(1) per event.
+        self.next_sweep = now.saturating_add((horizon / 10).max(1));
+    }
+}
+
+impl Policy for Dedupe {
+    fn describe() -> Description {
+        Description {
+            name: "dedupe".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: vec![Capability::Dedupe, Capability::Coalesce],
+            state_version: STATE_VERSION,
+        }
+    }
+
+    fn create(config: &str) -> Result<Self, ConfigError> {
+        let config: DedupeConfig = parse_config(config)?;
+        if let Some(f) = config.forget_after_ms
+            && f <= 0
+        {
+            return Err(ConfigError::Invalid(format!("forget_after_ms must be > 0, got {f}")));
+        }
+        Ok(Dedupe {
+            config,
+            last_time: BTreeMap::new(),
+            next_sweep: i64::MIN,
+            newest_in_batch: BTreeMap::new(),
+        })
+    }
+
+    fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
+        self.forget_old_keys(now);
+        let mut passed = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            match self.last_time.get(&e.key) {
+                Some(&t) if e.event_time == t => out.drop(e.seq, DropReason::Duplicate),
+                Some(&t) if e.event_time < t => out.drop(e.seq, DropReason::OutOfDate),
+                _ => {
+                    self.last_time.insert(e.key, e.event_time);
+                    passed.push(i);
+                }
+            }
+        }
+        if !self.config.newest_per_frame {
+            out.released.extend(passed.iter().map(|&i| events[i].seq));
+            return;
+        }
+        // Passing events are strictly increasing per key, so the last one is the newest.
+        self.newest_in_batch.clear();
+        for &i in &passed {
+            self.newest_in_batch.insert(events[i].key, i);
+        }
+        for &i in &passed {
+            let e = &events[i];
+            if self.newest_in_batch[&e.key] == i {
+                out.release(e.seq);
+            } else {
+                out.drop(e.seq, DropReason::Superseded);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let mut w = SnapshotWriter::with_capacity(12 + self.last_time.len() * 16);
+        w.i64(self.next_sweep).u32(self.last_time.len() as u32);
+        for (&k, &t) in &self.last_time {
+            w.u64(k).i64(t);
+        }
+        w.finish()
+    }
+
+    fn restore(&mut self, state_version: u32, state: &[u8]) -> Result<(), RestoreError> {
+        if state_version != STATE_VERSION {
+            return Err(RestoreError::UnsupportedVersion(state_version));
+        }
+        let mut r = SnapshotReader::new(state);
+        let next_sweep = r.i64()?;
+        let n = r.u32()?;
+        let mut last_time = BTreeMap::new();
+        for _ in 0..n {
+            last_time.insert(r.u64()?, r.i64()?);
+        }
+        r.finish()?;
+        self.next_sweep = next_sweep;
+        self.last_time = last_time;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, key: u64, event_time: i64) -> Event {
+        Event { seq, key, event_time, log_time: 0 }
+    }
+
+    fn push(p: &mut Dedupe, now: i64, events: &[Event]) -> Decisions {
+        let mut out = Decisions::default();
+        p.push(now, events, &mut out);
+        out
+    }
+
+    #[test]
+    fn per_key_time_never_goes_back() {
+        let mut p = Dedupe::create("").unwrap();
+        let out = push(&mut p, 0, &[ev(1, 7, 100), ev(2, 7, 100), ev(3, 7, 90), ev(4, 8, 50)]);
+        assert_eq!(out.released, vec![1, 4]);
+        assert_eq!(out.dropped, vec![(2, DropReason::Duplicate), (3, DropReason::OutOfDate)]);
+        let out = push(&mut p, 0, &[ev(5, 7, 99), ev(6, 7, 101)]);
+        assert_eq!(out.released, vec![6]);
+        assert_eq!(out.dropped, vec![(5, DropReason::OutOfDate)]);
+    }
+
+    #[test]
+    fn newest_per_frame_keeps_only_the_last_per_key() {
+        let mut p = Dedupe::create(r#"{"newest_per_frame": true}"#).unwrap();
+        let out = push(&mut p, 0, &[ev(1, 7, 100), ev(2, 8, 5), ev(3, 7, 110), ev(4, 7, 120)]);
+        assert_eq!(out.released, vec![2, 4]);
+        assert_eq!(out.dropped, vec![(1, DropReason::Superseded), (3, DropReason::Superseded)]);
+    }
+
+    #[test]
+    fn forgets_keys_behind_the_horizon() {
+        let mut p = Dedupe::create(r#"{"forget_after_ms": 1000}"#).unwrap();
+        push(&mut p, 0, &[ev(1, 7, 100), ev(2, 8, 900)]);
+        push(&mut p, 1_500, &[]);
+        assert_eq!(p.keys(), 1, "key 7 (time 100) is behind 1500-1000");
+        // A forgotten key accepts an older time again: the staleness stage bounds that.
+        assert_eq!(push(&mut p, 1_500, &[ev(3, 7, 50)]).released, vec![3]);
+    }
+
+    #[test]
+    fn snapshot_restores_into_a_fresh_stage() {
+        let mut a = Dedupe::create("").unwrap();
+        push(&mut a, 0, &[ev(1, 7, 100), ev(2, 8, 200)]);
+        let mut b = Dedupe::create("").unwrap();
+        b.restore(STATE_VERSION, &a.snapshot()).unwrap();
+        let later = [ev(3, 7, 100), ev(4, 8, 201)];
+        assert_eq!(push(&mut a, 0, &later), push(&mut b, 0, &later));
+        assert!(matches!(b.restore(9, &[]), Err(RestoreError::UnsupportedVersion(9))));
+        assert!(matches!(b.restore(STATE_VERSION, &[1, 2]), Err(RestoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        assert!(matches!(Dedupe::create(r#"{"newest":true}"#), Err(ConfigError::Invalid(_))));
+        assert!(matches!(
+            Dedupe::create(r#"{"forget_after_ms":0}"#),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,191 @@
+//! Ordering policy: holds events for a reorder window and releases them in event-time
+//! order.
+//!
+//! An event is released once log time passes `window_ms` beyond its event time or
+//! beyond its arrival (the log time that carried it), whichever comes first: late
+//! events wait at most one window, and a clock-skewed future timestamp cannot pin an
+//! event forever. Each batch's releases are sorted by (event time, seq). Above
+//! `max_buffered` held events, the earliest are released early.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use streamgate_plugin_sdk::{
+    Capability, ConfigError, Decisions, Description, Event, Policy, RestoreError, SnapshotReader,
+    SnapshotWriter, parse_config,
+};
+
+streamgate_plugin_sdk::export_policy!(crate::Ordering, "../../wit");
+
+const STATE_VERSION: u32 = 1;
+
+/// Config (JSON): `{"window_ms": 1000, "max_buffered": 100000}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrderingConfig {
+    pub window_ms: i64,
+    pub max_buffered: u32,
+}
+
+impl Default for OrderingConfig {
+    fn default() -> Self {
+        OrderingConfig { window_ms: 1_000, max_buffered: 100_000 }
+    }
+}
+
+pub struct Ordering {
+    config: OrderingConfig,
+    /// Held events by (event time, seq): release order.
+    by_time: BTreeMap<(i64, u64), Event>,
+    /// Held events by seq, with their arrival log time: arrival order.
+    by_arrival: BTreeMap<u64, (i64, i64)>,
+}
+
+impl Ordering {
+    /// Number of events held.
+    pub fn held(&self) -> usize {
+        self.by_time.len()
+    }
+
+    fn take(&mut self, event_time: i64, seq: u64) -> Event {
+        self.by_arrival.remove(&seq);
+        self.by_time.remove(&(event_time, seq)).expect("indexes agree")
+    }
+}
+
+impl Policy for Ordering {
+    fn describe() -> Description {
+        Description {
+            name: "ordering".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: vec![Capability::Ordering],
+            state_version: STATE_VERSION,
+        }
+    }
+
+    fn create(config: &str) -> Result<Self, ConfigError> {
+        let config: OrderingConfig = parse_config(config)?;
+        if config.window_ms < 0 {
+            return Err(ConfigError::Invalid(format!(
+                "window_ms must be >= 0, got {}",
+                config.window_ms
+            )));
+        }
+        if config.max_buffered == 0 {
+            return Err(ConfigError::Invalid("max_buffered must be > 0".into()));
+        }
+        Ok(Ordering { config, by_time: BTreeMap::new(), by_arrival: BTreeMap::new() })
+    }
+
+    fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
+        for e in events {
+            self.by_time.insert((e.event_time, e.seq), *e);
+            self.by_arrival.insert(e.seq, (e.event_time, e.log_time));
+        }
+        let cutoff = now.saturating_sub(self.config.window_ms);
+        let mut due = Vec::new();
+        while let Some((&(t, seq), _)) = self.by_time.first_key_value() {
+            if t > cutoff {
+                break;
+            }
+            due.push(self.take(t, seq));
+        }
+        while let Some((&seq, &(t, arrived))) = self.by_arrival.first_key_value() {
+            if arrived > cutoff {
+                break;
+            }
+            due.push(self.take(t, seq));
+        }
+        while self.by_time.len() > self.config.max_buffered as usize {
+            let (&(t, seq), _) = self.by_time.first_key_value().expect("over the limit");
+            due.push(self.take(t, seq));
+        }
+        due.sort_unstable_by_key(|e| (e.event_time, e.seq));
+        out.released.extend(due.iter().map(|e| e.seq));
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let mut w = SnapshotWriter::with_capacity(4 + self.by_time.len() * 32);
+        w.u32(self.by_time.len() as u32);
+        for e in self.by_time.values() {
+            w.u64(e.seq).u64(e.key).i64(e.event_time).i64(e.log_time);
+        }
+        w.finish()
+    }
+
+    fn restore(&mut self, state_version: u32, state: &[u8]) -> Result<(), RestoreError> {
+        if state_version != STATE_VERSION {
+            return Err(RestoreError::UnsupportedVersion(state_version));
+        }
+        let mut r = SnapshotReader::new(state);
+        let n = r.u32()?;
+        let mut held = Vec::with_capacity(n.min(1 << 20) as usize);
+        for _ in 0..n {
+            held.push(Event { seq: r.u64()?, key: r.u64()?, event_time: r.i64()?, log_time: r.i64()? });
+        }
+        r.finish()?;
+        self.by_time.clear();
+        self.by_arrival.clear();
+        for e in held {
+            self.by_time.insert((e.event_time, e.seq), e);
+            self.by_arrival.insert(e.seq, (e.event_time, e.log_time));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, event_time: i64, log_time: i64) -> Event {
+        Event { seq, key: seq % 3, event_time, log_time }
+    }
+
+    fn push(p: &mut Ordering, now: i64, events: &[Event]) -> Vec<u64> {
+        let mut out = Decisions::default();
+        p.push(now, events, &mut out);
+        assert!(out.dropped.is_empty(), "ordering never drops");
+        out.released
+    }
+
+    #[test]
+    fn releases_in_event_time_order_after_the_window() {
+        let mut p = Ordering::create(r#"{"window_ms": 100}"#).unwrap();
+        assert_eq!(push(&mut p, 1_000, &[ev(1, 990, 1_000), ev(2, 950, 1_000)]), Vec::<u64>::new());
+        assert_eq!(push(&mut p, 1_060, &[ev(3, 940, 1_060)]), vec![3, 2]);
+        assert_eq!(push(&mut p, 1_100, &[]), vec![1]);
+        assert_eq!(p.held(), 0);
+    }
+
+    #[test]
+    fn future_timestamps_wait_at_most_one_window_after_arrival() {
+        let mut p = Ordering::create(r#"{"window_ms": 100}"#).unwrap();
+        assert!(push(&mut p, 1_000, &[ev(1, 99_999, 1_000)]).is_empty());
+        assert!(push(&mut p, 1_099, &[]).is_empty());
+        assert_eq!(push(&mut p, 1_100, &[]), vec![1]);
+    }
+
+    #[test]
+    fn overflow_releases_the_earliest() {
+        let mut p = Ordering::create(r#"{"window_ms": 100, "max_buffered": 2}"#).unwrap();
+        assert_eq!(push(&mut p, 0, &[ev(1, 30, 0), ev(2, 10, 0), ev(3, 20, 0)]), vec![2]);
+        assert_eq!(p.held(), 2);
+    }
+
+    #[test]
+    fn snapshot_carries_held_events() {
+        let mut a = Ordering::create(r#"{"window_ms": 100}"#).unwrap();
+        push(&mut a, 1_000, &[ev(1, 990, 1_000), ev(2, 950, 1_000)]);
+        let mut b = Ordering::create(r#"{"window_ms": 100}"#).unwrap();
+        b.restore(STATE_VERSION, &a.snapshot()).unwrap();
+        assert_eq!(push(&mut a, 2_000, &[]), push(&mut b, 2_000, &[]));
+    }
+
+    #[test]
+    fn rejects_bad_config() {
+        assert!(matches!(Ordering::create(r#"{"window_ms":-1}"#), Err(ConfigError::Invalid(_))));
+        assert!(matches!(Ordering::create(r#"{"max_buffered":0}"#), Err(ConfigError::Invalid(_))));
+        assert!(matches!(Ordering::create("[1,"), Err(ConfigError::Malformed(_))));
+    }
+}

@@ -1,0 +1,99 @@
+//! Little-endian snapshot encoding helpers, so plugins need no serialisation crate.
+
+use crate::RestoreError;
+
+/// Appends fixed-width little-endian integers to a buffer.
+#[derive(Default)]
+pub struct SnapshotWriter {
+    buf: Vec<u8>,
+}
+
+impl SnapshotWriter {
+    pub fn with_capacity(bytes: usize) -> Self {
+        SnapshotWriter { buf: Vec::with_capacity(bytes) }
+    }
+
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    pub fn i64(&mut self, v: i64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Reads what [`SnapshotWriter`] wrote; running short is a [`RestoreError::Corrupt`].
+pub struct SnapshotReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> SnapshotReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        SnapshotReader { rest: bytes }
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], RestoreError> {
+        if self.rest.len() < N {
+            return Err(RestoreError::Corrupt(format!(
+                "snapshot ends early: wanted {N} more bytes, {} left",
+                self.rest.len()
+            )));
+        }
+        let (head, tail) = self.rest.split_at(N);
+        self.rest = tail;
+        Ok(head.try_into().expect("split_at gives N bytes"))
+    }
+
+    pub fn u32(&mut self) -> Result<u32, RestoreError> {
+        self.take().map(u32::from_le_bytes)
+    }
+
+    pub fn u64(&mut self) -> Result<u64, RestoreError> {
+        self.take().map(u64::from_le_bytes)
+    }
+
+    pub fn i64(&mut self) -> Result<i64, RestoreError> {
+        self.take().map(i64::from_le_bytes)
+    }
+
+    /// Errors unless every byte was read.
+    pub fn finish(self) -> Result<(), RestoreError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(RestoreError::Corrupt(format!("{} trailing bytes in snapshot", self.rest.len())))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_detects_truncation() {
+        let mut w = SnapshotWriter::default();
+        w.u32(7).u64(u64::MAX).i64(-5);
+        let bytes = w.finish();
+        let mut r = SnapshotReader::new(&bytes);
+        assert_eq!(r.u32().unwrap(), 7);
+        assert_eq!(r.u64().unwrap(), u64::MAX);
+        assert_eq!(r.i64().unwrap(), -5);
+        r.finish().unwrap();
+
+        let mut short = SnapshotReader::new(&bytes[..10]);
+        short.u32().unwrap();
+        assert!(matches!(short.u64(), Err(RestoreError::Corrupt(_))));
+    }
+}
