@@ -30,10 +30,7 @@ fn main() {
     let out = plugin_target.join("components");
     std::fs::create_dir_all(&out).unwrap();
     for name in PLUGINS {
-        let module = plugin_target
-            .join(WASM_TARGET)
-            .join("plugin")
-            .join(format!("streamgate_{name}.wasm"));
+        let module = plugin_target.join(WASM_TARGET).join("plugin").join(format!("streamgate_{name}.wasm"));
         componentize(&module, &out.join(format!("{name}.wasm")));
     }
     println!("cargo:rustc-env=STREAMGATE_PLUGIN_DIR={}", out.display());
@@ -71,8 +68,8 @@ fn build_core_modules(workspace: &Path, plugin_target: &Path) {
 }
 
 fn componentize(module: &Path, component: &Path) {
-    let bytes = std::fs::read(module)
-        .unwrap_or_else(|e| panic!("reading plugin module {}: {e}", module.display()));
+    let bytes =
+        std::fs::read(module).unwrap_or_else(|e| panic!("reading plugin module {}: {e}", module.display()));
     let encoded = wit_component::ComponentEncoder::default()
         .module(&bytes)
         .and_then(|enc| enc.validate(true).encode())

@@ -88,10 +88,12 @@ fn traffic(start_ms: i64) -> (Vec<Vec<Report>>, BTreeMap<String, Report>) {
     for r in 0..ROUNDS {
         for i in 0..TAXIS {
             let taxi = format!("taxi-{i:04}");
+            // Six decimals, as GPS units send: the JSON text stays short and exact.
+            let micro = |deg: f64| (deg * 1e6).round() / 1e6;
             let report = Report {
                 taxi: taxi.clone(),
-                lat: 37.45 + (i as f64) * 0.001 + (r as f64) * 0.0001,
-                lng: 126.85 + (i as f64) * 0.0015 + (r as f64) * 0.0001,
+                lat: micro(37.45 + (i as f64) * 0.001 + (r as f64) * 0.0001),
+                lng: micro(126.85 + (i as f64) * 0.0015 + (r as f64) * 0.0001),
                 timestamp: start_ms + r as i64 * ROUND_MS + (i as i64 % 50),
             };
             newest.insert(taxi.clone(), report.clone());
@@ -107,7 +109,7 @@ fn traffic(start_ms: i64) -> (Vec<Vec<Report>>, BTreeMap<String, Report>) {
                 8..11 => {
                     let mut old = report.clone();
                     old.timestamp -= 5_000;
-                    old.lat -= 0.01;
+                    old.lat = micro(old.lat - 0.01);
                     rounds[r].push(report);
                     rounds[r].push(old);
                 }
@@ -169,9 +171,26 @@ fn last_positions(frames: &[SseFrame]) -> BTreeMap<String, (f64, f64, i64)> {
     last
 }
 
-fn reached_newest(frames: &[SseFrame], newest: &BTreeMap<String, Report>) -> bool {
+/// Whether a received position is exactly this report (coordinates to the micro-degree).
+fn is_report(got: Option<&(f64, f64, i64)>, r: &Report) -> bool {
+    got.is_some_and(|&(lat, lng, t)| {
+        t == r.timestamp && (lat - r.lat).abs() < 1e-9 && (lng - r.lng).abs() < 1e-9
+    })
+}
+
+/// `Ok` once every taxi's last position is its newest report; else what differs.
+fn reached_newest(frames: &[SseFrame], newest: &BTreeMap<String, Report>) -> Result<(), String> {
     let last = last_positions(frames);
-    newest.iter().all(|(taxi, r)| last.get(taxi) == Some(&(r.lat, r.lng, r.timestamp)))
+    let behind: Vec<String> = newest
+        .iter()
+        .filter(|(taxi, r)| !is_report(last.get(*taxi), r))
+        .map(|(taxi, r)| format!("{taxi}: got {:?}, want {}", last.get(taxi), r.timestamp))
+        .collect();
+    if behind.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} taxis behind, e.g. {:?}", behind.len(), &behind[..behind.len().min(3)]))
+    }
 }
 
 /// The taxi map's promises, checked on one client's whole stream.
@@ -199,7 +218,11 @@ fn assert_taxi_stream(frames: &[SseFrame], newest: &BTreeMap<String, Report>) {
     }
     let last = last_positions(frames);
     for (taxi, r) in newest {
-        assert_eq!(last.get(taxi), Some(&(r.lat, r.lng, r.timestamp)), "{taxi} does not end at its newest report");
+        assert!(
+            is_report(last.get(taxi), r),
+            "{taxi} ends at {:?}, not its newest report {r:?}",
+            last.get(taxi)
+        );
     }
 }
 
@@ -228,7 +251,10 @@ async fn two_instances_emit_identical_streams() {
     client_b.wait_until("every taxi's newest position on B", limit, |f| reached_newest(f, &newest)).await;
     let last_a = client_a.frames().last().unwrap().position();
     client_b
-        .wait_until("B to reach A's last frame", limit, |f| f.last().is_some_and(|l| l.position() >= last_a))
+        .wait_until("B to reach A's last frame", limit, |f| match f.last() {
+            Some(l) if l.position() >= last_a => Ok(()),
+            other => Err(format!("B is at {:?}", other.map(|l| &l.id))),
+        })
         .await;
 
     let (frames_a, frames_b) = (client_a.frames(), client_b.frames());
@@ -239,7 +265,9 @@ async fn two_instances_emit_identical_streams() {
     }
     // The faults were really there, and the policies really removed them.
     for (plugin, outcome) in [("staleness", "stale"), ("dedupe", "duplicate"), ("dedupe", "out_of_date")] {
-        let series = format!("streamgate_policy_outcomes_total{{tenant=\"taxi\",plugin=\"{plugin}@0.1.0\",outcome=\"{outcome}\"}}");
+        let series = format!(
+            "streamgate_policy_outcomes_total{{tenant=\"taxi\",plugin=\"{plugin}@0.1.0\",outcome=\"{outcome}\"}}"
+        );
         assert!(a.metric(&series) > 0.0, "{plugin} dropped nothing as {outcome} on A");
     }
     let consumed = a.metric("streamgate_source_messages_total{tenant=\"taxi\"}")

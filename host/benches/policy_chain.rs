@@ -26,9 +26,8 @@ fn batch(n: usize) -> Vec<SourceEvent> {
         .map(|i| {
             let key = format!("taxi-{:04}", i % KEYS);
             let t = base + (i / KEYS) as i64 * 10 - (i % 7) as i64 * 15;
-            let payload = Bytes::from(format!(
-                r#"{{"mediaId":"{key}","lat":37.5,"lng":127.0,"timestamp":{t}}}"#
-            ));
+            let payload =
+                Bytes::from(format!(r#"{{"mediaId":"{key}","lat":37.5,"lng":127.0,"timestamp":{t}}}"#));
             SourceEvent { key, event_time: t, payload }
         })
         .collect()

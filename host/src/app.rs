@@ -37,7 +37,9 @@ pub enum AppError {
     Chain(#[from] ChainError),
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaSourceError),
-    #[error("cannot listen on {addr}: {source} (is another process using the port? set `listen` or STREAMGATE_LISTEN)")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another process using the port? set `listen` or STREAMGATE_LISTEN)"
+    )]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("http server: {0}")]
     Serve(std::io::Error),
@@ -83,7 +85,9 @@ fn bus(config: &Config) -> Result<Bus, BusError> {
             &config.redis.key_prefix,
             config.bus.retention_ms,
         )?),
-        BusKind::RedisPubsub => Bus::RedisPubSub(RedisPubSubBus::new(&config.redis.url, &config.redis.key_prefix)?),
+        BusKind::RedisPubsub => {
+            Bus::RedisPubSub(RedisPubSubBus::new(&config.redis.url, &config.redis.key_prefix)?)
+        }
     })
 }
 
@@ -127,8 +131,9 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
         }
         tenants.insert(t.name.clone(), handle);
     }
-    let listener =
-        TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AppError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(AppError::Serve)?;
     tracing::info!("streamgate listening on http://{addr}");
     let state = AppState { tenants: Arc::new(tenants), cancel: cancel.clone() };

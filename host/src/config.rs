@@ -125,11 +125,7 @@ pub struct SandboxConfig {
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        SandboxConfig {
-            call_timeout_ms: 1_000,
-            max_memory_bytes: 64 << 20,
-            max_table_elements: 10_000,
-        }
+        SandboxConfig { call_timeout_ms: 1_000, max_memory_bytes: 64 << 20, max_table_elements: 10_000 }
     }
 }
 
@@ -229,7 +225,8 @@ impl Config {
         }
         let mut names = std::collections::BTreeSet::new();
         for t in &self.tenants {
-            if t.name.is_empty() || !t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if t.name.is_empty() || !t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return bad(format!("tenant name {:?} must be non-empty [A-Za-z0-9_-]", t.name));
             }
             if !names.insert(&t.name) {

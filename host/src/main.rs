@@ -55,7 +55,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -81,11 +82,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { listen, taxis, every_ms } => {
             let config = app::demo_config(listen);
             eprintln!("streamgate demo: open http://{listen}/ (Ctrl-C to stop)");
-            app::serve(config, Source::Simulator { taxis, every: Duration::from_millis(every_ms) }, cancel).await?;
+            app::serve(config, Source::Simulator { taxis, every: Duration::from_millis(every_ms) }, cancel)
+                .await?;
         }
         Command::Simulate { brokers, topic, taxis, every_ms, rounds, seed } => {
             let every = Duration::from_millis(every_ms);
-            let n = streamgate::sim::run_into_kafka(&brokers, &topic, taxis, every, rounds, seed, cancel).await?;
+            let n =
+                streamgate::sim::run_into_kafka(&brokers, &topic, taxis, every, rounds, seed, cancel).await?;
             eprintln!("produced {n} reports into {topic}");
         }
     }

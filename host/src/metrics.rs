@@ -80,17 +80,44 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
     let tenants: Vec<&TenantMetrics> = tenants.into_iter().collect();
     let mut out = String::new();
     let simple: [(&str, &str, &str, fn(&TenantMetrics) -> i64); 11] = [
-        ("streamgate_source_messages_total", "counter", "Messages read from the source.", |m| m.consumed.load(Relaxed) as i64),
-        ("streamgate_bus_published_events_total", "counter", "Events this instance published to the bus.", |m| m.published.load(Relaxed) as i64),
-        ("streamgate_bus_publish_errors_total", "counter", "Failed bus publishes (retried).", |m| m.publish_errors.load(Relaxed) as i64),
-        ("streamgate_log_entries_total", "counter", "Log entries read.", |m| m.log_entries.load(Relaxed) as i64),
-        ("streamgate_log_events_total", "counter", "Events in log entries read.", |m| m.log_events.load(Relaxed) as i64),
-        ("streamgate_log_malformed_entries_total", "counter", "Log entries that did not decode.", |m| m.malformed_entries.load(Relaxed) as i64),
-        ("streamgate_released_events_total", "counter", "Events released by the policy chain.", |m| m.released.load(Relaxed) as i64),
+        ("streamgate_source_messages_total", "counter", "Messages read from the source.", |m| {
+            m.consumed.load(Relaxed) as i64
+        }),
+        (
+            "streamgate_bus_published_events_total",
+            "counter",
+            "Events this instance published to the bus.",
+            |m| m.published.load(Relaxed) as i64,
+        ),
+        ("streamgate_bus_publish_errors_total", "counter", "Failed bus publishes (retried).", |m| {
+            m.publish_errors.load(Relaxed) as i64
+        }),
+        ("streamgate_log_entries_total", "counter", "Log entries read.", |m| {
+            m.log_entries.load(Relaxed) as i64
+        }),
+        ("streamgate_log_events_total", "counter", "Events in log entries read.", |m| {
+            m.log_events.load(Relaxed) as i64
+        }),
+        ("streamgate_log_malformed_entries_total", "counter", "Log entries that did not decode.", |m| {
+            m.malformed_entries.load(Relaxed) as i64
+        }),
+        ("streamgate_released_events_total", "counter", "Events released by the policy chain.", |m| {
+            m.released.load(Relaxed) as i64
+        }),
         ("streamgate_frames_total", "counter", "SSE frames produced.", |m| m.frames.load(Relaxed) as i64),
         ("streamgate_sse_clients", "gauge", "Connected SSE clients.", |m| m.sse_clients.load(Relaxed)),
-        ("streamgate_sse_lagged_total", "counter", "Slow-client catch-ups (conflated or skipped frames).", |m| m.sse_lagged.load(Relaxed) as i64),
-        ("streamgate_source_decode_errors_total", "counter", "Source messages dropped as undecodable, all reasons.", |m| DecodeError::ALL.iter().map(|e| m.decode_errors(*e) as i64).sum()),
+        (
+            "streamgate_sse_lagged_total",
+            "counter",
+            "Slow-client catch-ups (conflated or skipped frames).",
+            |m| m.sse_lagged.load(Relaxed) as i64,
+        ),
+        (
+            "streamgate_source_decode_errors_total",
+            "counter",
+            "Source messages dropped as undecodable, all reasons.",
+            |m| DecodeError::ALL.iter().map(|e| m.decode_errors(*e) as i64).sum(),
+        ),
     ];
     for (name, kind, help, get) in simple {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -102,14 +129,24 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
     let _ = writeln!(out, "# HELP {name} Source messages dropped, by reason.\n# TYPE {name} counter");
     for m in &tenants {
         for e in DecodeError::ALL {
-            let _ = writeln!(out, "{name}{{tenant=\"{}\",reason=\"{}\"}} {}", m.tenant, e.as_str(), m.decode_errors(e));
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{}\",reason=\"{}\"}} {}",
+                m.tenant,
+                e.as_str(),
+                m.decode_errors(e)
+            );
         }
     }
     let name = "streamgate_policy_outcomes_total";
-    let _ = writeln!(out, "# HELP {name} Policy drops by reason, faults and invalid decisions, per plugin.\n# TYPE {name} counter");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Policy drops by reason, faults and invalid decisions, per plugin.\n# TYPE {name} counter"
+    );
     for m in &tenants {
         for ((plugin, what), n) in m.plugins.lock().unwrap().iter() {
-            let _ = writeln!(out, "{name}{{tenant=\"{}\",plugin=\"{plugin}\",outcome=\"{what}\"}} {n}", m.tenant);
+            let _ =
+                writeln!(out, "{name}{{tenant=\"{}\",plugin=\"{plugin}\",outcome=\"{what}\"}} {n}", m.tenant);
         }
     }
     out

@@ -131,8 +131,10 @@ impl TaxiSim {
 
 fn report(id: &str, lat: f64, lng: f64, timestamp: i64) -> Vec<u8> {
     let round = |x: f64| (x * 1e6).round() / 1e6;
-    serde_json::to_vec(&json!({ "mediaId": id, "lat": round(lat), "lng": round(lng), "timestamp": timestamp }))
-        .expect("a JSON object serialises")
+    serde_json::to_vec(
+        &json!({ "mediaId": id, "lat": round(lat), "lng": round(lng), "timestamp": timestamp }),
+    )
+    .expect("a JSON object serialises")
 }
 
 /// Drives the simulator straight onto the bus (the embedded demo's source).
@@ -172,10 +174,8 @@ pub async fn run_into_kafka(
     seed: u64,
     cancel: CancellationToken,
 ) -> Result<u64, rdkafka::error::KafkaError> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .create()?;
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create()?;
     let mut sim = TaxiSim::new(taxis, seed, FaultRates::default());
     let mut tick = tokio::time::interval(every);
     let mut delivered = 0u64;

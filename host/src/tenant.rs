@@ -44,7 +44,8 @@ pub fn start(
 ) -> Result<Arc<TenantHandle>, ChainError> {
     let chain = Chain::build(runtime, &config.policies)?;
     let metrics = Arc::new(TenantMetrics::new(&config.name));
-    let hub = Arc::new(Hub::new(&config.event, config.latest_value, config.history_frames, CLIENT_BUFFER_FRAMES));
+    let hub =
+        Arc::new(Hub::new(&config.event, config.latest_value, config.history_frames, CLIENT_BUFFER_FRAMES));
     let ready = CancellationToken::new();
     let handle = Arc::new(TenantHandle {
         chain_labels: chain.labels(),

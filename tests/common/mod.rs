@@ -102,7 +102,9 @@ impl Tansu {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start tansu ({}): {e}; run `make test`, which installs it", bin.display()));
+            .unwrap_or_else(|e| {
+                panic!("cannot start tansu ({}): {e}; run `make test`, which installs it", bin.display())
+            });
         wait_for("tansu to listen", Duration::from_secs(20), || port_open(port));
         Tansu { child, port, bin }
     }
@@ -161,7 +163,11 @@ impl Instance {
             if let Some(status) = instance.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("streamgate exited with {status} before ready:\n{}", instance.log_text());
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "streamgate not ready in 30 s:\n{}", instance.log_text());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "streamgate not ready in 30 s:\n{}",
+                instance.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         instance
@@ -201,7 +207,7 @@ impl Instance {
         let body = http_get(&self.url("/metrics")).expect("GET /metrics");
         body.lines()
             .filter_map(|l| l.strip_prefix(series))
-            .filter_map(|rest| rest.trim().parse().ok())
+            .filter_map(|rest| rest.trim().parse::<f64>().ok())
             .sum()
     }
 }
@@ -308,17 +314,22 @@ impl SseClient {
         self.frames.lock().unwrap().clone()
     }
 
-    /// Waits until `done(frames)` holds; panics naming `what` after `timeout`.
-    pub async fn wait_until(&self, what: &str, timeout: Duration, mut done: impl FnMut(&[SseFrame]) -> bool) {
+    /// Waits until `check(frames)` is `Ok`; after `timeout`, panics naming `what` and
+    /// the last `Err` (say what is still missing).
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&[SseFrame]) -> Result<(), String>,
+    ) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.changed.notified();
-            if done(&self.frames.lock().unwrap()) {
-                return;
-            }
+            let outcome = check(&self.frames.lock().unwrap());
+            let Err(missing) = outcome else { return };
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 let n = self.frames.lock().unwrap().len();
-                panic!("timed out after {timeout:?} waiting for {what} ({n} frames received)");
+                panic!("timed out after {timeout:?} waiting for {what} ({n} frames received): {missing}");
             }
         }
     }

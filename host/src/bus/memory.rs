@@ -36,9 +36,7 @@ impl MemoryBus {
     fn log(&self, tenant: &str) -> Arc<TenantLog> {
         let mut logs = self.logs.lock().unwrap();
         logs.entry(tenant.to_string())
-            .or_insert_with(|| {
-                Arc::new(TenantLog { state: Mutex::default(), appended: watch::channel(0).0 })
-            })
+            .or_insert_with(|| Arc::new(TenantLog { state: Mutex::default(), appended: watch::channel(0).0 }))
             .clone()
     }
 
@@ -77,7 +75,11 @@ impl MemoryBus {
             let batch: Vec<LogEntry> = {
                 let st = log.state.lock().unwrap();
                 if cursor < st.first_index {
-                    tracing::warn!(tenant, skipped = st.first_index - cursor, "memory bus reader fell behind the ring");
+                    tracing::warn!(
+                        tenant,
+                        skipped = st.first_index - cursor,
+                        "memory bus reader fell behind the ring"
+                    );
                     cursor = st.first_index;
                 }
                 let from = (cursor - st.first_index) as usize;

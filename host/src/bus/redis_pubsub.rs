@@ -48,11 +48,8 @@ impl RedisPubSubBus {
     }
 
     pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<(), BusError> {
-        let mut conn = self
-            .publisher
-            .get_or_try_init(|| self.client.get_multiplexed_async_connection())
-            .await?
-            .clone();
+        let mut conn =
+            self.publisher.get_or_try_init(|| self.client.get_multiplexed_async_connection()).await?.clone();
         let payload: Vec<u8> = match body {
             EntryBody::Batch(b) => b.to_vec(),
             EntryBody::Heartbeat => b"H".to_vec(),
@@ -88,13 +85,20 @@ impl RedisPubSubBus {
                         m = messages.next() => m,
                     };
                     let Some(msg) = msg else {
-                        return Err(BusError::Malformed { position: "-".into(), reason: "subscription closed".into() });
+                        return Err(BusError::Malformed {
+                            position: "-".into(),
+                            reason: "subscription closed".into(),
+                        });
                     };
                     let entry = parse_message(msg.get_payload_bytes())?;
                     if let Some(prev) = last_counter
                         && entry.position.major > prev + 1
                     {
-                        tracing::warn!(tenant, missed = entry.position.major - prev - 1, "pub/sub bus lost messages (at-most-once)");
+                        tracing::warn!(
+                            tenant,
+                            missed = entry.position.major - prev - 1,
+                            "pub/sub bus lost messages (at-most-once)"
+                        );
                     }
                     last_counter = Some(entry.position.major);
                     tokio::select! {

@@ -50,11 +50,7 @@ impl RedisStreamBus {
     }
 
     pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<(), BusError> {
-        let mut conn = self
-            .publisher
-            .get_or_try_init(|| self.connect(Duration::from_secs(5)))
-            .await?
-            .clone();
+        let mut conn = self.publisher.get_or_try_init(|| self.connect(Duration::from_secs(5))).await?.clone();
         let min_id = (wall_clock_ms().max(0) as u64).saturating_sub(self.retention_ms);
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.key(tenant)).arg("MINID").arg("~").arg(min_id).arg("*");

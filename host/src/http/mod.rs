@@ -148,7 +148,9 @@ mod tests {
             seen.push_str(std::str::from_utf8(&chunk).unwrap());
         }
         assert!(!seen.contains("id: 1-0"), "frames up to Last-Event-ID are not resent: {seen}");
-        assert!(seen.contains("event: liveMapLocation\nid: 2-0\ndata: [{\"mediaId\":\"taxi-1\",\"timestamp\":2}]\n\n"));
+        assert!(seen.contains(
+            "event: liveMapLocation\nid: 2-0\ndata: [{\"mediaId\":\"taxi-1\",\"timestamp\":2}]\n\n"
+        ));
 
         let resp = get(&app, "/tenants/taxi/events?lastEventId=bogus", None).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);

@@ -55,10 +55,7 @@ async fn events(
         .map(str::to_string)
         .or(query.last_event_id)
         .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            s.parse::<LogPosition>()
-                .map_err(|e| ApiError::BadRequest(format!("Last-Event-ID: {e}")))
-        })
+        .map(|s| s.parse::<LogPosition>().map_err(|e| ApiError::BadRequest(format!("Last-Event-ID: {e}"))))
         .transpose()?;
     let sub = tenant.hub.subscribe(resume);
     if sub.gap {

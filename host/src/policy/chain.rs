@@ -81,13 +81,17 @@ impl Chain {
     pub fn build(runtime: &PolicyRuntime, refs: &[PolicyRef]) -> Result<Chain, ChainError> {
         let mut slots = Vec::with_capacity(refs.len());
         for (index, r) in refs.iter().enumerate() {
-            let plugin = runtime
-                .load_ref(&r.plugin)
-                .map_err(|source| ChainError::Load { index, plugin: r.plugin.clone(), source })?;
+            let plugin = runtime.load_ref(&r.plugin).map_err(|source| ChainError::Load {
+                index,
+                plugin: r.plugin.clone(),
+                source,
+            })?;
             let config = r.config_json();
-            let stage = plugin
-                .stage(&config)
-                .map_err(|source| ChainError::Stage { index, plugin: r.plugin.clone(), source })?;
+            let stage = plugin.stage(&config).map_err(|source| ChainError::Stage {
+                index,
+                plugin: r.plugin.clone(),
+                source,
+            })?;
             let label = plugin.label();
             slots.push(Slot { plugin, config, stage, label });
         }
@@ -190,7 +194,11 @@ mod tests {
     }
 
     fn ev(key: &str, t: i64) -> SourceEvent {
-        SourceEvent { key: key.into(), event_time: t, payload: Bytes::from(format!("{{\"k\":\"{key}\",\"t\":{t}}}")) }
+        SourceEvent {
+            key: key.into(),
+            event_time: t,
+            payload: Bytes::from(format!("{{\"k\":\"{key}\",\"t\":{t}}}")),
+        }
     }
 
     fn times(out: &ChainOutput) -> Vec<(String, i64)> {
@@ -207,7 +215,8 @@ mod tests {
         let now = 100_000;
         let batch = vec![ev("a", 99_500), ev("b", 99_200), ev("a", 99_400), ev("a", 60_000), ev("b", 99_200)];
         assert!(chain.push(now, batch, &m).released.is_empty(), "held for the reorder window");
-        assert_eq!(chain.held(), 5);
+        assert_eq!(m.plugin_count("staleness@0.1.0", "stale"), 1, "60 000 was due at once, and stale");
+        assert_eq!(chain.held(), 4);
         let out = chain.push(now + 1_000, vec![], &m);
         assert_eq!(times(&out), vec![("b".into(), 99_200), ("a".into(), 99_500)]);
         assert_eq!(m.plugin_count("staleness@0.1.0", "stale"), 1);

@@ -76,26 +76,25 @@ impl PolicyRuntime {
     /// Compiles and checks a component; the result instantiates stages cheaply.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
         wasm_kind(bytes).map_err(PluginError::NotAComponent)?;
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| PluginError::NotAComponent(format!("{e:#}")))?;
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| PluginError::NotAComponent(format!("{e:#}")))?;
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
         if !imports.is_empty() {
             return Err(PluginError::ForbiddenImports(imports.join(", ")));
         }
-        let exports_policy = ty
-            .exports(&self.engine)
-            .any(|(name, item)| name == "streamgate:policy/policy@0.1.0" && matches!(item, ComponentItem::ComponentInstance(_)));
+        let exports_policy = ty.exports(&self.engine).any(|(name, item)| {
+            name == "streamgate:policy/policy@0.1.0" && matches!(item.ty, ComponentItem::ComponentInstance(_))
+        });
         if !exports_policy {
             let names: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
             return Err(PluginError::WrongWorld(format!("it exports [{}]", names.join(", "))));
         }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        let pre =
+            self.linker.instantiate_pre(&component).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
         let pre = PolicyPluginPre::new(pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        let description = WasmStage::describe(&pre, &self.engine, self.limits).map_err(PluginError::Describe)?;
+        let description =
+            WasmStage::describe(&pre, &self.engine, self.limits).map_err(PluginError::Describe)?;
         Ok(Arc::new(Plugin { pre, engine: self.engine.clone(), limits: self.limits, description }))
     }
 

@@ -82,11 +82,8 @@ impl WasmStage {
     ) -> Result<Self, StageError> {
         let mut store = new_store(engine, limits);
         let bindings = pre.instantiate(&mut store).map_err(fault)?;
-        let created = bindings
-            .streamgate_policy_policy()
-            .stage()
-            .call_create(&mut store, config)
-            .map_err(fault)?;
+        let created =
+            bindings.streamgate_policy_policy().stage().call_create(&mut store, config).map_err(fault)?;
         let stage = created.map_err(|e| {
             StageError::Config(match e {
                 wit::ConfigError::Malformed(m) => format!("malformed config: {m}"),

@@ -59,7 +59,8 @@ pub async fn run(
         max_payload_bytes: tenant.max_payload_bytes,
     };
     let linger = std::time::Duration::from_millis(bus_config.batch_linger_ms);
-    let mut publisher = BatchPublisher::new(&tenant.name, bus, metrics.clone(), bus_config.batch_max_events, linger);
+    let mut publisher =
+        BatchPublisher::new(&tenant.name, bus, metrics.clone(), bus_config.batch_max_events, linger);
     // Highest offset seen per partition since the last flush.
     let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut deadline: Option<Instant> = None;

@@ -30,7 +30,13 @@ pub struct BatchPublisher {
 pub struct Cancelled;
 
 impl BatchPublisher {
-    pub fn new(tenant: &str, bus: Bus, metrics: Arc<TenantMetrics>, max_events: usize, linger: Duration) -> Self {
+    pub fn new(
+        tenant: &str,
+        bus: Bus,
+        metrics: Arc<TenantMetrics>,
+        max_events: usize,
+        linger: Duration,
+    ) -> Self {
         BatchPublisher { tenant: tenant.to_string(), bus, metrics, max_events, linger, batch: Vec::new() }
     }
 

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use streamgate_plugin_sdk::{
-    Capability, ConfigError, Decisions, Description, DropReason, Event, Policy, RestoreError,
-    SnapshotReader, SnapshotWriter, parse_config,
+    Capability, ConfigError, Decisions, Description, DropReason, Event, Policy, RestoreError, SnapshotReader,
+    SnapshotWriter, parse_config,
 };
 
 streamgate_plugin_sdk::export_policy!(crate::Dedupe, "../../wit");
@@ -196,9 +196,6 @@ mod tests {
     #[test]
     fn rejects_unknown_fields_and_bad_values() {
         assert!(matches!(Dedupe::create(r#"{"newest":true}"#), Err(ConfigError::Invalid(_))));
-        assert!(matches!(
-            Dedupe::create(r#"{"forget_after_ms":0}"#),
-            Err(ConfigError::Invalid(_))
-        ));
+        assert!(matches!(Dedupe::create(r#"{"forget_after_ms":0}"#), Err(ConfigError::Invalid(_))));
     }
 }

@@ -66,10 +66,7 @@ impl Policy for Ordering {
     fn create(config: &str) -> Result<Self, ConfigError> {
         let config: OrderingConfig = parse_config(config)?;
         if config.window_ms < 0 {
-            return Err(ConfigError::Invalid(format!(
-                "window_ms must be >= 0, got {}",
-                config.window_ms
-            )));
+            return Err(ConfigError::Invalid(format!("window_ms must be >= 0, got {}", config.window_ms)));
         }
         if config.max_buffered == 0 {
             return Err(ConfigError::Invalid("max_buffered must be > 0".into()));

@@ -134,11 +134,7 @@ where
         return Ok(T::default());
     }
     serde_json::from_str(config).map_err(|e| {
-        if e.is_data() {
-            ConfigError::Invalid(e.to_string())
-        } else {
-            ConfigError::Malformed(e.to_string())
-        }
+        if e.is_data() { ConfigError::Invalid(e.to_string()) } else { ConfigError::Malformed(e.to_string()) }
     })
 }
 

@@ -4,8 +4,7 @@
 
 use serde::Deserialize;
 use streamgate_plugin_sdk::{
-    Capability, ConfigError, Decisions, Description, DropReason, Event, Policy, RestoreError,
-    parse_config,
+    Capability, ConfigError, Decisions, Description, DropReason, Event, Policy, RestoreError, parse_config,
 };
 
 streamgate_plugin_sdk::export_policy!(crate::Staleness, "../../wit");
@@ -41,10 +40,7 @@ impl Policy for Staleness {
     fn create(config: &str) -> Result<Self, ConfigError> {
         let cfg: StalenessConfig = parse_config(config)?;
         if cfg.max_age_ms < 0 {
-            return Err(ConfigError::Invalid(format!(
-                "max_age_ms must be >= 0, got {}",
-                cfg.max_age_ms
-            )));
+            return Err(ConfigError::Invalid(format!("max_age_ms must be >= 0, got {}", cfg.max_age_ms)));
         }
         Ok(Staleness { max_age_ms: cfg.max_age_ms })
     }
@@ -104,9 +100,6 @@ mod tests {
     fn rejects_bad_config() {
         assert!(matches!(Staleness::create("{"), Err(ConfigError::Malformed(_))));
         assert!(matches!(Staleness::create(r#"{"max_age":1}"#), Err(ConfigError::Invalid(_))));
-        assert!(matches!(
-            Staleness::create(r#"{"max_age_ms":-1}"#),
-            Err(ConfigError::Invalid(_))
-        ));
+        assert!(matches!(Staleness::create(r#"{"max_age_ms":-1}"#), Err(ConfigError::Invalid(_))));
     }
 }
