@@ -136,10 +136,24 @@ fn producer(tansu: &Tansu) -> FutureProducer {
 }
 
 async fn send_round(producer: &FutureProducer, reports: &[Report]) {
-    let sends = reports.iter().map(|r| {
-        let payload = r.json();
+    let messages = reports.iter().map(|r| (r.taxi.clone(), r.json()));
+    send_raw(producer, messages).await;
+}
+
+/// Messages a gateway must survive: each is dropped and counted, nothing else changes.
+fn bad_messages() -> Vec<(String, Vec<u8>)> {
+    let oversized = format!(r#"{{"mediaId":"taxi-0001","timestamp":1,"pad":"{}"}}"#, "x".repeat(70_000));
+    vec![
+        ("taxi-0001".into(), b"{not json".to_vec()),
+        ("taxi-0002".into(), br#"{"lat":37.5,"lng":127.0,"timestamp":1}"#.to_vec()),
+        ("taxi-0003".into(), br#"{"mediaId":"taxi-0003","lat":37.5}"#.to_vec()),
+        ("taxi-0004".into(), oversized.into_bytes()),
+    ]
+}
+
+async fn send_raw(producer: &FutureProducer, messages: impl Iterator<Item = (String, Vec<u8>)>) {
+    let sends = messages.map(|(key, payload)| {
         let producer = producer.clone();
-        let key = r.taxi.clone();
         async move {
             producer
                 .send(FutureRecord::to("taxi").key(&key).payload(&payload), Duration::from_secs(10))
@@ -241,9 +255,12 @@ async fn two_instances_emit_identical_streams() {
     assert!(total >= 10_000, "the test must send at least 10,000 events, not {total}");
     let producer = producer(&tansu);
     let mut pace = tokio::time::interval(Duration::from_millis(ROUND_MS as u64));
-    for round in &rounds {
+    for (n, round) in rounds.iter().enumerate() {
         pace.tick().await;
         send_round(&producer, round).await;
+        if n == 1 {
+            send_raw(&producer, bad_messages().into_iter()).await;
+        }
     }
 
     let limit = Duration::from_secs(60);
@@ -270,9 +287,14 @@ async fn two_instances_emit_identical_streams() {
         );
         assert!(a.metric(&series) > 0.0, "{plugin} dropped nothing as {outcome} on A");
     }
-    let consumed = a.metric("streamgate_source_messages_total{tenant=\"taxi\"}")
-        + b.metric("streamgate_source_messages_total{tenant=\"taxi\"}");
-    assert!(consumed >= total as f64, "the group consumed {consumed} of {total} messages");
+    let both = |series: &str| a.metric(series) + b.metric(series);
+    let consumed = both("streamgate_source_messages_total{tenant=\"taxi\"}");
+    assert!(consumed >= (total + 4) as f64, "the group consumed {consumed} of {} messages", total + 4);
+    for reason in ["not_json", "bad_key", "bad_time", "too_large"] {
+        let dropped =
+            both(&format!("streamgate_source_dropped_total{{tenant=\"taxi\",reason=\"{reason}\"}}"));
+        assert!(dropped >= 1.0, "the {reason} message was not counted as dropped");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,7 +31,7 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         taxis: usize,
         /// Milliseconds between two reports of a taxi.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 500)]
         every_ms: u64,
     },
     /// Produce simulated taxi reports into a Kafka topic.

@@ -75,11 +75,14 @@ impl TenantMetrics {
     }
 }
 
+/// One single-valued series: name, type, help, and how to read it.
+type Series = (&'static str, &'static str, &'static str, fn(&TenantMetrics) -> i64);
+
 /// Renders every tenant's counters in the Prometheus text format.
 pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> String {
     let tenants: Vec<&TenantMetrics> = tenants.into_iter().collect();
     let mut out = String::new();
-    let simple: [(&str, &str, &str, fn(&TenantMetrics) -> i64); 11] = [
+    let simple: [Series; 11] = [
         ("streamgate_source_messages_total", "counter", "Messages read from the source.", |m| {
             m.consumed.load(Relaxed) as i64
         }),

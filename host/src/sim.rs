@@ -82,7 +82,7 @@ impl TaxiSim {
         let mut out = Vec::with_capacity(self.taxis.len() + self.late.len());
         for i in 0..self.taxis.len() {
             let turn = (self.unit() - 0.5) * 0.6;
-            let speed = 0.0002 + self.unit() * 0.0004;
+            let speed = 0.0003 + self.unit() * 0.0006;
             let jitter = (self.next_u64() % 200) as i64;
             let roll = self.per_mille();
             let FaultRates { duplicate, late, backwards, stale } = self.faults;

@@ -52,6 +52,10 @@ pub struct Redis {
 impl Redis {
     pub fn start() -> Redis {
         let port = free_port();
+        Redis { child: Self::spawn(port), port }
+    }
+
+    fn spawn(port: u16) -> Child {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -59,7 +63,17 @@ impl Redis {
             .spawn()
             .expect("redis-server not found: run `make test`, which installs it");
         wait_for("redis-server to listen", Duration::from_secs(10), || port_open(port));
-        Redis { child, port }
+        child
+    }
+
+    /// Kills the server (losing everything, as without persistence) and starts a
+    /// fresh one on the same port.
+    pub fn restart(&mut self) {
+        kill(&mut self.child);
+        wait_for("the old redis-server to let go of its port", Duration::from_secs(10), || {
+            !port_open(self.port)
+        });
+        self.child = Self::spawn(self.port);
     }
 
     pub fn url(&self) -> String {

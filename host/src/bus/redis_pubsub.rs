@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionManager;
 use redis::{Client, Script};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,8 @@ pub struct RedisPubSubBus {
     client: Client,
     key_prefix: String,
     script: Script,
-    publisher: tokio::sync::OnceCell<MultiplexedConnection>,
+    /// Shared by every publisher of this instance; reconnects by itself.
+    publisher: tokio::sync::OnceCell<ConnectionManager>,
 }
 
 impl RedisPubSubBus {
@@ -48,8 +49,7 @@ impl RedisPubSubBus {
     }
 
     pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<(), BusError> {
-        let mut conn =
-            self.publisher.get_or_try_init(|| self.client.get_multiplexed_async_connection()).await?.clone();
+        let mut conn = self.publisher.get_or_try_init(|| self.client.get_connection_manager()).await?.clone();
         let payload: Vec<u8> = match body {
             EntryBody::Batch(b) => b.to_vec(),
             EntryBody::Heartbeat => b"H".to_vec(),

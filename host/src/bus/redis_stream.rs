@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,7 @@ pub struct RedisStreamBus {
     key_prefix: String,
     retention_ms: u64,
     /// Shared by every publisher of this instance; reconnects by itself.
-    publisher: tokio::sync::OnceCell<MultiplexedConnection>,
+    publisher: tokio::sync::OnceCell<ConnectionManager>,
 }
 
 impl RedisStreamBus {
@@ -50,7 +50,7 @@ impl RedisStreamBus {
     }
 
     pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<(), BusError> {
-        let mut conn = self.publisher.get_or_try_init(|| self.connect(Duration::from_secs(5))).await?.clone();
+        let mut conn = self.publisher.get_or_try_init(|| self.client.get_connection_manager()).await?.clone();
         let min_id = (wall_clock_ms().max(0) as u64).saturating_sub(self.retention_ms);
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.key(tenant)).arg("MINID").arg("~").arg(min_id).arg("*");
