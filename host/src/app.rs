@@ -113,11 +113,7 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
                 ));
             }
             Source::Simulator { taxis, every } => {
-                let extractor = Extractor {
-                    key_pointer: t.key.clone(),
-                    time_pointer: t.time.clone(),
-                    max_payload_bytes: t.max_payload_bytes,
-                };
+                let extractor = Extractor::for_tenant(t);
                 let publisher = BatchPublisher::new(
                     &t.name,
                     bus.clone(),

@@ -58,6 +58,14 @@ pub struct Extractor {
 }
 
 impl Extractor {
+    pub fn for_tenant(tenant: &crate::config::TenantConfig) -> Self {
+        Extractor {
+            key_pointer: tenant.key.clone(),
+            time_pointer: tenant.time.clone(),
+            max_payload_bytes: tenant.max_payload_bytes,
+        }
+    }
+
     /// Decodes one raw message into a [`SourceEvent`].
     pub fn decode(&self, raw: &[u8]) -> Result<SourceEvent, DecodeError> {
         if raw.len() > self.max_payload_bytes {

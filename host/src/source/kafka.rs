@@ -53,11 +53,7 @@ pub async fn run(
     metrics: Arc<TenantMetrics>,
     cancel: CancellationToken,
 ) {
-    let extractor = Extractor {
-        key_pointer: tenant.key.clone(),
-        time_pointer: tenant.time.clone(),
-        max_payload_bytes: tenant.max_payload_bytes,
-    };
+    let extractor = Extractor::for_tenant(&tenant);
     let linger = std::time::Duration::from_millis(bus_config.batch_linger_ms);
     let mut publisher =
         BatchPublisher::new(&tenant.name, bus, metrics.clone(), bus_config.batch_max_events, linger);
