@@ -57,7 +57,7 @@ impl Drop for Reader {
 }
 
 fn body(i: usize) -> EntryBody {
-    if i % 5 == 0 { EntryBody::Heartbeat } else { EntryBody::Batch(Bytes::from(format!("B{i}"))) }
+    if i.is_multiple_of(5) { EntryBody::Heartbeat } else { EntryBody::Batch(Bytes::from(format!("B{i}"))) }
 }
 
 fn wall_ms() -> i64 {
