@@ -9,7 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PLUGINS: &[&str] = &["staleness", "dedupe", "ordering"];
+/// (crate name suffix, component file name): the builtins, then test fixtures.
+const PLUGINS: &[(&str, &str)] = &[
+    ("staleness", "staleness"),
+    ("dedupe", "dedupe"),
+    ("ordering", "ordering"),
+    ("fixture-misbehave", "fixture_misbehave"),
+];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
@@ -29,7 +35,7 @@ fn main() {
 
     let out = plugin_target.join("components");
     std::fs::create_dir_all(&out).unwrap();
-    for name in PLUGINS {
+    for (_, name) in PLUGINS {
         let module = plugin_target.join(WASM_TARGET).join("plugin").join(format!("streamgate_{name}.wasm"));
         componentize(&module, &out.join(format!("{name}.wasm")));
     }
@@ -43,7 +49,7 @@ fn build_core_modules(workspace: &Path, plugin_target: &Path) {
         .args(["build", "--profile", "plugin", "--target", WASM_TARGET])
         .arg("--target-dir")
         .arg(plugin_target);
-    for name in PLUGINS {
+    for (name, _) in PLUGINS {
         cmd.args(["-p", &format!("streamgate-{name}")]);
     }
     // The outer build's flags and wrappers (clippy, coverage) are not the plugins' business.

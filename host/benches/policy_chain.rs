@@ -12,6 +12,7 @@ use streamgate::app::taxi_tenant;
 use streamgate::config::SandboxConfig;
 use streamgate::event::{SourceEvent, key_hash};
 use streamgate::metrics::TenantMetrics;
+use streamgate::policy::chain::ChainOptions;
 use streamgate::policy::{Chain, PolicyRuntime};
 use streamgate_plugin_sdk::{Decisions, Event, Policy};
 
@@ -39,7 +40,9 @@ fn now_of(n: usize) -> i64 {
 
 fn wasm_chain(batches: &[Vec<SourceEvent>]) -> (f64, u64) {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
-    let mut chain = Chain::build(&runtime, &taxi_tenant().policies).expect("taxi chain builds");
+    let tenant = taxi_tenant();
+    let options = ChainOptions::for_tenant(&runtime, &tenant);
+    let mut chain = Chain::build(&runtime, &tenant.policies, options).expect("taxi chain builds");
     let metrics = TenantMetrics::new("bench");
     let mut released = 0u64;
     let start = Instant::now();

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::{Bus, BusError, MemoryBus, RedisPubSubBus, RedisStreamBus};
-use crate::config::{BusKind, Config, PolicyRef, TenantConfig};
+use crate::config::{BusKind, Config, FailurePolicy, PolicyRef, TenantConfig};
 use crate::event::Extractor;
 use crate::http::{self, AppState};
 use crate::policy::PolicyRuntime;
@@ -74,6 +74,8 @@ pub fn taxi_tenant() -> TenantConfig {
             policy("staleness", "max_age_ms = 30000"),
             policy("dedupe", "newest_per_frame = true\nforget_after_ms = 600000"),
         ],
+        failure_policy: FailurePolicy::FailOpen,
+        call_timeout_ms: None,
     }
 }
 

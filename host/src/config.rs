@@ -121,11 +121,21 @@ pub struct SandboxConfig {
     pub max_memory_bytes: usize,
     /// Table elements cap per stage.
     pub max_table_elements: usize,
+    /// A faulted stage is quarantined this long before its first restart...
+    pub restart_backoff_ms: u64,
+    /// ...doubling on each fault in a row, up to this.
+    pub restart_backoff_max_ms: u64,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        SandboxConfig { call_timeout_ms: 1_000, max_memory_bytes: 64 << 20, max_table_elements: 10_000 }
+        SandboxConfig {
+            call_timeout_ms: 1_000,
+            max_memory_bytes: 64 << 20,
+            max_table_elements: 10_000,
+            restart_backoff_ms: 100,
+            restart_backoff_max_ms: 30_000,
+        }
     }
 }
 
@@ -152,6 +162,24 @@ pub struct TenantConfig {
     /// The policy chain, applied in order.
     #[serde(default)]
     pub policies: Vec<PolicyRef>,
+    /// What happens to a faulted stage's events.
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+    /// Budget of one plugin call for this tenant (default: `sandbox.call_timeout_ms`).
+    #[serde(default)]
+    pub call_timeout_ms: Option<u64>,
+}
+
+/// What a tenant's chain does with the events of a stage that faulted (trap, timeout,
+/// memory limit, invalid answer) and while that stage is quarantined.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Pass them on unfiltered: nothing is lost, some duplicates or disorder may show.
+    #[default]
+    FailOpen,
+    /// Drop them, counted: nothing unchecked reaches a client.
+    FailClosed,
 }
 
 #[derive(Debug, Clone, Deserialize)]

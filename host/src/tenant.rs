@@ -15,7 +15,7 @@ use crate::config::{BusConfig, TenantConfig};
 use crate::event::decode_batch;
 use crate::hub::Hub;
 use crate::metrics::TenantMetrics;
-use crate::policy::chain::ChainError;
+use crate::policy::chain::{ChainError, ChainOptions};
 use crate::policy::{Chain, PolicyRuntime};
 
 /// Frames a client may have queued before it counts as lagging.
@@ -42,7 +42,7 @@ pub fn start(
     tasks: &TaskTracker,
     cancel: CancellationToken,
 ) -> Result<Arc<TenantHandle>, ChainError> {
-    let chain = Chain::build(runtime, &config.policies)?;
+    let chain = Chain::build(runtime, &config.policies, ChainOptions::for_tenant(runtime, &config))?;
     let metrics = Arc::new(TenantMetrics::new(&config.name));
     let hub =
         Arc::new(Hub::new(&config.event, config.latest_value, config.history_frames, CLIENT_BUFFER_FRAMES));

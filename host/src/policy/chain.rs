@@ -3,18 +3,21 @@
 //! stages see metadata and answer with sequence numbers.
 //!
 //! The host checks every answer: a stage may release or drop only events it holds
-//! (given to it and not yet decided). A faulted stage is replaced by a fresh one, and
-//! the events it held pass through (fail-open), so a broken plugin loses no data.
+//! (given to it and not yet decided), each once. A trap, timeout, memory overrun or
+//! invalid answer is a fault: the stage's store is dropped (quarantine), what it held
+//! is passed on or dropped by the tenant's failure policy, and a fresh stage is tried
+//! after a backoff that doubles while faults continue. Other tenants never notice.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::bindings::wit;
 use super::runtime::{Plugin, PluginError, PolicyRuntime};
-use super::stage::{StageError, WasmStage};
-use crate::config::PolicyRef;
+use super::stage::{StageError, StageLimits, WasmStage};
+use crate::config::{FailurePolicy, PolicyRef, TenantConfig};
 use crate::event::{SourceEvent, key_hash};
 use crate::metrics::TenantMetrics;
 
@@ -56,11 +59,52 @@ pub enum ChainError {
     Stage { index: usize, plugin: String, source: StageError },
 }
 
+/// How a chain runs its stages and treats their faults.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainOptions {
+    pub failure_policy: FailurePolicy,
+    pub limits: StageLimits,
+    pub restart_backoff: Duration,
+    pub restart_backoff_max: Duration,
+}
+
+impl ChainOptions {
+    pub fn for_tenant(runtime: &PolicyRuntime, tenant: &TenantConfig) -> Self {
+        ChainOptions { failure_policy: tenant.failure_policy, ..Self::defaults(runtime, tenant.call_timeout_ms) }
+    }
+
+    pub fn defaults(runtime: &PolicyRuntime, call_timeout_ms: Option<u64>) -> Self {
+        let sandbox = runtime.sandbox();
+        ChainOptions {
+            failure_policy: FailurePolicy::default(),
+            limits: runtime.limits(call_timeout_ms),
+            restart_backoff: Duration::from_millis(sandbox.restart_backoff_ms),
+            restart_backoff_max: Duration::from_millis(sandbox.restart_backoff_max_ms),
+        }
+    }
+}
+
 struct Slot {
     plugin: Arc<Plugin>,
     config: String,
-    stage: WasmStage,
     label: String,
+    /// `None` while quarantined after a fault.
+    stage: Option<WasmStage>,
+    /// When a quarantined stage is next restarted.
+    restart_at: Instant,
+    /// Quarantine length after the next fault; doubles on faults in a row.
+    backoff: Duration,
+}
+
+/// Why a stage's answer was not used.
+#[derive(Debug, thiserror::Error)]
+enum Fault {
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    #[error("answered with sequence number {0}, which it does not hold (unknown, or already decided)")]
+    InvalidSeq(u64),
+    #[error("quarantined")]
+    Quarantined,
 }
 
 /// What one `push` produced.
@@ -72,30 +116,34 @@ pub struct ChainOutput {
 
 pub struct Chain {
     slots: Vec<Slot>,
+    options: ChainOptions,
     pending: HashMap<u64, PendingEvent>,
     next_seq: u64,
 }
 
 impl Chain {
     /// Loads every plugin and creates its stage; any failure names the policy.
-    pub fn build(runtime: &PolicyRuntime, refs: &[PolicyRef]) -> Result<Chain, ChainError> {
+    pub fn build(runtime: &PolicyRuntime, refs: &[PolicyRef], options: ChainOptions) -> Result<Chain, ChainError> {
         let mut slots = Vec::with_capacity(refs.len());
         for (index, r) in refs.iter().enumerate() {
-            let plugin = runtime.load_ref(&r.plugin).map_err(|source| ChainError::Load {
-                index,
-                plugin: r.plugin.clone(),
-                source,
-            })?;
+            let plugin = runtime
+                .load_ref(&r.plugin)
+                .map_err(|source| ChainError::Load { index, plugin: r.plugin.clone(), source })?;
             let config = r.config_json();
-            let stage = plugin.stage(&config).map_err(|source| ChainError::Stage {
-                index,
-                plugin: r.plugin.clone(),
-                source,
-            })?;
+            let stage = plugin
+                .stage(&config, options.limits)
+                .map_err(|source| ChainError::Stage { index, plugin: r.plugin.clone(), source })?;
             let label = plugin.label();
-            slots.push(Slot { plugin, config, stage, label });
+            slots.push(Slot {
+                plugin,
+                config,
+                label,
+                stage: Some(stage),
+                restart_at: Instant::now(),
+                backoff: options.restart_backoff,
+            });
         }
-        Ok(Chain { slots, pending: HashMap::new(), next_seq: 0 })
+        Ok(Chain { slots, options, pending: HashMap::new(), next_seq: 0 })
     }
 
     /// `name@version` of each stage, in order.
@@ -106,6 +154,11 @@ impl Chain {
     /// Events held inside the chain.
     pub fn held(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether stage `index` is quarantined.
+    pub fn quarantined(&self, index: usize) -> bool {
+        self.slots[index].stage.is_none()
     }
 
     /// Runs one log entry's events (possibly none: time still moves) through the chain.
@@ -126,27 +179,32 @@ impl Chain {
             self.pending.insert(seq, p);
         }
         for index in 0..self.slots.len() {
-            let decisions = match self.slots[index].stage.push(now, &input) {
-                Ok(d) => d,
-                Err(e) => self.fault(index, e, metrics),
+            self.restart_if_due(index, metrics);
+            let label = self.slots[index].label.clone();
+            let answer = match &mut self.slots[index].stage {
+                Some(stage) => stage.push(now, &input).map_err(Fault::from),
+                None => Err(Fault::Quarantined),
             };
+            let decisions = answer.and_then(|d| self.validate(index, d));
             input.clear();
-            let label = &self.slots[index].label;
-            for d in &decisions.dropped {
-                if self.pending.get(&d.seq).is_some_and(|p| p.stage == index) {
-                    self.pending.remove(&d.seq);
-                    metrics.count_drop(label, drop_reason(d.reason));
-                } else {
-                    metrics.count_invalid_decision(label);
-                }
-            }
-            for &seq in &decisions.released {
-                match self.pending.get_mut(&seq) {
-                    Some(p) if p.stage == index => {
+            match decisions {
+                Ok(d) => {
+                    self.slots[index].backoff = self.options.restart_backoff;
+                    for x in &d.dropped {
+                        self.pending.remove(&x.seq);
+                        metrics.count_drop(&label, drop_reason(x.reason));
+                    }
+                    for &seq in &d.released {
+                        let p = self.pending.get_mut(&seq).expect("validated");
                         p.stage = index + 1;
                         input.push(p.meta(seq));
                     }
-                    _ => metrics.count_invalid_decision(label),
+                }
+                Err(fault) => {
+                    if !matches!(fault, Fault::Quarantined) {
+                        self.quarantine(index, &fault, metrics);
+                    }
+                    input = self.apply_failure_policy(index, &label, metrics);
                 }
             }
         }
@@ -155,21 +213,71 @@ impl Chain {
         ChainOutput { released }
     }
 
-    /// Replaces a faulted stage with a fresh one and passes its held events through.
-    fn fault(&mut self, index: usize, error: StageError, metrics: &TenantMetrics) -> wit::Decisions {
-        let slot = &mut self.slots[index];
-        metrics.count_fault(&slot.label);
-        tracing::error!(tenant = %metrics.tenant, plugin = %slot.label, stage = index, %error,
-            "policy stage faulted; passing its events through and starting a fresh stage");
-        match slot.plugin.stage(&slot.config) {
-            Ok(fresh) => slot.stage = fresh,
-            Err(e) => tracing::error!(tenant = %metrics.tenant, plugin = %slot.label, error = %e,
-                "could not restart the stage; it will be retried on its next fault"),
+    /// Accepts an answer only if every number in it is held by stage `index`, once.
+    fn validate(&self, index: usize, d: wit::Decisions) -> Result<wit::Decisions, Fault> {
+        let mut seen = std::collections::HashSet::with_capacity(d.released.len() + d.dropped.len());
+        for seq in d.released.iter().copied().chain(d.dropped.iter().map(|x| x.seq)) {
+            let held = self.pending.get(&seq).is_some_and(|p| p.stage == index);
+            if !held || !seen.insert(seq) {
+                return Err(Fault::InvalidSeq(seq));
+            }
         }
+        Ok(d)
+    }
+
+    /// Drops the faulted stage's store (freeing its memory) until its backoff ends.
+    fn quarantine(&mut self, index: usize, fault: &Fault, metrics: &TenantMetrics) {
+        let slot = &mut self.slots[index];
+        slot.stage = None;
+        slot.restart_at = Instant::now() + slot.backoff;
+        metrics.count_fault(&slot.label);
+        tracing::error!(tenant = %metrics.tenant, plugin = %slot.label, stage = index, %fault,
+            quarantine = ?slot.backoff, policy = ?self.options.failure_policy, "policy stage faulted");
+        slot.backoff = (slot.backoff * 2).min(self.options.restart_backoff_max);
+    }
+
+    fn restart_if_due(&mut self, index: usize, metrics: &TenantMetrics) {
+        let limits = self.options.limits;
+        let slot = &mut self.slots[index];
+        if slot.stage.is_some() || Instant::now() < slot.restart_at {
+            return;
+        }
+        match slot.plugin.stage(&slot.config, limits) {
+            Ok(fresh) => {
+                tracing::info!(tenant = %metrics.tenant, plugin = %slot.label, stage = index, "policy stage restarted");
+                slot.stage = Some(fresh);
+            }
+            Err(e) => {
+                metrics.count_fault(&slot.label);
+                slot.restart_at = Instant::now() + slot.backoff;
+                slot.backoff = (slot.backoff * 2).min(self.options.restart_backoff_max);
+                tracing::error!(tenant = %metrics.tenant, plugin = %slot.label, error = %e, "policy stage restart failed");
+            }
+        }
+    }
+
+    /// Everything stage `index` holds, passed on (fail-open) or dropped (fail-closed).
+    fn apply_failure_policy(&mut self, index: usize, label: &str, metrics: &TenantMetrics) -> Vec<wit::Event> {
         let mut held: Vec<u64> =
             self.pending.iter().filter(|(_, p)| p.stage == index).map(|(&seq, _)| seq).collect();
         held.sort_unstable();
-        wit::Decisions { released: held, dropped: Vec::new() }
+        match self.options.failure_policy {
+            FailurePolicy::FailOpen => held
+                .into_iter()
+                .map(|seq| {
+                    let p = self.pending.get_mut(&seq).expect("held");
+                    p.stage = index + 1;
+                    p.meta(seq)
+                })
+                .collect(),
+            FailurePolicy::FailClosed => {
+                for seq in held {
+                    self.pending.remove(&seq);
+                    metrics.count_drop(label, "dropped_on_fault");
+                }
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -208,8 +316,9 @@ mod tests {
     #[test]
     fn taxi_chain_orders_drops_stale_and_keeps_newest_per_key() {
         let runtime = PolicyRuntime::new(&SandboxConfig::default());
-        let refs = crate::app::taxi_tenant().policies;
-        let mut chain = Chain::build(&runtime, &refs).unwrap();
+        let tenant = crate::app::taxi_tenant();
+        let options = ChainOptions::for_tenant(&runtime, &tenant);
+        let mut chain = Chain::build(&runtime, &tenant.policies, options).unwrap();
         assert_eq!(chain.labels(), vec!["ordering@0.1.0", "staleness@0.1.0", "dedupe@0.1.0"]);
         let m = TenantMetrics::new("t");
         let now = 100_000;
@@ -230,7 +339,8 @@ mod tests {
     #[test]
     fn bad_plugins_and_configs_are_named_errors() {
         let runtime = PolicyRuntime::new(&SandboxConfig::default());
-        let err = |refs: &[PolicyRef]| Chain::build(&runtime, refs).err().expect("must fail").to_string();
+        let options = ChainOptions::defaults(&runtime, None);
+        let err = |refs: &[PolicyRef]| Chain::build(&runtime, refs, options).err().expect("must fail").to_string();
         let e = err(&[policy("builtin:nope", "")]);
         assert!(e.contains("unknown builtin") && e.contains("dedupe"), "{e}");
         let e = err(&[policy("builtin:staleness", "max_age_ms = -5")]);
@@ -247,5 +357,82 @@ mod tests {
         let junk = dir.join("junk.wasm");
         std::fs::write(&junk, b"hello").unwrap();
         assert!(err(&[policy(junk.to_str().unwrap(), "")]).contains("magic"));
+    }
+    /// A chain of one fixture stage that starts misbehaving on its second batch.
+    fn fixture_chain(fault: &str, policy: FailurePolicy, backoff: Duration) -> Chain {
+        let runtime = PolicyRuntime::new(&SandboxConfig {
+            call_timeout_ms: 200,
+            max_memory_bytes: 16 << 20,
+            ..SandboxConfig::default()
+        });
+        let refs = [PolicyRef {
+            plugin: format!("{}/fixture_misbehave.wasm", env!("STREAMGATE_PLUGIN_DIR")),
+            config: Some(toml::from_str(&format!("fault = \"{fault}\"\nfrom_batch = 2\nspin = 1000000")).unwrap()),
+        }];
+        let options = ChainOptions {
+            failure_policy: policy,
+            restart_backoff: backoff,
+            restart_backoff_max: backoff,
+            ..ChainOptions::defaults(&runtime, None)
+        };
+        Chain::build(&runtime, &refs, options).unwrap()
+    }
+
+    fn three(t: i64) -> Vec<SourceEvent> {
+        vec![ev("a", t), ev("b", t), ev("c", t)]
+    }
+
+    const FAULTS: [&str; 6] = ["loop", "memory-bomb", "trap", "panic", "unknown-seq", "duplicate-seq"];
+    const FIXTURE: &str = "misbehave@0.1.0";
+
+    #[test]
+    fn every_fault_is_quarantined_and_fail_open_passes_events_on() {
+        for fault in FAULTS {
+            let mut chain = fixture_chain(fault, FailurePolicy::FailOpen, Duration::from_secs(3600));
+            let m = TenantMetrics::new("t");
+            assert_eq!(chain.push(1, three(1), &m).released.len(), 3, "{fault}: healthy first batch");
+            assert_eq!(chain.push(2, three(2), &m).released.len(), 3, "{fault}: fail-open passes the batch");
+            assert!(chain.quarantined(0), "{fault}: the stage is quarantined");
+            assert_eq!(m.plugin_count(FIXTURE, "fault"), 1, "{fault}: one fault counted");
+            assert_eq!(chain.push(3, three(3), &m).released.len(), 3, "{fault}: still passing while quarantined");
+            assert_eq!(m.plugin_count(FIXTURE, "fault"), 1, "{fault}: quarantine is not a new fault");
+            assert_eq!(chain.held(), 0, "{fault}: nothing stuck in the chain");
+        }
+    }
+
+    #[test]
+    fn every_fault_under_fail_closed_drops_and_counts() {
+        for fault in FAULTS {
+            let mut chain = fixture_chain(fault, FailurePolicy::FailClosed, Duration::from_secs(3600));
+            let m = TenantMetrics::new("t");
+            assert_eq!(chain.push(1, three(1), &m).released.len(), 3, "{fault}: healthy first batch");
+            assert!(chain.push(2, three(2), &m).released.is_empty(), "{fault}: fail-closed drops the batch");
+            assert!(chain.push(3, three(3), &m).released.is_empty(), "{fault}: and drops while quarantined");
+            assert_eq!(m.plugin_count(FIXTURE, "fault"), 1, "{fault}: one fault counted");
+            assert_eq!(m.plugin_count(FIXTURE, "dropped_on_fault"), 6, "{fault}: both batches dropped, counted");
+            assert_eq!(chain.held(), 0, "{fault}: nothing stuck in the chain");
+        }
+    }
+
+    #[test]
+    fn a_quarantined_stage_restarts_after_its_backoff() {
+        let mut chain = fixture_chain("trap", FailurePolicy::FailClosed, Duration::ZERO);
+        let m = TenantMetrics::new("t");
+        chain.push(1, three(1), &m);
+        assert!(chain.push(2, three(2), &m).released.is_empty());
+        assert!(chain.quarantined(0));
+        // The fresh stage starts counting batches again: its first batch is healthy.
+        assert_eq!(chain.push(3, three(3), &m).released.len(), 3);
+        assert!(!chain.quarantined(0));
+    }
+
+    #[test]
+    fn a_slow_plugin_within_budget_is_no_fault() {
+        let mut chain = fixture_chain("slow", FailurePolicy::FailClosed, Duration::from_secs(3600));
+        let m = TenantMetrics::new("t");
+        for t in 1..=3 {
+            assert_eq!(chain.push(t, three(t), &m).released.len(), 3);
+        }
+        assert_eq!(m.plugin_count(FIXTURE, "fault"), 0);
     }
 }

@@ -16,7 +16,7 @@ pub mod bindings {
 
 pub use chain::{Chain, ChainOutput, PendingEvent};
 pub use runtime::{Plugin, PluginError, PolicyRuntime};
-pub use stage::{StageError, WasmStage};
+pub use stage::{StageError, StageLimits, WasmStage};
 
 /// The plugins built from `plugins/` by `host/build.rs`, embedded in the binary.
 pub fn builtin_plugin(name: &str) -> Option<&'static [u8]> {

@@ -39,6 +39,7 @@ pub struct PolicyRuntime {
     engine: Engine,
     linker: Arc<Linker<StageState>>,
     limits: StageLimits,
+    sandbox: SandboxConfig,
 }
 
 impl PolicyRuntime {
@@ -58,15 +59,26 @@ impl PolicyRuntime {
                 }
             })
             .expect("spawning the epoch thread");
-        let ticks = (sandbox.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
         // Empty on purpose: a plugin gets no imports at all.
         let linker = Arc::new(Linker::new(&engine));
         let limits = StageLimits {
-            deadline_ticks: ticks,
+            deadline_ticks: deadline_ticks(sandbox.call_timeout_ms),
             max_memory_bytes: sandbox.max_memory_bytes,
             max_table_elements: sandbox.max_table_elements,
         };
-        PolicyRuntime { engine, linker, limits }
+        PolicyRuntime { engine, linker, limits, sandbox: sandbox.clone() }
+    }
+
+    pub fn sandbox(&self) -> &SandboxConfig {
+        &self.sandbox
+    }
+
+    /// The sandbox limits, with a tenant's own call budget if it has one.
+    pub fn limits(&self, call_timeout_ms: Option<u64>) -> StageLimits {
+        match call_timeout_ms {
+            Some(ms) => StageLimits { deadline_ticks: deadline_ticks(ms), ..self.limits },
+            None => self.limits,
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -95,7 +107,7 @@ impl PolicyRuntime {
         let pre = PolicyPluginPre::new(pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
         let description =
             WasmStage::describe(&pre, &self.engine, self.limits).map_err(PluginError::Describe)?;
-        Ok(Arc::new(Plugin { pre, engine: self.engine.clone(), limits: self.limits, description }))
+        Ok(Arc::new(Plugin { pre, engine: self.engine.clone(), description }))
     }
 
     /// Loads `builtin:NAME` or a component file path.
@@ -109,6 +121,10 @@ impl PolicyRuntime {
         let bytes = std::fs::read(plugin).map_err(|e| PluginError::Read(plugin.to_string(), e))?;
         self.load(&bytes)
     }
+}
+
+fn deadline_ticks(call_timeout_ms: u64) -> u64 {
+    (call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1)
 }
 
 /// What the first eight bytes say a binary is.
@@ -126,7 +142,6 @@ fn wasm_kind(bytes: &[u8]) -> Result<(), String> {
 pub struct Plugin {
     pre: PolicyPluginPre<StageState>,
     engine: Engine,
-    limits: StageLimits,
     description: wit::Description,
 }
 
@@ -140,8 +155,8 @@ impl Plugin {
         format!("{}@{}", self.description.name, self.description.version)
     }
 
-    /// A new stage in its own store, created from `config`.
-    pub fn stage(self: &Arc<Self>, config: &str) -> Result<WasmStage, StageError> {
-        WasmStage::create(self.clone(), &self.pre, &self.engine, self.limits, config)
+    /// A new stage in its own store under `limits`, created from `config`.
+    pub fn stage(self: &Arc<Self>, config: &str, limits: StageLimits) -> Result<WasmStage, StageError> {
+        WasmStage::create(self.clone(), &self.pre, &self.engine, limits, config)
     }
 }
