@@ -68,14 +68,16 @@ pub fn start(
         Duration::from_millis(bus_config.heartbeat_ms),
         clock,
         last_entry_ms.clone(),
-        cancel,
+        cancel.clone(),
     ));
-    tasks.spawn_blocking(move || policy_worker(rx, chain, &hub, &metrics, clock, &last_entry_ms));
+    let worker_cancel = cancel.clone();
+    tasks.spawn_blocking(move || policy_worker(rx, chain, &hub, &metrics, clock, &last_entry_ms, &worker_cancel));
     tracing::info!(tenant = %config.name, chain = ?handle.chain_labels, "tenant started");
     Ok(handle)
 }
 
-/// Applies the chain to every log entry in order; stops when the reader stops.
+/// Applies the chain to every log entry in order; stops when the reader stops or at
+/// shutdown (without draining a backlog a slow plugin built up).
 fn policy_worker(
     mut rx: mpsc::Receiver<LogEntry>,
     mut chain: Chain,
@@ -83,10 +85,14 @@ fn policy_worker(
     metrics: &TenantMetrics,
     clock: Instant,
     last_entry_ms: &AtomicU64,
+    cancel: &CancellationToken,
 ) {
     // Log time never goes back, even if a bus's stamps do.
     let mut now = i64::MIN;
     while let Some(entry) = rx.blocking_recv() {
+        if cancel.is_cancelled() {
+            break;
+        }
         last_entry_ms.store(clock.elapsed().as_millis() as u64, Relaxed);
         metrics.log_entries.fetch_add(1, Relaxed);
         now = now.max(entry.log_time);
