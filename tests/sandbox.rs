@@ -44,7 +44,8 @@ fn memory_returns_after_a_memory_bomb_is_quarantined() {
         call_timeout_ms: 10_000,
         ..SandboxConfig::default()
     });
-    let options = ChainOptions { failure_policy: FailurePolicy::FailOpen, ..ChainOptions::defaults(&runtime, None) };
+    let options =
+        ChainOptions { failure_policy: FailurePolicy::FailOpen, ..ChainOptions::defaults(&runtime, None) };
     let refs = [fixture("fault = \"memory-bomb\"\nfrom_batch = 2")];
     let mut chain = Chain::build(&runtime, &refs, options).unwrap();
     let metrics = TenantMetrics::new("bomb");

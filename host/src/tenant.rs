@@ -71,7 +71,9 @@ pub fn start(
         cancel.clone(),
     ));
     let worker_cancel = cancel.clone();
-    tasks.spawn_blocking(move || policy_worker(rx, chain, &hub, &metrics, clock, &last_entry_ms, &worker_cancel));
+    tasks.spawn_blocking(move || {
+        policy_worker(rx, chain, &hub, &metrics, clock, &last_entry_ms, &worker_cancel)
+    });
     tracing::info!(tenant = %config.name, chain = ?handle.chain_labels, "tenant started");
     Ok(handle)
 }

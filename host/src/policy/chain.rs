@@ -70,7 +70,10 @@ pub struct ChainOptions {
 
 impl ChainOptions {
     pub fn for_tenant(runtime: &PolicyRuntime, tenant: &TenantConfig) -> Self {
-        ChainOptions { failure_policy: tenant.failure_policy, ..Self::defaults(runtime, tenant.call_timeout_ms) }
+        ChainOptions {
+            failure_policy: tenant.failure_policy,
+            ..Self::defaults(runtime, tenant.call_timeout_ms)
+        }
     }
 
     pub fn defaults(runtime: &PolicyRuntime, call_timeout_ms: Option<u64>) -> Self {
@@ -123,16 +126,24 @@ pub struct Chain {
 
 impl Chain {
     /// Loads every plugin and creates its stage; any failure names the policy.
-    pub fn build(runtime: &PolicyRuntime, refs: &[PolicyRef], options: ChainOptions) -> Result<Chain, ChainError> {
+    pub fn build(
+        runtime: &PolicyRuntime,
+        refs: &[PolicyRef],
+        options: ChainOptions,
+    ) -> Result<Chain, ChainError> {
         let mut slots = Vec::with_capacity(refs.len());
         for (index, r) in refs.iter().enumerate() {
-            let plugin = runtime
-                .load_ref(&r.plugin)
-                .map_err(|source| ChainError::Load { index, plugin: r.plugin.clone(), source })?;
+            let plugin = runtime.load_ref(&r.plugin).map_err(|source| ChainError::Load {
+                index,
+                plugin: r.plugin.clone(),
+                source,
+            })?;
             let config = r.config_json();
-            let stage = plugin
-                .stage(&config, options.limits)
-                .map_err(|source| ChainError::Stage { index, plugin: r.plugin.clone(), source })?;
+            let stage = plugin.stage(&config, options.limits).map_err(|source| ChainError::Stage {
+                index,
+                plugin: r.plugin.clone(),
+                source,
+            })?;
             let label = plugin.label();
             slots.push(Slot {
                 plugin,
@@ -257,7 +268,12 @@ impl Chain {
     }
 
     /// Everything stage `index` holds, passed on (fail-open) or dropped (fail-closed).
-    fn apply_failure_policy(&mut self, index: usize, label: &str, metrics: &TenantMetrics) -> Vec<wit::Event> {
+    fn apply_failure_policy(
+        &mut self,
+        index: usize,
+        label: &str,
+        metrics: &TenantMetrics,
+    ) -> Vec<wit::Event> {
         let mut held: Vec<u64> =
             self.pending.iter().filter(|(_, p)| p.stage == index).map(|(&seq, _)| seq).collect();
         held.sort_unstable();
@@ -340,7 +356,8 @@ mod tests {
     fn bad_plugins_and_configs_are_named_errors() {
         let runtime = PolicyRuntime::new(&SandboxConfig::default());
         let options = ChainOptions::defaults(&runtime, None);
-        let err = |refs: &[PolicyRef]| Chain::build(&runtime, refs, options).err().expect("must fail").to_string();
+        let err =
+            |refs: &[PolicyRef]| Chain::build(&runtime, refs, options).err().expect("must fail").to_string();
         let e = err(&[policy("builtin:nope", "")]);
         assert!(e.contains("unknown builtin") && e.contains("dedupe"), "{e}");
         let e = err(&[policy("builtin:staleness", "max_age_ms = -5")]);
@@ -367,7 +384,9 @@ mod tests {
         });
         let refs = [PolicyRef {
             plugin: format!("{}/fixture_misbehave.wasm", env!("STREAMGATE_PLUGIN_DIR")),
-            config: Some(toml::from_str(&format!("fault = \"{fault}\"\nfrom_batch = 2\nspin = 1000000")).unwrap()),
+            config: Some(
+                toml::from_str(&format!("fault = \"{fault}\"\nfrom_batch = 2\nspin = 1000000")).unwrap(),
+            ),
         }];
         let options = ChainOptions {
             failure_policy: policy,
@@ -394,7 +413,11 @@ mod tests {
             assert_eq!(chain.push(2, three(2), &m).released.len(), 3, "{fault}: fail-open passes the batch");
             assert!(chain.quarantined(0), "{fault}: the stage is quarantined");
             assert_eq!(m.plugin_count(FIXTURE, "fault"), 1, "{fault}: one fault counted");
-            assert_eq!(chain.push(3, three(3), &m).released.len(), 3, "{fault}: still passing while quarantined");
+            assert_eq!(
+                chain.push(3, three(3), &m).released.len(),
+                3,
+                "{fault}: still passing while quarantined"
+            );
             assert_eq!(m.plugin_count(FIXTURE, "fault"), 1, "{fault}: quarantine is not a new fault");
             assert_eq!(chain.held(), 0, "{fault}: nothing stuck in the chain");
         }
@@ -409,7 +432,11 @@ mod tests {
             assert!(chain.push(2, three(2), &m).released.is_empty(), "{fault}: fail-closed drops the batch");
             assert!(chain.push(3, three(3), &m).released.is_empty(), "{fault}: and drops while quarantined");
             assert_eq!(m.plugin_count(FIXTURE, "fault"), 1, "{fault}: one fault counted");
-            assert_eq!(m.plugin_count(FIXTURE, "dropped_on_fault"), 6, "{fault}: both batches dropped, counted");
+            assert_eq!(
+                m.plugin_count(FIXTURE, "dropped_on_fault"),
+                6,
+                "{fault}: both batches dropped, counted"
+            );
             assert_eq!(chain.held(), 0, "{fault}: nothing stuck in the chain");
         }
     }

@@ -160,3 +160,45 @@ impl Plugin {
         WasmStage::create(self.clone(), &self.pre, &self.engine, limits, config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_err(wat_text: &str) -> String {
+        let runtime = PolicyRuntime::new(&SandboxConfig::default());
+        let bytes = wat::parse_str(wat_text).expect("valid component text");
+        match runtime.load(&bytes) {
+            Ok(_) => panic!("loading must fail"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn imports_are_refused_at_load_naming_them() {
+        let err = load_err(
+            r#"(component
+                (import "wasi:cli/environment@0.2.6" (instance))
+                (import "wasi:random/random@0.2.6" (instance)))"#,
+        );
+        assert!(err.contains("wasi:cli/environment@0.2.6"), "{err}");
+        assert!(err.contains("wasi:random/random@0.2.6"), "{err}");
+        assert!(err.contains("no WASI"), "{err}");
+    }
+
+    #[test]
+    fn a_component_of_another_world_is_refused() {
+        let err = load_err("(component)");
+        assert!(err.contains("does not export streamgate:policy/policy@0.1.0"), "{err}");
+    }
+
+    #[test]
+    fn builtins_describe_themselves() {
+        let runtime = PolicyRuntime::new(&SandboxConfig::default());
+        for name in crate::policy::BUILTIN_PLUGINS {
+            let plugin = runtime.load_ref(&format!("builtin:{name}")).unwrap();
+            assert_eq!(plugin.description().name, *name);
+            assert_eq!(plugin.label(), format!("{name}@0.1.0"));
+        }
+    }
+}
