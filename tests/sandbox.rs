@@ -68,7 +68,14 @@ fn memory_returns_after_a_memory_bomb_is_quarantined() {
 }
 
 fn tenant(name: &str, policies: Vec<PolicyRef>, call_timeout_ms: Option<u64>) -> TenantConfig {
-    TenantConfig { name: name.into(), policies, call_timeout_ms, latest_value: false, ..app::taxi_tenant() }
+    TenantConfig {
+        name: name.into(),
+        policies,
+        call_timeout_ms,
+        latest_value: false,
+        snapshot_on_connect: false,
+        ..app::taxi_tenant()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,7 @@ key = "/mediaId"
 time = "/timestamp"
 event = "liveMapLocation"
 latest_value = true
+snapshot_on_connect = true
 
 [[tenant.policies]]
 plugin = "builtin:ordering"
@@ -249,6 +250,7 @@ async fn two_instances_emit_identical_streams() {
     let b = Instance::start(&config);
     let client_a = SseClient::connect(&a.url("/tenants/taxi/events")).await;
     let client_b = SseClient::connect(&b.url("/tenants/taxi/events")).await;
+    let two_taxis = SseClient::connect(&b.url("/tenants/taxi/events?key=taxi-0007&key=taxi-0150")).await;
 
     let (rounds, newest) = traffic(wall_ms());
     let total: usize = rounds.iter().map(Vec::len).sum();
@@ -280,6 +282,34 @@ async fn two_instances_emit_identical_streams() {
     for (fa, fb) in frames_a.iter().zip(&frames_b) {
         assert_eq!(fa, fb, "the two instances' streams differ");
     }
+    // A client for two keys gets exactly those taxis' events, in frames of the same ids.
+    let wanted: BTreeMap<String, Report> = newest
+        .iter()
+        .filter(|(k, _)| *k == "taxi-0007" || *k == "taxi-0150")
+        .map(|(k, r)| (k.clone(), r.clone()))
+        .collect();
+    two_taxis.wait_until("the two taxis' newest positions", limit, |f| reached_newest(f, &wanted)).await;
+    let keyed = two_taxis.frames();
+    assert_taxi_stream(&keyed, &wanted);
+    let ids_b: std::collections::BTreeSet<&str> = frames_b.iter().map(|f| f.id.as_str()).collect();
+    for f in &keyed {
+        assert!(ids_b.contains(f.id.as_str()), "keyed frame {} is not a frame of B", f.id);
+        assert!(
+            last_positions(std::slice::from_ref(f)).keys().all(|k| wanted.contains_key(k)),
+            "frame {} has other taxis",
+            f.id
+        );
+    }
+    // A map viewer arriving now sees every taxi at once, in its first frame.
+    let late = SseClient::connect(&a.url("/tenants/taxi/events")).await;
+    late.wait_until(
+        "the snapshot frame",
+        limit,
+        |f| if f.is_empty() { Err("none yet".into()) } else { Ok(()) },
+    )
+    .await;
+    reached_newest(&late.frames()[..1], &newest).expect("the first frame holds every taxi's newest position");
+
     // The faults were really there, and the policies really removed them.
     for (plugin, outcome) in [("staleness", "stale"), ("dedupe", "duplicate"), ("dedupe", "out_of_date")] {
         let series = format!(

@@ -67,6 +67,7 @@ pub fn taxi_tenant() -> TenantConfig {
         time: "/timestamp".into(),
         event: "liveMapLocation".into(),
         latest_value: true,
+        snapshot_on_connect: true,
         history_frames: 1_024,
         max_payload_bytes: 64 << 10,
         policies: vec![

@@ -153,6 +153,10 @@ pub struct TenantConfig {
     /// Keep the newest payload per key (snapshot endpoint, conflation for slow clients).
     #[serde(default)]
     pub latest_value: bool,
+    /// Latest-value tenants: a new client's first frame holds the newest payload of
+    /// every key (of its keys), so it need not wait for each key to change.
+    #[serde(default)]
+    pub snapshot_on_connect: bool,
     /// Frames kept per instance for `Last-Event-ID` resume.
     #[serde(default = "default_history")]
     pub history_frames: usize,
@@ -270,6 +274,9 @@ impl Config {
             }
             if t.event.is_empty() || t.event.contains(['\n', '\r']) {
                 return bad(format!("tenant {:?}: event must be a one-line SSE event name", t.name));
+            }
+            if t.snapshot_on_connect && !t.latest_value {
+                return bad(format!("tenant {:?}: snapshot_on_connect needs latest_value = true", t.name));
             }
             if t.history_frames == 0 {
                 return bad(format!("tenant {:?}: history_frames must be > 0", t.name));

@@ -44,8 +44,13 @@ pub fn start(
 ) -> Result<Arc<TenantHandle>, ChainError> {
     let chain = Chain::build(runtime, &config.policies, ChainOptions::for_tenant(runtime, &config))?;
     let metrics = Arc::new(TenantMetrics::new(&config.name));
-    let hub =
-        Arc::new(Hub::new(&config.event, config.latest_value, config.history_frames, CLIENT_BUFFER_FRAMES));
+    let hub = Arc::new(Hub::new(
+        &config.event,
+        config.latest_value,
+        config.history_frames,
+        CLIENT_BUFFER_FRAMES,
+        metrics.clone(),
+    ));
     let ready = CancellationToken::new();
     let handle = Arc::new(TenantHandle {
         chain_labels: chain.labels(),
@@ -114,7 +119,7 @@ fn policy_worker(
         if !out.released.is_empty() {
             metrics.released.fetch_add(out.released.len() as u64, Relaxed);
             metrics.frames.fetch_add(1, Relaxed);
-            hub.publish(entry.position, &out.released);
+            hub.publish(entry.position, out.released);
         }
     }
     tracing::debug!(tenant = %metrics.tenant, held = chain.held(), "policy worker stopped");

@@ -69,7 +69,7 @@ mod tests {
     fn app() -> (Router, Arc<TenantHandle>) {
         let handle = Arc::new(TenantHandle {
             config: crate::app::taxi_tenant(),
-            hub: Arc::new(Hub::new("liveMapLocation", true, 16, 16)),
+            hub: Arc::new(Hub::new("liveMapLocation", true, 16, 16, Arc::new(TenantMetrics::new("taxi")))),
             metrics: Arc::new(TenantMetrics::new("taxi")),
             ready: CancellationToken::new(),
             chain_labels: Vec::new(),
@@ -81,7 +81,7 @@ mod tests {
     fn publish(handle: &TenantHandle, n: u64, taxi: &str) {
         let payload = bytes::Bytes::from(format!(r#"{{"mediaId":"{taxi}","timestamp":{n}}}"#));
         let e = PendingEvent::for_test(SourceEvent { key: taxi.into(), event_time: n as i64, payload });
-        handle.hub.publish(LogPosition { major: n, minor: 0 }, &[e]);
+        handle.hub.publish(LogPosition { major: n, minor: 0 }, vec![e]);
     }
 
     async fn get(app: &Router, uri: &str, header: Option<(&str, &str)>) -> axum::response::Response {
@@ -155,5 +155,31 @@ mod tests {
         let resp = get(&app, "/tenants/taxi/events?lastEventId=bogus", None).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
         assert!(text(resp).await.contains("Last-Event-ID"));
+    }
+
+    #[tokio::test]
+    async fn key_parameters_select_keys_and_are_checked() {
+        let (app, handle) = app();
+        publish(&handle, 1, "taxi-1");
+        publish(&handle, 2, "taxi 2");
+        let resp = get(&app, "/tenants/taxi/events?key=taxi%202&lastEventId=0-0", None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body().into_data_stream();
+        let mut seen = String::new();
+        while !seen.contains("id: 2-0") {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+                .await
+                .expect("a frame within 5 s")
+                .unwrap()
+                .unwrap();
+            seen.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        assert!(!seen.contains("taxi-1"), "only the requested key: {seen}");
+        let resp = get(&app, "/tenants/taxi/events?key=", None).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let many: String = (0..1001).map(|i| format!("key=k{i}&")).collect();
+        let resp = get(&app, &format!("/tenants/taxi/events?{many}"), None).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert!(text(resp).await.contains("at most 1000"));
     }
 }

@@ -1,10 +1,11 @@
 //! `GET /tenants/{tenant}/events` (Server-Sent Events) and `GET /tenants/{tenant}/snapshot`.
 //!
 //! Frames are pre-serialised by the hub and written as they are: one allocation per
-//! frame, however many clients. A client resumes with `Last-Event-ID` (or
-//! `?lastEventId=`) on any instance, since ids are log positions. A client that falls
-//! behind its buffer is counted and, for latest-value tenants, sent the newest state
-//! in one frame instead of the backlog.
+//! frame, however many clients. `?key=K` (repeatable) limits a client to those keys,
+//! routed in the hub. A client resumes with `Last-Event-ID` (or `?lastEventId=`) on any
+//! instance, since ids are log positions. A client that falls behind its buffer is
+//! counted and, for latest-value tenants, sent the newest state in one frame instead
+//! of the backlog.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -14,21 +15,22 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{ApiError, AppState};
 use crate::bus::LogPosition;
-use crate::hub::Frame;
+use crate::hub::{Frame, Live};
 use crate::tenant::TenantHandle;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Most `key` parameters one client may give.
+const MAX_KEYS: usize = 1_000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,19 +38,44 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{tenant}/snapshot", get(snapshot))
 }
 
-#[derive(Deserialize)]
+/// `?key=` (repeatable) and `?lastEventId=`.
+#[derive(Default)]
 struct EventsQuery {
-    #[serde(rename = "lastEventId")]
+    keys: Vec<String>,
     last_event_id: Option<String>,
+}
+
+impl EventsQuery {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut q = EventsQuery::default();
+        for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            match &*name {
+                "key" if value.is_empty() => {
+                    return Err(ApiError::BadRequest("key must not be empty".into()));
+                }
+                "key" => q.keys.push(value.into_owned()),
+                "lastEventId" => q.last_event_id = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        if q.keys.len() > MAX_KEYS {
+            return Err(ApiError::BadRequest(format!(
+                "at most {MAX_KEYS} key parameters, got {}",
+                q.keys.len()
+            )));
+        }
+        Ok(q)
+    }
 }
 
 async fn events(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    Query(query): Query<EventsQuery>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
+    let query = EventsQuery::parse(raw.as_deref())?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -57,13 +84,16 @@ async fn events(
         .filter(|s| !s.trim().is_empty())
         .map(|s| s.parse::<LogPosition>().map_err(|e| ApiError::BadRequest(format!("Last-Event-ID: {e}"))))
         .transpose()?;
-    let sub = tenant.hub.subscribe(resume);
+    let keys = (!query.keys.is_empty()).then_some(query.keys);
+    let keyed = keys.is_some();
+    let sub = tenant.hub.subscribe(resume, keys, tenant.config.snapshot_on_connect);
     if sub.gap {
         tenant.metrics.sse_lagged.fetch_add(1, Relaxed);
     }
     let mut backlog: VecDeque<Bytes> = VecDeque::new();
     backlog.push_back(Bytes::from_static(b"retry: 1000\n\n"));
     if sub.gap
+        && !keyed
         && let Some(state) = tenant.hub.conflated_frame()
     {
         backlog.push_back(state.wire.clone());
@@ -104,7 +134,7 @@ impl Drop for ClientGuard {
 
 struct Client {
     backlog: VecDeque<Bytes>,
-    live: tokio::sync::broadcast::Receiver<Arc<Frame>>,
+    live: Live,
     last_sent: Option<LogPosition>,
     guard: ClientGuard,
     cancel: CancellationToken,
@@ -120,7 +150,7 @@ impl Client {
             let received = tokio::select! {
                 _ = self.cancel.cancelled() => return None,
                 _ = tokio::time::sleep(KEEP_ALIVE) => return Some(Bytes::from_static(b": keep-alive\n\n")),
-                r = self.live.recv() => r,
+                r = recv(&mut self.live) => r,
             };
             match received {
                 Ok(frame) => {
@@ -142,6 +172,14 @@ impl Client {
                 Err(RecvError::Closed) => return None,
             }
         }
+    }
+}
+
+/// The next live frame; keyed clients' lag is handled in the hub, so they never lag here.
+async fn recv(live: &mut Live) -> Result<Arc<Frame>, RecvError> {
+    match live {
+        Live::All(rx) => rx.recv().await,
+        Live::Keys(rx, _) => rx.recv().await.ok_or(RecvError::Closed),
     }
 }
 
