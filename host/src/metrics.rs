@@ -15,7 +15,7 @@ pub struct TenantMetrics {
     pub tenant: String,
     /// Messages read from the source.
     pub consumed: AtomicU64,
-    decode_errors: [AtomicU64; 4],
+    decode_errors: [AtomicU64; DecodeError::ALL.len()],
     /// Events published to the bus by this instance.
     pub published: AtomicU64,
     pub publish_errors: AtomicU64,

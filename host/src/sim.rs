@@ -213,11 +213,7 @@ mod tests {
     #[test]
     fn reports_parse_stay_in_seoul_and_include_faults() {
         let mut sim = TaxiSim::new(300, 7, FaultRates::default());
-        let extractor = Extractor {
-            key_pointer: "/mediaId".into(),
-            time_pointer: "/timestamp".into(),
-            max_payload_bytes: 1024,
-        };
+        let extractor = Extractor::for_tenant(&crate::app::taxi_tenant());
         let mut total = 0;
         let mut stale = 0;
         for n in 0..20 {

@@ -80,7 +80,12 @@ mod tests {
 
     fn publish(handle: &TenantHandle, n: u64, taxi: &str) {
         let payload = bytes::Bytes::from(format!(r#"{{"mediaId":"{taxi}","timestamp":{n}}}"#));
-        let e = PendingEvent::for_test(SourceEvent { key: taxi.into(), event_time: n as i64, payload });
+        let e = PendingEvent::for_test(SourceEvent {
+            key: taxi.into(),
+            event_time: n as i64,
+            payload,
+            ..Default::default()
+        });
         handle.hub.publish(LogPosition { major: n, minor: 0 }, vec![e]);
     }
 

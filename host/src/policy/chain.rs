@@ -29,6 +29,8 @@ pub struct PendingEvent {
     pub log_time: i64,
     pub payload: Bytes,
     key_hash: u64,
+    id: u64,
+    tag: u64,
     /// Index of the stage holding it (`stages.len()` once released by the last).
     stage: usize,
 }
@@ -38,6 +40,8 @@ impl PendingEvent {
     pub fn for_test(e: SourceEvent) -> Self {
         PendingEvent {
             key_hash: key_hash(&e.key),
+            id: e.id,
+            tag: e.tag,
             key: e.key,
             event_time: e.event_time,
             log_time: 0,
@@ -47,7 +51,14 @@ impl PendingEvent {
     }
 
     fn meta(&self, seq: u64) -> wit::Event {
-        wit::Event { seq, key: self.key_hash, event_time: self.event_time, log_time: self.log_time }
+        wit::Event {
+            seq,
+            key: self.key_hash,
+            event_time: self.event_time,
+            log_time: self.log_time,
+            id: self.id,
+            tag: self.tag,
+        }
     }
 }
 
@@ -180,6 +191,8 @@ impl Chain {
             self.next_seq += 1;
             let p = PendingEvent {
                 key_hash: key_hash(&e.key),
+                id: e.id,
+                tag: e.tag,
                 key: e.key,
                 event_time: e.event_time,
                 log_time: now,
@@ -322,6 +335,7 @@ mod tests {
             key: key.into(),
             event_time: t,
             payload: Bytes::from(format!("{{\"k\":\"{key}\",\"t\":{t}}}")),
+            ..Default::default()
         }
     }
 

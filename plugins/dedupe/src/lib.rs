@@ -143,7 +143,7 @@ mod tests {
     use super::*;
 
     fn ev(seq: u64, key: u64, event_time: i64) -> Event {
-        Event { seq, key, event_time, log_time: 0 }
+        Event { seq, key, event_time, ..Event::default() }
     }
 
     fn push(p: &mut Dedupe, now: i64, events: &[Event]) -> Decisions {

@@ -102,10 +102,10 @@ impl Policy for Ordering {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let mut w = SnapshotWriter::with_capacity(4 + self.by_time.len() * 32);
+        let mut w = SnapshotWriter::with_capacity(4 + self.by_time.len() * 48);
         w.u32(self.by_time.len() as u32);
         for e in self.by_time.values() {
-            w.u64(e.seq).u64(e.key).i64(e.event_time).i64(e.log_time);
+            w.u64(e.seq).u64(e.key).i64(e.event_time).i64(e.log_time).u64(e.id).u64(e.tag);
         }
         w.finish()
     }
@@ -118,7 +118,14 @@ impl Policy for Ordering {
         let n = r.u32()?;
         let mut held = Vec::with_capacity(n.min(1 << 20) as usize);
         for _ in 0..n {
-            held.push(Event { seq: r.u64()?, key: r.u64()?, event_time: r.i64()?, log_time: r.i64()? });
+            held.push(Event {
+                seq: r.u64()?,
+                key: r.u64()?,
+                event_time: r.i64()?,
+                log_time: r.i64()?,
+                id: r.u64()?,
+                tag: r.u64()?,
+            });
         }
         r.finish()?;
         self.by_time.clear();
@@ -136,7 +143,7 @@ mod tests {
     use super::*;
 
     fn ev(seq: u64, event_time: i64, log_time: i64) -> Event {
-        Event { seq, key: seq % 3, event_time, log_time }
+        Event { seq, key: seq % 3, event_time, log_time, ..Event::default() }
     }
 
     fn push(p: &mut Ordering, now: i64, events: &[Event]) -> Vec<u64> {

@@ -10,7 +10,7 @@ mod snapshot;
 pub use snapshot::{SnapshotReader, SnapshotWriter};
 
 /// Metadata of one event; the payload stays in the host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Event {
     /// Unique per stage for its lifetime; increases in log order.
     pub seq: u64,
@@ -20,6 +20,16 @@ pub struct Event {
     pub event_time: i64,
     /// Time of the log entry that carried the event, ms.
     pub log_time: i64,
+    /// [`hash`] of the event's idempotency id; 0 when the tenant declares none.
+    pub id: u64,
+    /// [`hash`] of the event's tag (e.g. a kind); 0 when the tenant declares none.
+    pub tag: u64,
+}
+
+/// The stable 64-bit hash (xxh3, seed 0) the host uses for keys, ids and tags, so a
+/// plugin can hash the names in its config and compare.
+pub fn hash(s: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(s.as_bytes())
 }
 
 /// What a plugin claims to do.
@@ -188,6 +198,8 @@ macro_rules! export_policy {
                             key: e.key,
                             event_time: e.event_time,
                             log_time: e.log_time,
+                            id: e.id,
+                            tag: e.tag,
                         })
                         .collect();
                     let mut out = $crate::Decisions::default();

@@ -76,7 +76,7 @@ mod tests {
     use super::*;
 
     fn ev(seq: u64, event_time: i64) -> Event {
-        Event { seq, key: seq, event_time, log_time: 0 }
+        Event { seq, key: seq, event_time, ..Event::default() }
     }
 
     #[test]
