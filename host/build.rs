@@ -14,6 +14,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("staleness", "staleness"),
     ("dedupe", "dedupe"),
     ("ordering", "ordering"),
+    ("coalesce", "coalesce"),
     ("fixture-misbehave", "fixture_misbehave"),
 ];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";

@@ -29,9 +29,10 @@ pub fn builtin_plugin(name: &str) -> Option<&'static [u8]> {
         "staleness" => Some(component!("staleness")),
         "dedupe" => Some(component!("dedupe")),
         "ordering" => Some(component!("ordering")),
+        "coalesce" => Some(component!("coalesce")),
         _ => None,
     }
 }
 
 /// Names accepted after `builtin:`.
-pub const BUILTIN_PLUGINS: &[&str] = &["staleness", "dedupe", "ordering"];
+pub const BUILTIN_PLUGINS: &[&str] = &["staleness", "dedupe", "ordering", "coalesce"];

@@ -1,10 +1,14 @@
-//! Dedupe policy: per key, event time never goes back.
+//! Dedupe policy, in one of two modes (`by`):
 //!
-//! An event whose time is not newer than the last one released for its key is dropped
-//! (`duplicate` when equal, `out-of-date` when older). With `newest_per_frame`, only the
-//! newest event per key in a batch is released; the others are `superseded`.
-//! With `forget_after_ms`, keys whose last time fell that far behind log time are
-//! forgotten, bounding memory; set it above any staleness bound in the chain.
+//! - `"time"` (default): per key, event time never goes back. An event whose time is
+//!   not newer than the last one released for its key is dropped (`duplicate` when
+//!   equal, `out-of-date` when older). With `newest_per_frame`, only the newest event per
+//!   key in a batch is released; the others are `superseded`.
+//! - `"id"`: each idempotency id (the tenant's `id` pointer) is released at most once;
+//!   a repeat is a `duplicate`. For at-least-once streams where every event counts.
+//!
+//! With `forget_after_ms`, keys (or ids) last seen that far behind log time are
+//! forgotten, bounding memory; set it above any staleness bound or redelivery delay.
 
 use std::collections::BTreeMap;
 
@@ -18,17 +22,27 @@ streamgate_plugin_sdk::export_policy!(crate::Dedupe, "../../wit");
 
 const STATE_VERSION: u32 = 1;
 
-/// Config (JSON): `{"newest_per_frame": true, "forget_after_ms": 600000}`.
+/// Config (JSON): `{"by": "time", "newest_per_frame": true, "forget_after_ms": 600000}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DedupeConfig {
+    pub by: DedupeBy,
     pub newest_per_frame: bool,
     pub forget_after_ms: Option<i64>,
 }
 
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupeBy {
+    #[default]
+    Time,
+    Id,
+}
+
 pub struct Dedupe {
     config: DedupeConfig,
-    /// Last released event time per key (BTreeMap: deterministic iteration).
+    /// By time: last released event time per key. By id: log time each id was first
+    /// seen. (BTreeMap: deterministic iteration.)
     last_time: BTreeMap<u64, i64>,
     /// Log time at which the next forgetting sweep runs.
     next_sweep: i64,
@@ -71,6 +85,9 @@ impl Policy for Dedupe {
         {
             return Err(ConfigError::Invalid(format!("forget_after_ms must be > 0, got {f}")));
         }
+        if config.by == DedupeBy::Id && config.newest_per_frame {
+            return Err(ConfigError::Invalid("newest_per_frame applies to by = \"time\" only".into()));
+        }
         Ok(Dedupe {
             config,
             last_time: BTreeMap::new(),
@@ -81,6 +98,17 @@ impl Policy for Dedupe {
 
     fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
         self.forget_old_keys(now);
+        if self.config.by == DedupeBy::Id {
+            for e in events {
+                if self.last_time.contains_key(&e.id) {
+                    out.drop(e.seq, DropReason::Duplicate);
+                } else {
+                    self.last_time.insert(e.id, e.log_time);
+                    out.release(e.seq);
+                }
+            }
+            return;
+        }
         let mut passed = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
             match self.last_time.get(&e.key) {
@@ -194,7 +222,24 @@ mod tests {
     }
 
     #[test]
+    fn by_id_releases_each_id_once_whatever_its_time() {
+        let mut p = Dedupe::create(r#"{"by": "id", "forget_after_ms": 1000}"#).unwrap();
+        let with_id = |seq, id, t| Event { seq, key: 1, event_time: t, log_time: t, id, ..Event::default() };
+        let out = push(&mut p, 0, &[with_id(1, 10, 5), with_id(2, 11, 3), with_id(3, 10, 9)]);
+        assert_eq!(out.released, vec![1, 2], "an older time is fine; a repeated id is not");
+        assert_eq!(out.dropped, vec![(3, DropReason::Duplicate)]);
+        assert_eq!(push(&mut p, 500, &[with_id(4, 11, 500)]).dropped, vec![(4, DropReason::Duplicate)]);
+        push(&mut p, 2_000, &[]);
+        assert_eq!(p.keys(), 0, "ids first seen before 2000-1000 are forgotten");
+    }
+
+    #[test]
     fn rejects_unknown_fields_and_bad_values() {
+        assert!(matches!(
+            Dedupe::create(r#"{"by":"id","newest_per_frame":true}"#),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(Dedupe::create(r#"{"by":"name"}"#), Err(ConfigError::Invalid(_))));
         assert!(matches!(Dedupe::create(r#"{"newest":true}"#), Err(ConfigError::Invalid(_))));
         assert!(matches!(Dedupe::create(r#"{"forget_after_ms":0}"#), Err(ConfigError::Invalid(_))));
     }
