@@ -35,6 +35,8 @@ pub enum AppError {
     Bus(#[from] BusError),
     #[error("tenant policy chain: {0}")]
     Chain(#[from] ChainError),
+    #[error("tenant {tenant:?} auth: {message}")]
+    Auth { tenant: String, message: String },
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaSourceError),
     #[error(
@@ -79,6 +81,7 @@ pub fn taxi_tenant() -> TenantConfig {
         ],
         failure_policy: FailurePolicy::FailOpen,
         call_timeout_ms: None,
+        auth: None,
     }
 }
 
@@ -104,7 +107,14 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
     let tasks = TaskTracker::new();
     let mut tenants = BTreeMap::new();
     for t in &config.tenants {
-        let handle = tenant::start(t.clone(), bus.clone(), &config.bus, &runtime, &tasks, cancel.clone())?;
+        let auth = t
+            .auth
+            .as_ref()
+            .map(|a| crate::auth::Verifier::new(&t.name, a))
+            .transpose()
+            .map_err(|message| AppError::Auth { tenant: t.name.clone(), message })?;
+        let handle =
+            tenant::start(t.clone(), auth, bus.clone(), &config.bus, &runtime, &tasks, cancel.clone())?;
         match source {
             Source::Kafka => {
                 let consumer = kafka::consumer(&config.kafka, t)?;

@@ -178,6 +178,9 @@ pub struct TenantConfig {
     /// Budget of one plugin call for this tenant (default: `sandbox.call_timeout_ms`).
     #[serde(default)]
     pub call_timeout_ms: Option<u64>,
+    /// Subscribers must present a JWT (see [`crate::auth`]).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 /// What a tenant's chain does with the events of a stage that faulted (trap, timeout,
@@ -285,6 +288,11 @@ impl Config {
             }
             if t.snapshot_on_connect && !t.latest_value {
                 return bad(format!("tenant {:?}: snapshot_on_connect needs latest_value = true", t.name));
+            }
+            if let Some(auth) = &t.auth
+                && let Err(e) = crate::auth::Verifier::new(&t.name, auth)
+            {
+                return bad(format!("tenant {:?}: {e}", t.name));
             }
             if t.history_frames == 0 {
                 return bad(format!("tenant {:?}: history_frames must be > 0", t.name));

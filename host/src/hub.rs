@@ -238,10 +238,12 @@ impl Hub {
         Subscription { backlog, live, gap }
     }
 
-    /// JSON array of the newest payload per key, oldest first (latest-value tenants).
-    pub fn snapshot_json(&self) -> Bytes {
+    /// JSON array of the newest payload per key (of `keys`, if given), oldest first
+    /// (latest-value tenants).
+    pub fn snapshot_json(&self, keys: Option<&[String]>) -> Bytes {
         let inner = self.inner.lock().unwrap();
-        json_array(sorted_latest(&inner.latest, None).iter().map(|e| &e.payload))
+        let keys: Option<BTreeSet<&str>> = keys.map(|k| k.iter().map(String::as_str).collect());
+        json_array(sorted_latest(&inner.latest, keys.as_ref()).iter().map(|e| &e.payload))
     }
 
     /// The whole newest state as one frame at the last position, for a client that fell
@@ -375,7 +377,8 @@ mod tests {
         let hub = hub(true, 8, 8);
         hub.publish(pos(1), released(&[("b", 5), ("a", 7)]));
         hub.publish(pos(2), released(&[("b", 9), ("a", 3)]));
-        assert_eq!(&hub.snapshot_json()[..], br#"[{"k":"a","t":7},{"k":"b","t":9}]"#);
+        assert_eq!(&hub.snapshot_json(None)[..], br#"[{"k":"a","t":7},{"k":"b","t":9}]"#);
+        assert_eq!(&hub.snapshot_json(Some(&["b".into()]))[..], br#"[{"k":"b","t":9}]"#);
         let f = hub.conflated_frame().unwrap();
         assert_eq!(f.position, pos(2));
     }

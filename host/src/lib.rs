@@ -12,11 +12,13 @@
 //! - [`tenant`]: runs one tenant: log reader, heartbeats, the policy worker thread.
 //! - [`hub`]: serialised SSE frames, history ring for resume, latest value per key.
 //! - [`http`]: the HTTP surface (SSE, snapshot, health, metrics, web UI).
+//! - [`auth`]: optional JWT authorization of subscribers, per tenant.
 //! - [`metrics`]: counters rendered as Prometheus text.
 //! - [`sim`]: the taxi simulator behind `streamgate demo` and `streamgate simulate`.
 //! - [`app`]: wires it all together for `run` and `demo`.
 
 pub mod app;
+pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod event;

@@ -1,4 +1,4 @@
-//! The `streamgate` command line: `run`, `demo`, `simulate`.
+//! The `streamgate` command line: `run`, `demo`, `simulate`, `token`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +50,20 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Issue an HS256 subscriber token for a tenant with `[tenant.auth] hs256_secret`.
+    Token {
+        /// The tenant's secret (or env STREAMGATE_TOKEN_SECRET).
+        #[arg(long, env = "STREAMGATE_TOKEN_SECRET", hide_env_values = true)]
+        secret: String,
+        #[arg(long)]
+        tenant: String,
+        /// A key the holder may read (repeatable); `*` for every key.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// Seconds until the token expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +104,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let n =
                 streamgate::sim::run_into_kafka(&brokers, &topic, taxis, every, rounds, seed, cancel).await?;
             eprintln!("produced {n} reports into {topic}");
+        }
+        Command::Token { secret, tenant, keys, ttl_secs } => {
+            let exp =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + ttl_secs;
+            let claims = streamgate::auth::Claims { tenant, keys, exp };
+            println!("{}", streamgate::auth::issue_hs256(&secret, &claims)?);
         }
     }
     Ok(())

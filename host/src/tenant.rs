@@ -31,11 +31,14 @@ pub struct TenantHandle {
     /// Cancelled once the log reader is connected and caught up.
     pub ready: CancellationToken,
     pub chain_labels: Vec<String>,
+    /// Checks subscribers' tokens, when the tenant requires them.
+    pub auth: Option<crate::auth::Verifier>,
 }
 
 /// Builds the tenant's chain and starts its tasks on `tasks`.
 pub fn start(
     config: TenantConfig,
+    auth: Option<crate::auth::Verifier>,
     bus: Bus,
     bus_config: &BusConfig,
     runtime: &PolicyRuntime,
@@ -58,6 +61,7 @@ pub fn start(
         hub: hub.clone(),
         metrics: metrics.clone(),
         ready: ready.clone(),
+        auth,
     });
     let clock = Instant::now();
     let last_entry_ms = Arc::new(AtomicU64::new(0));

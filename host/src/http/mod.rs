@@ -37,13 +37,17 @@ pub enum ApiError {
     BadRequest(String),
     #[error("tenant {0:?} keeps no latest values (set latest_value = true in its config)")]
     NoLatestValues(String),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match self {
+        let status = match &self {
             ApiError::UnknownTenant(_) | ApiError::NoLatestValues(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Auth(e) if e.forbidden() => StatusCode::FORBIDDEN,
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
         };
         (status, format!("{self}\n")).into_response()
     }
@@ -67,12 +71,17 @@ mod tests {
     use tower::ServiceExt;
 
     fn app() -> (Router, Arc<TenantHandle>) {
+        app_with(None)
+    }
+
+    fn app_with(auth: Option<crate::auth::Verifier>) -> (Router, Arc<TenantHandle>) {
         let handle = Arc::new(TenantHandle {
             config: crate::app::taxi_tenant(),
             hub: Arc::new(Hub::new("liveMapLocation", true, 16, 16, Arc::new(TenantMetrics::new("taxi")))),
             metrics: Arc::new(TenantMetrics::new("taxi")),
             ready: CancellationToken::new(),
             chain_labels: Vec::new(),
+            auth,
         });
         let tenants = BTreeMap::from([("taxi".to_string(), handle.clone())]);
         (router(AppState { tenants: Arc::new(tenants), cancel: CancellationToken::new() }), handle)
@@ -160,6 +169,61 @@ mod tests {
         let resp = get(&app, "/tenants/taxi/events?lastEventId=bogus", None).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
         assert!(text(resp).await.contains("Last-Event-ID"));
+    }
+
+    const SECRET: &str = "a-secret-for-the-http-tests";
+
+    fn token(keys: &[&str], exp_from_now: i64) -> String {
+        let exp = (jsonwebtoken::get_current_timestamp() as i64 + exp_from_now) as u64;
+        let keys = keys.iter().map(|k| k.to_string()).collect();
+        crate::auth::issue_hs256(SECRET, &crate::auth::Claims { tenant: "taxi".into(), keys, exp }).unwrap()
+    }
+
+    #[tokio::test]
+    async fn subscribers_need_a_token_granting_their_keys() {
+        let config = crate::auth::AuthConfig {
+            hs256_secret: Some(SECRET.into()),
+            public_key_pem: None,
+            algorithm: None,
+        };
+        let (app, handle) = app_with(Some(crate::auth::Verifier::new("taxi", &config).unwrap()));
+        publish(&handle, 1, "u-1");
+        publish(&handle, 2, "u-2");
+        let status = |resp: &axum::response::Response| resp.status();
+        let resp = get(&app, "/tenants/taxi/events?key=u-1", None).await;
+        assert_eq!(status(&resp), StatusCode::UNAUTHORIZED);
+        assert!(text(resp).await.contains("token is required"));
+        let forged = crate::auth::issue_hs256(
+            "not-the-secret-at-all",
+            &crate::auth::Claims { tenant: "taxi".into(), keys: vec!["*".into()], exp: u64::MAX / 2 },
+        )
+        .unwrap();
+        let resp = get(&app, &format!("/tenants/taxi/events?token={forged}"), None).await;
+        assert_eq!(status(&resp), StatusCode::UNAUTHORIZED);
+        let resp = get(&app, &format!("/tenants/taxi/events?token={}", token(&["u-1"], -60)), None).await;
+        assert_eq!(status(&resp), StatusCode::UNAUTHORIZED);
+        assert!(text(resp).await.contains("expired"));
+        let resp =
+            get(&app, &format!("/tenants/taxi/events?key=u-2&token={}", token(&["u-1"], 60)), None).await;
+        assert_eq!(status(&resp), StatusCode::FORBIDDEN);
+        assert!(text(resp).await.contains("u-2"));
+
+        // A good token in ?token= (EventSource cannot set headers) reads its own key only.
+        let uri = format!("/tenants/taxi/events?lastEventId=0-0&token={}", token(&["u-1"], 60));
+        let resp = get(&app, &uri, None).await;
+        assert_eq!(status(&resp), StatusCode::OK);
+        let mut body = resp.into_body().into_data_stream();
+        let mut seen = String::new();
+        while !seen.contains("id: 1-0") {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.unwrap();
+            seen.push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
+        }
+        assert!(!seen.contains("u-2"), "{seen}");
+        // The header works too, for the snapshot as well.
+        let bearer = format!("Bearer {}", token(&["u-2"], 60));
+        let resp = get(&app, "/tenants/taxi/snapshot", Some(("authorization", &bearer))).await;
+        assert_eq!(status(&resp), StatusCode::OK);
+        assert_eq!(text(resp).await, r#"[{"mediaId":"u-2","timestamp":2}]"#);
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{ApiError, AppState};
+use crate::auth::Grant;
 use crate::bus::LogPosition;
 use crate::hub::{Frame, Live};
 use crate::tenant::TenantHandle;
@@ -38,11 +39,12 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{tenant}/snapshot", get(snapshot))
 }
 
-/// `?key=` (repeatable) and `?lastEventId=`.
+/// `?key=` (repeatable), `?lastEventId=` and `?token=`.
 #[derive(Default)]
 struct EventsQuery {
     keys: Vec<String>,
     last_event_id: Option<String>,
+    token: Option<String>,
 }
 
 impl EventsQuery {
@@ -55,6 +57,7 @@ impl EventsQuery {
                 }
                 "key" => q.keys.push(value.into_owned()),
                 "lastEventId" => q.last_event_id = Some(value.into_owned()),
+                "token" => q.token = Some(value.into_owned()),
                 _ => {}
             }
         }
@@ -75,7 +78,8 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
-    let query = EventsQuery::parse(raw.as_deref())?;
+    let mut query = EventsQuery::parse(raw.as_deref())?;
+    query.keys = authorize(&tenant, &headers, query.token.as_deref(), query.keys)?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -183,10 +187,36 @@ async fn recv(live: &mut Live) -> Result<Arc<Frame>, RecvError> {
     }
 }
 
-async fn snapshot(State(state): State<AppState>, Path(tenant): Path<String>) -> Result<Response, ApiError> {
+/// The keys a request may read: as asked, or as its token grants (empty = all).
+fn authorize(
+    tenant: &TenantHandle,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    requested: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    let Some(verifier) = &tenant.auth else { return Ok(requested) };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match verifier.check(bearer.or(query_token), &requested)? {
+        Grant::AllKeys => Ok(Vec::new()),
+        Grant::Keys(keys) => Ok(keys),
+    }
+}
+
+async fn snapshot(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
     if !tenant.hub.latest_value() {
         return Err(ApiError::NoLatestValues(tenant.config.name.clone()));
     }
-    Ok(([(header::CONTENT_TYPE, "application/json")], tenant.hub.snapshot_json()).into_response())
+    let query = EventsQuery::parse(raw.as_deref())?;
+    let keys = authorize(&tenant, &headers, query.token.as_deref(), query.keys)?;
+    let keys = (!keys.is_empty()).then_some(keys.as_slice());
+    Ok(([(header::CONTENT_TYPE, "application/json")], tenant.hub.snapshot_json(keys)).into_response())
 }
