@@ -1,6 +1,7 @@
 //! The live taxi map end to end, against real tansu (Kafka) and real redis-server:
 //! two streamgate instances in one consumer group, a topic with 4 partitions, 200 taxis
-//! reporting with duplicates, late, backwards-in-time and stale reports mixed in.
+//! reporting with duplicates, late, backwards-in-time and stale reports mixed in. The
+//! waiting-queue tenant runs in the same processes, idle: the taxi map must not care.
 
 mod common;
 
@@ -50,9 +51,10 @@ config = {{ max_age_ms = {MAX_AGE_MS} }}
 [[tenant.policies]]
 plugin = "builtin:dedupe"
 config = {{ newest_per_frame = true, forget_after_ms = 600000 }}
-"#,
+{queue}"#,
         brokers = tansu.brokers(),
         redis = redis.url(),
+        queue = common::QUEUE_TENANT,
     )
 }
 
@@ -245,6 +247,7 @@ fn assert_taxi_stream(frames: &[SseFrame], newest: &BTreeMap<String, Report>) {
 async fn two_instances_emit_identical_streams() {
     let (tansu, redis) = (Tansu::start(), Redis::start());
     tansu.create_topic("taxi", 4);
+    tansu.create_topic("queue", 4);
     let config = config(&tansu, &redis, "identical");
     let a = Instance::start(&config);
     let b = Instance::start(&config);
@@ -331,6 +334,7 @@ async fn two_instances_emit_identical_streams() {
 async fn survivor_ends_with_every_newest_position_after_a_crash() {
     let (tansu, redis) = (Tansu::start(), Redis::start());
     tansu.create_topic("taxi", 4);
+    tansu.create_topic("queue", 4);
     let config = config(&tansu, &redis, "crash");
     let mut doomed = Instance::start(&config);
     let survivor = Instance::start(&config);

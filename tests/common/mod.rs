@@ -370,3 +370,24 @@ fn parse_block(block: &str) -> Option<SseFrame> {
     }
     (!data.is_empty()).then(|| SseFrame { event, id, data: data.join("\n") })
 }
+
+/// The waiting-queue tenant, as a config fragment: per-user delivery, dedupe by
+/// eventId, ranks coalesced per frame, admissions never dropped.
+pub const QUEUE_TENANT: &str = r#"
+[[tenant]]
+name = "queue"
+topic = "queue"
+key = "/userId"
+time = "/timestamp"
+id = "/eventId"
+tag = "/kind"
+event = "queueUpdate"
+
+[[tenant.policies]]
+plugin = "builtin:dedupe"
+config = { by = "id", forget_after_ms = 600000 }
+
+[[tenant.policies]]
+plugin = "builtin:coalesce"
+config = { tags = ["rank"] }
+"#;

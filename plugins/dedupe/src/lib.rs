@@ -100,11 +100,12 @@ impl Policy for Dedupe {
         self.forget_old_keys(now);
         if self.config.by == DedupeBy::Id {
             for e in events {
-                if self.last_time.contains_key(&e.id) {
-                    out.drop(e.seq, DropReason::Duplicate);
-                } else {
-                    self.last_time.insert(e.id, e.log_time);
-                    out.release(e.seq);
+                match self.last_time.entry(e.id) {
+                    std::collections::btree_map::Entry::Occupied(_) => out.drop(e.seq, DropReason::Duplicate),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(e.log_time);
+                        out.release(e.seq);
+                    }
                 }
             }
             return;
