@@ -81,6 +81,7 @@ pub fn taxi_tenant() -> TenantConfig {
         ],
         failure_policy: FailurePolicy::FailOpen,
         call_timeout_ms: None,
+        frame_ms: None,
         auth: None,
     }
 }
@@ -134,7 +135,7 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
                     bus.clone(),
                     handle.metrics.clone(),
                     config.bus.batch_max_events,
-                    Duration::from_millis(config.bus.batch_linger_ms),
+                    t.linger(&config.bus),
                 );
                 let sim = TaxiSim::new(taxis, 42, FaultRates::default());
                 tasks.spawn(crate::sim::run_on_bus(sim, every, extractor, publisher, cancel.clone()));

@@ -178,6 +178,10 @@ pub struct TenantConfig {
     /// Budget of one plugin call for this tenant (default: `sandbox.call_timeout_ms`).
     #[serde(default)]
     pub call_timeout_ms: Option<u64>,
+    /// Frame cadence: this tenant's sources publish a batch (one log entry, at most one
+    /// frame) at least this often while events flow (default: `bus.batch_linger_ms`).
+    #[serde(default)]
+    pub frame_ms: Option<u64>,
     /// Subscribers must present a JWT (see [`crate::auth`]).
     #[serde(default)]
     pub auth: Option<crate::auth::AuthConfig>,
@@ -225,6 +229,13 @@ fn default_history() -> usize {
 
 fn default_max_payload() -> usize {
     64 << 10
+}
+
+impl TenantConfig {
+    /// How long this tenant's sources hold a batch before publishing it.
+    pub fn linger(&self, bus: &BusConfig) -> std::time::Duration {
+        std::time::Duration::from_millis(self.frame_ms.unwrap_or(bus.batch_linger_ms))
+    }
 }
 
 impl Config {
@@ -294,6 +305,9 @@ impl Config {
             {
                 return bad(format!("tenant {:?}: {e}", t.name));
             }
+            if t.frame_ms == Some(0) {
+                return bad(format!("tenant {:?}: frame_ms must be > 0", t.name));
+            }
             if t.history_frames == 0 {
                 return bad(format!("tenant {:?}: history_frames must be > 0", t.name));
             }
@@ -349,6 +363,18 @@ mod tests {
         assert_eq!(c.redis.url, "redis://10.0.0.1:7000");
         assert_eq!(c.listen.port(), 9999);
         assert!(c.apply_env(|_| Some("nope".into())).is_err());
+    }
+
+    #[test]
+    fn the_readme_config_reference_is_a_valid_config() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n").expect("README has a toml block") + "```toml\n".len();
+        let block = &readme[start..start + readme[start..].find("```").unwrap()];
+        let config = Config::parse(block).unwrap_or_else(|e| panic!("README config does not parse: {e}"));
+        config.validate().unwrap();
+        let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["taxi", "queue"]);
+        assert!(config.tenants[1].auth.is_some());
     }
 
     #[test]

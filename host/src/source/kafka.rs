@@ -54,7 +54,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let extractor = Extractor::for_tenant(&tenant);
-    let linger = std::time::Duration::from_millis(bus_config.batch_linger_ms);
+    let linger = tenant.linger(&bus_config);
     let mut publisher =
         BatchPublisher::new(&tenant.name, bus, metrics.clone(), bus_config.batch_max_events, linger);
     // Highest offset seen per partition since the last flush.
