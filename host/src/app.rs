@@ -25,7 +25,8 @@ use crate::tenant;
 pub enum Source {
     /// Each tenant's Kafka topic.
     Kafka,
-    /// The built-in taxi simulator, `taxis` cars reporting every `every`.
+    /// The built-in simulators: `taxis` cars reporting every `every`, and for the
+    /// tenant named `queue`, a waiting queue moving every `2 × every`.
     Simulator { taxis: usize, every: Duration },
 }
 
@@ -47,13 +48,38 @@ pub enum AppError {
     Serve(std::io::Error),
 }
 
-/// The embedded default: in-memory bus, simulated taxis, the taxi map tenant.
+/// The embedded default: in-memory bus, the taxi map and the waiting queue.
 pub fn demo_config(listen: SocketAddr) -> Config {
     let mut config = Config::parse("").expect("an empty config parses");
     config.listen = listen;
     config.bus.kind = BusKind::Memory;
     config.tenants.push(taxi_tenant());
+    config.tenants.push(queue_tenant());
     config
+}
+
+/// The waiting-queue tenant: per-user keys, dedupe by eventId, ranks coalesced.
+pub fn queue_tenant() -> TenantConfig {
+    let policy = |name: &str, config: &str| PolicyRef {
+        plugin: format!("builtin:{name}"),
+        config: Some(toml::from_str(config).expect("static policy config")),
+    };
+    TenantConfig {
+        name: "queue".into(),
+        topic: "queue-events".into(),
+        key: "/userId".into(),
+        time: "/timestamp".into(),
+        id: Some("/eventId".into()),
+        tag: Some("/kind".into()),
+        event: "queueUpdate".into(),
+        latest_value: false,
+        snapshot_on_connect: false,
+        policies: vec![
+            policy("dedupe", "by = \"id\"\nforget_after_ms = 600000"),
+            policy("coalesce", "tags = [\"rank\"]"),
+        ],
+        ..taxi_tenant()
+    }
 }
 
 /// The live taxi map tenant with its default chain.
@@ -137,8 +163,13 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
                     config.bus.batch_max_events,
                     t.linger(&config.bus),
                 );
-                let sim = TaxiSim::new(taxis, 42, FaultRates::default());
-                tasks.spawn(crate::sim::run_on_bus(sim, every, extractor, publisher, cancel.clone()));
+                if t.name == "queue" {
+                    let sim = crate::queue_sim::QueueSim::new(taxis / 3, 7);
+                    tasks.spawn(crate::sim::run_on_bus(sim, every * 2, extractor, publisher, cancel.clone()));
+                } else {
+                    let sim = TaxiSim::new(taxis, 42, FaultRates::default());
+                    tasks.spawn(crate::sim::run_on_bus(sim, every, extractor, publisher, cancel.clone()));
+                }
             }
         }
         tenants.insert(t.name.clone(), handle);

@@ -14,7 +14,8 @@
 //! - [`http`]: the HTTP surface (SSE, snapshot, health, metrics, web UI).
 //! - [`auth`]: optional JWT authorization of subscribers, per tenant.
 //! - [`metrics`]: counters rendered as Prometheus text.
-//! - [`sim`]: the taxi simulator behind `streamgate demo` and `streamgate simulate`.
+//! - [`sim`]: the taxi simulator behind `streamgate demo` and `streamgate simulate`,
+//!   and [`queue_sim`], the demo's waiting queue.
 //! - [`app`]: wires it all together for `run` and `demo`.
 
 pub mod app;
@@ -26,6 +27,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod policy;
+pub mod queue_sim;
 pub mod sim;
 pub mod source;
 pub mod tenant;

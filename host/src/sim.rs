@@ -42,6 +42,17 @@ struct Taxi {
     last: Option<(f64, f64, i64)>,
 }
 
+/// Something that produces raw payloads, tick by tick.
+pub trait Simulator: Send + 'static {
+    fn tick(&mut self, now_ms: i64) -> Vec<Vec<u8>>;
+}
+
+impl Simulator for TaxiSim {
+    fn tick(&mut self, now_ms: i64) -> Vec<Vec<u8>> {
+        TaxiSim::tick(self, now_ms)
+    }
+}
+
 pub struct TaxiSim {
     taxis: Vec<Taxi>,
     rng: u64,
@@ -137,9 +148,9 @@ fn report(id: &str, lat: f64, lng: f64, timestamp: i64) -> Vec<u8> {
     .expect("a JSON object serialises")
 }
 
-/// Drives the simulator straight onto the bus (the embedded demo's source).
+/// Drives a simulator straight onto the bus (the embedded demo's source).
 pub async fn run_on_bus(
-    mut sim: TaxiSim,
+    mut sim: impl Simulator,
     every: Duration,
     extractor: Extractor,
     mut publisher: BatchPublisher,

@@ -1,4 +1,5 @@
-//! The small web UI: the live taxi map, one self-contained page (no external assets).
+//! The small web UI: the live taxi map (`/`) and a waiting-queue user's page
+//! (`/queue?user=u-0060`), each one self-contained page (no external assets).
 
 use axum::Router;
 use axum::response::Html;
@@ -7,7 +8,10 @@ use axum::routing::get;
 use super::AppState;
 
 const MAP_PAGE: &str = include_str!("ui/index.html");
+const QUEUE_PAGE: &str = include_str!("ui/queue.html");
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(|| async { Html(MAP_PAGE) }))
+    Router::new()
+        .route("/", get(|| async { Html(MAP_PAGE) }))
+        .route("/queue", get(|| async { Html(QUEUE_PAGE) }))
 }
