@@ -19,15 +19,7 @@ const RANKS: usize = 5;
 
 fn config(tansu: &Tansu, redis: &Redis) -> String {
     format!(
-        r#"
-[kafka]
-brokers = "{}"
-group_id = "queue-test"
-session_timeout_ms = 6000
-
-[redis]
-url = "{}"
-
+        r#"{}
 [[tenant]]
 name = "taxi"
 topic = "taxi"
@@ -39,8 +31,7 @@ latest_value = true
 [[tenant.policies]]
 plugin = "builtin:staleness"
 {}"#,
-        tansu.brokers(),
-        redis.url(),
+        common::services_config(tansu, redis, "queue-test"),
         common::QUEUE_TENANT
     )
 }

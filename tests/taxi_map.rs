@@ -19,18 +19,7 @@ const MAX_AGE_MS: i64 = 30_000;
 
 fn config(tansu: &Tansu, redis: &Redis, group: &str) -> String {
     format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-session_timeout_ms = 6000
-
-[redis]
-url = "{redis}"
-
-[bus]
-kind = "redis-stream"
-
+        r#"{services}
 [[tenant]]
 name = "taxi"
 topic = "taxi"
@@ -52,8 +41,7 @@ config = {{ max_age_ms = {MAX_AGE_MS} }}
 plugin = "builtin:dedupe"
 config = {{ newest_per_frame = true, forget_after_ms = 600000 }}
 {queue}"#,
-        brokers = tansu.brokers(),
-        redis = redis.url(),
+        services = common::services_config(tansu, redis, group),
         queue = common::QUEUE_TENANT,
     )
 }

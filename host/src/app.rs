@@ -60,10 +60,6 @@ pub fn demo_config(listen: SocketAddr) -> Config {
 
 /// The waiting-queue tenant: per-user keys, dedupe by eventId, ranks coalesced.
 pub fn queue_tenant() -> TenantConfig {
-    let policy = |name: &str, config: &str| PolicyRef {
-        plugin: format!("builtin:{name}"),
-        config: Some(toml::from_str(config).expect("static policy config")),
-    };
     TenantConfig {
         name: "queue".into(),
         topic: "queue-events".into(),
@@ -82,12 +78,16 @@ pub fn queue_tenant() -> TenantConfig {
     }
 }
 
-/// The live taxi map tenant with its default chain.
-pub fn taxi_tenant() -> TenantConfig {
-    let policy = |name: &str, config: &str| PolicyRef {
+/// A built-in policy with a static TOML config.
+fn policy(name: &str, config: &str) -> PolicyRef {
+    PolicyRef {
         plugin: format!("builtin:{name}"),
         config: Some(toml::from_str(config).expect("static policy config")),
-    };
+    }
+}
+
+/// The live taxi map tenant with its default chain.
+pub fn taxi_tenant() -> TenantConfig {
     TenantConfig {
         name: "taxi".into(),
         topic: "taxi-locations".into(),

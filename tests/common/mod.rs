@@ -371,6 +371,17 @@ fn parse_block(block: &str) -> Option<SseFrame> {
     (!data.is_empty()).then(|| SseFrame { event, id, data: data.join("\n") })
 }
 
+/// The start of an instance config: this Kafka and Redis, a consumer group, and a
+/// session timeout short enough for tests to see a crash's rebalance.
+pub fn services_config(tansu: &Tansu, redis: &Redis, group: &str) -> String {
+    format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nsession_timeout_ms = 6000\n\n\
+         [redis]\nurl = \"{}\"\n\n[bus]\nkind = \"redis-stream\"\n",
+        tansu.brokers(),
+        redis.url()
+    )
+}
+
 /// The waiting-queue tenant, as a config fragment: per-user delivery, dedupe by
 /// eventId, ranks coalesced per frame, admissions never dropped.
 pub const QUEUE_TENANT: &str = r#"

@@ -106,6 +106,18 @@ mod tests {
         app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
     }
 
+    /// Reads an SSE body until it holds `needle` (5 s per chunk at most); all text read.
+    async fn read_until(body: &mut axum::body::BodyDataStream, seen: &mut String, needle: &str) {
+        while !seen.contains(needle) {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {needle:?} within 5 s; got {seen}"))
+                .unwrap()
+                .unwrap();
+            seen.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
     async fn text(resp: axum::response::Response) -> String {
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
         String::from_utf8(bytes.to_vec()).unwrap()
@@ -150,17 +162,9 @@ mod tests {
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         let mut body = resp.into_body().into_data_stream();
         let mut seen = String::new();
-        while !seen.contains("id: 4-0") {
-            if seen.contains("id: 3-0") {
-                publish(&handle, 4, "taxi-1");
-            }
-            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
-                .await
-                .expect("a frame within 5 s")
-                .unwrap()
-                .unwrap();
-            seen.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
+        read_until(&mut body, &mut seen, "id: 3-0").await;
+        publish(&handle, 4, "taxi-1");
+        read_until(&mut body, &mut seen, "id: 4-0").await;
         assert!(!seen.contains("id: 1-0"), "frames up to Last-Event-ID are not resent: {seen}");
         assert!(seen.contains(
             "event: liveMapLocation\nid: 2-0\ndata: [{\"mediaId\":\"taxi-1\",\"timestamp\":2}]\n\n"
@@ -214,10 +218,7 @@ mod tests {
         assert_eq!(status(&resp), StatusCode::OK);
         let mut body = resp.into_body().into_data_stream();
         let mut seen = String::new();
-        while !seen.contains("id: 1-0") {
-            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.unwrap();
-            seen.push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
-        }
+        read_until(&mut body, &mut seen, "id: 1-0").await;
         assert!(!seen.contains("u-2"), "{seen}");
         // The header works too, for the snapshot as well.
         let bearer = format!("Bearer {}", token(&["u-2"], 60));
@@ -235,14 +236,7 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::OK);
         let mut body = resp.into_body().into_data_stream();
         let mut seen = String::new();
-        while !seen.contains("id: 2-0") {
-            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
-                .await
-                .expect("a frame within 5 s")
-                .unwrap()
-                .unwrap();
-            seen.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
+        read_until(&mut body, &mut seen, "id: 2-0").await;
         assert!(!seen.contains("taxi-1"), "only the requested key: {seen}");
         let resp = get(&app, "/tenants/taxi/events?key=", None).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
