@@ -52,6 +52,34 @@ fn wasm_chain(batches: &[Vec<SourceEvent>]) -> (f64, u64) {
     (start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64, released)
 }
 
+/// One pass-through stage (the misbehave fixture, behaving): the boundary's own cost.
+fn wasm_boundary(batches: &[Vec<SourceEvent>]) -> f64 {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let refs = [streamgate::config::PolicyRef {
+        plugin: format!("{}/fixture_misbehave.wasm", env!("STREAMGATE_PLUGIN_DIR")),
+        config: None,
+    }];
+    let mut chain = Chain::build(&runtime, &refs, ChainOptions::defaults(&runtime, None)).unwrap();
+    let metrics = TenantMetrics::new("bench");
+    let start = Instant::now();
+    for (n, b) in batches.iter().enumerate() {
+        chain.push(now_of(n), b.clone(), &metrics);
+    }
+    start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64
+}
+
+/// The host's chain bookkeeping with no stage at all.
+fn host_only(batches: &[Vec<SourceEvent>]) -> f64 {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let mut chain = Chain::build(&runtime, &[], ChainOptions::defaults(&runtime, None)).unwrap();
+    let metrics = TenantMetrics::new("bench");
+    let start = Instant::now();
+    for (n, b) in batches.iter().enumerate() {
+        chain.push(now_of(n), b.clone(), &metrics);
+    }
+    start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64
+}
+
 fn native_chain(batches: &[Vec<SourceEvent>]) -> (f64, u64) {
     let mut ordering = streamgate_ordering::Ordering::create(r#"{"window_ms":1000}"#).unwrap();
     let mut staleness = streamgate_staleness::Staleness::create(r#"{"max_age_ms":30000}"#).unwrap();
@@ -111,4 +139,12 @@ fn main() {
         println!("| {name} | {ns:.0} | {:.0} | {:.2}x |", 1e9 / ns, ns / native_ns);
     }
     println!("released {wasm_released} of {} events", BATCHES * BATCH);
+    let (host, boundary) = (host_only(&batches), wasm_boundary(&batches));
+    println!();
+    println!("one pass-through Wasm stage vs none (host bookkeeping: seq, payload map, batch copy)");
+    println!("| path | ns/event |");
+    println!("| --- | ---: |");
+    println!("| host, no stage | {host:.0} |");
+    println!("| host + one pass-through Wasm stage | {boundary:.0} |");
+    println!("| the Wasm boundary itself (difference) | {:.0} |", boundary - host);
 }
