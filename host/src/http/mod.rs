@@ -228,6 +228,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_slow_client_is_counted_and_gets_the_newest_state_not_the_backlog() {
+        let (app, handle) = app();
+        let resp = get(&app, "/tenants/taxi/events", None).await;
+        let mut body = resp.into_body().into_data_stream();
+        // The client reads nothing while 40 frames go by: more than its 16-frame buffer.
+        for n in 1..=40 {
+            publish(&handle, n, &format!("taxi-{}", n % 3));
+        }
+        let mut seen = String::new();
+        read_until(&mut body, &mut seen, "id: 40-0").await;
+        assert!(handle.metrics.sse_lagged.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+        assert!(!seen.contains("id: 1-0\n"), "the oldest frames were skipped: {seen}");
+        // The catch-up frame holds every key's newest payload, oldest first.
+        let catch_up = r#"data: [{"mediaId":"taxi-2","timestamp":38},{"mediaId":"taxi-0","timestamp":39},{"mediaId":"taxi-1","timestamp":40}]"#;
+        assert!(seen.contains(catch_up), "{seen}");
+    }
+
+    #[tokio::test]
     async fn key_parameters_select_keys_and_are_checked() {
         let (app, handle) = app();
         publish(&handle, 1, "taxi-1");
