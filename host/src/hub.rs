@@ -125,15 +125,16 @@ impl Hub {
 
     /// Publishes the events released at `position` as one frame.
     pub fn publish(&self, position: LogPosition, released: Vec<PendingEvent>) {
+        let times: Vec<i64> = released.iter().map(|e| e.event_time).collect();
         let events: Vec<FrameEvent> =
-            released.iter().map(|e| FrameEvent { key: e.key.clone(), payload: e.payload.clone() }).collect();
+            released.into_iter().map(|e| FrameEvent { key: e.key, payload: e.payload }).collect();
+        // Serialised once, outside the lock.
         let frame = Arc::new(Frame { position, wire: self.encode(position, events.iter()), events });
         let mut inner = self.inner.lock().unwrap();
         if self.latest_value {
-            for e in &released {
-                let newer = inner.latest.get(&e.key).is_none_or(|(t, _)| e.event_time >= *t);
-                if newer {
-                    inner.latest.insert(e.key.clone(), (e.event_time, e.payload.clone()));
+            for (e, &t) in frame.events.iter().zip(&times) {
+                if inner.latest.get(&e.key).is_none_or(|(newest, _)| t >= *newest) {
+                    inner.latest.insert(e.key.clone(), (t, e.payload.clone()));
                 }
             }
         }
