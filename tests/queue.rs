@@ -17,23 +17,10 @@ const USERS: usize = 1_000;
 /// Rank updates per user before admission: ranks RANKS, RANKS-1, ..., 1.
 const RANKS: usize = 5;
 
+/// Both tenants in one process: the queue under test, the taxi map beside it.
 fn config(tansu: &Tansu, redis: &Redis) -> String {
-    format!(
-        r#"{}
-[[tenant]]
-name = "taxi"
-topic = "taxi"
-key = "/mediaId"
-time = "/timestamp"
-event = "liveMapLocation"
-latest_value = true
-
-[[tenant.policies]]
-plugin = "builtin:staleness"
-{}"#,
-        common::services_config(tansu, redis, "queue-test"),
-        common::QUEUE_TENANT
-    )
+    let services = common::services_config(tansu, redis, "queue-test");
+    format!("{services}{}{}", common::TAXI_TENANT, common::QUEUE_TENANT)
 }
 
 fn user(i: usize) -> String {

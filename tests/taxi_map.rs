@@ -15,35 +15,12 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 const TAXIS: usize = 200;
 const ROUNDS: usize = 60;
 const ROUND_MS: i64 = 100;
+/// The staleness bound in `common::TAXI_TENANT`.
 const MAX_AGE_MS: i64 = 30_000;
 
 fn config(tansu: &Tansu, redis: &Redis, group: &str) -> String {
-    format!(
-        r#"{services}
-[[tenant]]
-name = "taxi"
-topic = "taxi"
-key = "/mediaId"
-time = "/timestamp"
-event = "liveMapLocation"
-latest_value = true
-snapshot_on_connect = true
-
-[[tenant.policies]]
-plugin = "builtin:ordering"
-config = {{ window_ms = 1000 }}
-
-[[tenant.policies]]
-plugin = "builtin:staleness"
-config = {{ max_age_ms = {MAX_AGE_MS} }}
-
-[[tenant.policies]]
-plugin = "builtin:dedupe"
-config = {{ newest_per_frame = true, forget_after_ms = 600000 }}
-{queue}"#,
-        services = common::services_config(tansu, redis, group),
-        queue = common::QUEUE_TENANT,
-    )
+    let services = common::services_config(tansu, redis, group);
+    format!("{services}{}{}", common::TAXI_TENANT, common::QUEUE_TENANT)
 }
 
 /// A taxi report as produced.

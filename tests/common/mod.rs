@@ -382,6 +382,31 @@ pub fn services_config(tansu: &Tansu, redis: &Redis, group: &str) -> String {
     )
 }
 
+/// The live taxi map tenant, as a config fragment: reorder window 1 s, nothing older
+/// than 30 s of log time, per taxi never back in time, snapshot for new viewers.
+pub const TAXI_TENANT: &str = r#"
+[[tenant]]
+name = "taxi"
+topic = "taxi"
+key = "/mediaId"
+time = "/timestamp"
+event = "liveMapLocation"
+latest_value = true
+snapshot_on_connect = true
+
+[[tenant.policies]]
+plugin = "builtin:ordering"
+config = { window_ms = 1000 }
+
+[[tenant.policies]]
+plugin = "builtin:staleness"
+config = { max_age_ms = 30000 }
+
+[[tenant.policies]]
+plugin = "builtin:dedupe"
+config = { newest_per_frame = true, forget_after_ms = 600000 }
+"#;
+
 /// The waiting-queue tenant, as a config fragment: per-user delivery, dedupe by
 /// eventId, ranks coalesced per frame, admissions never dropped.
 pub const QUEUE_TENANT: &str = r#"

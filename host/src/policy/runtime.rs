@@ -81,10 +81,6 @@ impl PolicyRuntime {
         }
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// Compiles and checks a component; the result instantiates stages cheaply.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
         wasm_kind(bytes).map_err(PluginError::NotAComponent)?;
@@ -156,8 +152,8 @@ impl Plugin {
     }
 
     /// A new stage in its own store under `limits`, created from `config`.
-    pub fn stage(self: &Arc<Self>, config: &str, limits: StageLimits) -> Result<WasmStage, StageError> {
-        WasmStage::create(self.clone(), &self.pre, &self.engine, limits, config)
+    pub fn stage(&self, config: &str, limits: StageLimits) -> Result<WasmStage, StageError> {
+        WasmStage::create(&self.pre, &self.engine, limits, config)
     }
 }
 

@@ -1,13 +1,10 @@
 //! One policy stage: a plugin instance in its own [`Store`], living exactly as long as
 //! the stage. Every call runs under an epoch deadline; the store caps memory and tables.
 
-use std::sync::Arc;
-
 use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 
 use super::bindings::{PolicyPlugin, PolicyPluginPre, wit};
-use super::runtime::Plugin;
 
 /// Per-store data: only the resource limiter (plugins get no host state).
 pub struct StageState {
@@ -54,7 +51,6 @@ fn new_store(engine: &Engine, limits: StageLimits) -> Store<StageState> {
 }
 
 pub struct WasmStage {
-    plugin: Arc<Plugin>,
     limits: StageLimits,
     store: Store<StageState>,
     bindings: PolicyPlugin,
@@ -74,7 +70,6 @@ impl WasmStage {
     }
 
     pub(super) fn create(
-        plugin: Arc<Plugin>,
         pre: &PolicyPluginPre<StageState>,
         engine: &Engine,
         limits: StageLimits,
@@ -90,11 +85,7 @@ impl WasmStage {
                 wit::ConfigError::Invalid(m) => format!("invalid config: {m}"),
             })
         })?;
-        Ok(WasmStage { plugin, limits, store, bindings, stage })
-    }
-
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
+        Ok(WasmStage { limits, store, bindings, stage })
     }
 
     /// Decides a batch at log time `now`.

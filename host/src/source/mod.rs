@@ -44,14 +44,6 @@ impl BatchPublisher {
         self.batch.push(event);
     }
 
-    pub fn len(&self) -> usize {
-        self.batch.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.batch.is_empty()
-    }
-
     pub fn is_full(&self) -> bool {
         self.batch.len() >= self.max_events
     }
