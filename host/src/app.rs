@@ -12,12 +12,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::bus::{Bus, BusError, MemoryBus, RedisPubSubBus, RedisStreamBus};
 use crate::config::{BusKind, Config, FailurePolicy, PolicyRef, TenantConfig};
+use crate::control::ChainControl;
 use crate::event::Extractor;
+use crate::http::admin::AdminState;
 use crate::http::{self, AppState};
-use crate::policy::PolicyRuntime;
-use crate::policy::chain::ChainError;
+use crate::policy::{Catalog, CatalogError, PolicyRuntime};
 use crate::sim::{FaultRates, TaxiSim};
 use crate::source::{BatchPublisher, kafka};
+use crate::store::{Store, StoreError};
 use crate::tenant;
 
 /// Where events come from.
@@ -34,8 +36,10 @@ pub enum Source {
 pub enum AppError {
     #[error("bus: {0}")]
     Bus(#[from] BusError),
-    #[error("tenant policy chain: {0}")]
-    Chain(#[from] ChainError),
+    #[error("tenant {tenant:?} policy chain: {source}")]
+    Chain { tenant: String, source: CatalogError },
+    #[error("plugin store: {0}")]
+    Store(#[from] StoreError),
     #[error("tenant {tenant:?} auth: {message}")]
     Auth { tenant: String, message: String },
     #[error(transparent)]
@@ -126,10 +130,21 @@ fn bus(config: &Config) -> Result<Bus, BusError> {
     })
 }
 
+/// Where uploaded plugins and chain history live: with the bus.
+fn store(config: &Config) -> Result<Store, StoreError> {
+    match config.bus.kind {
+        BusKind::Memory => Ok(Store::memory()),
+        BusKind::RedisStream | BusKind::RedisPubsub => {
+            Store::redis(&config.redis.url, &config.redis.key_prefix)
+        }
+    }
+}
+
 /// Runs until `cancel`: every tenant, its source, and the HTTP server; then waits for
 /// sources to publish what they hold and for every task to stop.
 pub async fn serve(config: Config, source: Source, cancel: CancellationToken) -> Result<(), AppError> {
     let runtime = PolicyRuntime::new(&config.sandbox);
+    let catalog = Arc::new(Catalog::new(runtime, store(&config)?, config.plugins_dir.clone()));
     let bus = bus(&config)?;
     let tasks = TaskTracker::new();
     let mut tenants = BTreeMap::new();
@@ -141,7 +156,9 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
             .transpose()
             .map_err(|message| AppError::Auth { tenant: t.name.clone(), message })?;
         let handle =
-            tenant::start(t.clone(), auth, bus.clone(), &config.bus, &runtime, &tasks, cancel.clone())?;
+            tenant::start(t.clone(), auth, bus.clone(), &config.bus, catalog.clone(), &tasks, cancel.clone())
+                .await
+                .map_err(|source| AppError::Chain { tenant: t.name.clone(), source })?;
         match source {
             Source::Kafka => {
                 let consumer = kafka::consumer(&config.kafka, t)?;
@@ -179,7 +196,23 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
         .map_err(|source| AppError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(AppError::Serve)?;
     tracing::info!("streamgate listening on http://{addr}");
-    let state = AppState { tenants: Arc::new(tenants), cancel: cancel.clone() };
+    let tenants = Arc::new(tenants);
+    let control = Arc::new(ChainControl::new(
+        catalog,
+        bus,
+        tenants.clone(),
+        Duration::from_millis(config.admin.apply_timeout_ms),
+    ));
+    if let Some(dir) = &config.plugins_dir {
+        let every = Duration::from_millis(config.admin.watch_interval_ms);
+        tasks.spawn(crate::watch::watch_plugins_dir(dir.clone(), every, control.clone(), cancel.clone()));
+    }
+    let admin = AdminState {
+        token: config.admin.token.clone(),
+        max_plugin_bytes: config.admin.max_plugin_bytes,
+        control,
+    };
+    let state = AppState { tenants, cancel: cancel.clone(), admin: Some(Arc::new(admin)) };
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await

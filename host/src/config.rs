@@ -33,6 +33,13 @@ pub struct Config {
     pub bus: BusConfig,
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Single-node development: a directory of plugin components. A tenant's
+    /// `plugin = "NAME.wasm"` is read from here, and replacing a file swaps the tenants
+    /// that use it (the directory is watched).
+    #[serde(default)]
+    pub plugins_dir: Option<std::path::PathBuf>,
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
 }
@@ -139,6 +146,32 @@ impl Default for SandboxConfig {
     }
 }
 
+/// The operators' API under `/admin` (plugins, chains, rollback, inspection).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token required by `/admin/...` (env `STREAMGATE_ADMIN_TOKEN`). Without
+    /// one the admin API answers 403 to everything.
+    pub token: Option<String>,
+    /// Largest plugin upload accepted.
+    pub max_plugin_bytes: usize,
+    /// How long a chain change waits for this instance to apply it before answering.
+    pub apply_timeout_ms: u64,
+    /// How often `plugins_dir` is scanned for replaced files.
+    pub watch_interval_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            max_plugin_bytes: 16 << 20,
+            apply_timeout_ms: 10_000,
+            watch_interval_ms: 500,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
@@ -189,7 +222,7 @@ pub struct TenantConfig {
 
 /// What a tenant's chain does with the events of a stage that faulted (trap, timeout,
 /// memory limit, invalid answer) and while that stage is quarantined.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailurePolicy {
     /// Pass them on unfiltered: nothing is lost, some duplicates or disorder may show.
@@ -197,12 +230,18 @@ pub enum FailurePolicy {
     FailOpen,
     /// Drop them, counted: nothing unchecked reaches a client.
     FailClosed,
+    /// Go back to the chain that ran before the last swap (its stages start from the
+    /// healthy stages' state) and run the held events through it. Without an earlier
+    /// chain it acts as `fail-open`.
+    LastGood,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRef {
-    /// `builtin:NAME` (staleness, dedupe, ordering) or a path to a component `.wasm`.
+    /// `builtin:NAME` (staleness, dedupe, ordering, coalesce), `sha256:HEX` (a plugin
+    /// uploaded through the admin API), or a path to a component `.wasm` (relative
+    /// paths are read from `plugins_dir` when it is set).
     pub plugin: String,
     /// The stage's config, handed to the plugin as JSON.
     #[serde(default)]
@@ -254,7 +293,8 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// Applies `STREAMGATE_LISTEN`, `STREAMGATE_KAFKA_BROKERS`, `STREAMGATE_REDIS_URL`.
+    /// Applies `STREAMGATE_LISTEN`, `STREAMGATE_KAFKA_BROKERS`, `STREAMGATE_REDIS_URL`,
+    /// `STREAMGATE_ADMIN_TOKEN`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(listen) = var("STREAMGATE_LISTEN") {
             self.listen = listen.parse().map_err(|e| {
@@ -266,6 +306,9 @@ impl Config {
         }
         if let Some(url) = var("STREAMGATE_REDIS_URL") {
             self.redis.url = url;
+        }
+        if let Some(token) = var("STREAMGATE_ADMIN_TOKEN") {
+            self.admin.token = Some(token);
         }
         Ok(())
     }
@@ -311,6 +354,12 @@ impl Config {
             if t.history_frames == 0 {
                 return bad(format!("tenant {:?}: history_frames must be > 0", t.name));
             }
+        }
+        if self.admin.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+            return bad("admin.token must be at least 16 characters (or unset to disable /admin)".into());
+        }
+        if self.admin.watch_interval_ms == 0 {
+            return bad("admin.watch_interval_ms must be > 0".into());
         }
         if self.bus.batch_max_events == 0 || self.bus.heartbeat_ms == 0 {
             return bad("bus.batch_max_events and bus.heartbeat_ms must be > 0".into());

@@ -9,19 +9,23 @@
 //! - [`bus`]: one totally ordered log per tenant (Redis Streams, Redis pub/sub or
 //!   in memory) that every instance reads whole, in the same order.
 //! - [`policy`]: the wasmtime runtime and the per-tenant chain of policy stages.
+//! - [`store`]: uploaded plugins (by sha256) and chain history, in Redis or memory.
 //! - [`tenant`]: runs one tenant: log reader, heartbeats, the policy worker thread.
+//! - [`control`]: changing chains cluster-wide (admin API, `plugins_dir` watcher).
 //! - [`hub`]: serialised SSE frames, history ring for resume, latest value per key.
 //! - [`http`]: the HTTP surface (SSE, snapshot, health, metrics, web UI).
 //! - [`auth`]: optional JWT authorization of subscribers, per tenant.
 //! - [`metrics`]: counters rendered as Prometheus text.
 //! - [`sim`]: the taxi simulator behind `streamgate demo` and `streamgate simulate`,
 //!   and [`queue_sim`], the demo's waiting queue.
+//! - [`watch`]: swaps tenants when a `plugins_dir` file is replaced (development).
 //! - [`app`]: wires it all together for `run` and `demo`.
 
 pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod control;
 pub mod event;
 pub mod http;
 pub mod hub;
@@ -30,4 +34,6 @@ pub mod policy;
 pub mod queue_sim;
 pub mod sim;
 pub mod source;
+pub mod store;
 pub mod tenant;
+pub mod watch;

@@ -29,7 +29,13 @@ pub struct TenantMetrics {
     pub sse_clients: AtomicI64,
     /// Times a slow client fell behind and got the conflated state (or a gap).
     pub sse_lagged: AtomicU64,
+    /// Chain swaps applied from the log, and ones that failed to prepare.
+    pub swaps: AtomicU64,
+    pub swap_failures: AtomicU64,
+    /// Times `last-good` went back to the previous chain after a fault.
+    pub last_good_reverts: AtomicU64,
     plugins: Mutex<BTreeMap<(String, &'static str), u64>>,
+    calls: Mutex<BTreeMap<String, u64>>,
 }
 
 impl TenantMetrics {
@@ -53,6 +59,27 @@ impl TenantMetrics {
 
     pub fn count_drop(&self, plugin: &str, reason: &'static str) {
         self.bump(plugin, reason);
+    }
+
+    /// One batch call into a plugin's stage.
+    pub fn count_call(&self, plugin: &str) {
+        let mut calls = self.calls.lock().unwrap();
+        match calls.get_mut(plugin) {
+            Some(n) => *n += 1,
+            None => {
+                calls.insert(plugin.to_string(), 1);
+            }
+        }
+    }
+
+    /// Batch calls per plugin.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Every plugin outcome counted: (plugin, outcome) -> count.
+    pub fn plugin_outcomes(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.plugins.lock().unwrap().clone()
     }
 
     pub fn count_fault(&self, plugin: &str) {
@@ -82,7 +109,7 @@ type Series = (&'static str, &'static str, &'static str, fn(&TenantMetrics) -> i
 pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> String {
     let tenants: Vec<&TenantMetrics> = tenants.into_iter().collect();
     let mut out = String::new();
-    let simple: [Series; 11] = [
+    let simple: [Series; 14] = [
         ("streamgate_source_messages_total", "counter", "Messages read from the source.", |m| {
             m.consumed.load(Relaxed) as i64
         }),
@@ -114,6 +141,21 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
             "counter",
             "Slow-client catch-ups (conflated or skipped frames).",
             |m| m.sse_lagged.load(Relaxed) as i64,
+        ),
+        ("streamgate_chain_swaps_total", "counter", "Policy chain swaps applied from the log.", |m| {
+            m.swaps.load(Relaxed) as i64
+        }),
+        (
+            "streamgate_chain_swap_failures_total",
+            "counter",
+            "Chain swaps that could not be prepared (the running chain stayed).",
+            |m| m.swap_failures.load(Relaxed) as i64,
+        ),
+        (
+            "streamgate_chain_last_good_reverts_total",
+            "counter",
+            "Times last-good went back to the previous chain after a fault.",
+            |m| m.last_good_reverts.load(Relaxed) as i64,
         ),
         (
             "streamgate_source_decode_errors_total",
@@ -150,6 +192,13 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
         for ((plugin, what), n) in m.plugins.lock().unwrap().iter() {
             let _ =
                 writeln!(out, "{name}{{tenant=\"{}\",plugin=\"{plugin}\",outcome=\"{what}\"}} {n}", m.tenant);
+        }
+    }
+    let name = "streamgate_policy_calls_total";
+    let _ = writeln!(out, "# HELP {name} Batch calls into each plugin.\n# TYPE {name} counter");
+    for m in &tenants {
+        for (plugin, n) in m.calls.lock().unwrap().iter() {
+            let _ = writeln!(out, "{name}{{tenant=\"{}\",plugin=\"{plugin}\"}} {n}", m.tenant);
         }
     }
     out

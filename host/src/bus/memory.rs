@@ -40,7 +40,7 @@ impl MemoryBus {
             .clone()
     }
 
-    pub fn publish(&self, tenant: &str, body: &EntryBody) {
+    pub fn publish(&self, tenant: &str, body: &EntryBody) -> LogPosition {
         let log = self.log(tenant);
         let mut st = log.state.lock().unwrap();
         let now = wall_clock_ms().max(0) as u64;
@@ -58,6 +58,7 @@ impl MemoryBus {
         let total = st.first_index + st.entries.len() as u64;
         drop(st);
         log.appended.send_replace(total);
+        position
     }
 
     pub async fn read(

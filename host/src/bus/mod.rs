@@ -54,6 +54,9 @@ pub enum EntryBody {
     Batch(Bytes),
     /// Moves log time on while a tenant is idle.
     Heartbeat,
+    /// A control message (JSON, see [`crate::policy::spec::Control`]): every instance
+    /// applies it at this same position.
+    Control(Bytes),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,13 +84,10 @@ pub enum Bus {
 }
 
 impl Bus {
-    /// Appends an entry; returns once the log has it.
-    pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<(), BusError> {
+    /// Appends an entry; returns its position once the log has it.
+    pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<LogPosition, BusError> {
         match self {
-            Bus::Memory(b) => {
-                b.publish(tenant, body);
-                Ok(())
-            }
+            Bus::Memory(b) => Ok(b.publish(tenant, body)),
             Bus::RedisStream(b) => b.publish(tenant, body).await,
             Bus::RedisPubSub(b) => b.publish(tenant, body).await,
         }

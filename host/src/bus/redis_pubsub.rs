@@ -5,7 +5,7 @@
 //! so positions and log times still come from Redis, identical on every instance, and
 //! a reader can tell (and log) how many messages it missed.
 //!
-//! Message layout: `<ms> <counter> ` followed by `B<batch>` or `H`.
+//! Message layout: `<ms> <counter> ` followed by `B<batch>`, `H` or `C<control>`.
 
 use std::time::Duration;
 
@@ -48,20 +48,21 @@ impl RedisPubSubBus {
         format!("{}:{}:channel", self.key_prefix, tenant)
     }
 
-    pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<(), BusError> {
+    pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<LogPosition, BusError> {
         let mut conn = self.publisher.get_or_try_init(|| self.client.get_connection_manager()).await?.clone();
         let payload: Vec<u8> = match body {
             EntryBody::Batch(b) => b.to_vec(),
             EntryBody::Heartbeat => b"H".to_vec(),
+            EntryBody::Control(c) => [b"C", &c[..]].concat(),
         };
-        let _n: u64 = self
+        let n: u64 = self
             .script
             .key(format!("{}:{}:counter", self.key_prefix, tenant))
             .key(self.channel(tenant))
             .arg(payload)
             .invoke_async(&mut conn)
             .await?;
-        Ok(())
+        Ok(LogPosition { major: n, minor: 0 })
     }
 
     pub async fn read(
@@ -133,6 +134,7 @@ fn parse_message(raw: &[u8]) -> Result<LogEntry, BusError> {
     let body = match rest.first() {
         Some(b'H') => EntryBody::Heartbeat,
         Some(b'B') => EntryBody::Batch(bytes::Bytes::copy_from_slice(rest)),
+        Some(b'C') => EntryBody::Control(bytes::Bytes::copy_from_slice(&rest[1..])),
         _ => return Err(bad("unknown body")),
     };
     Ok(LogEntry { position: LogPosition { major: counter, minor: 0 }, log_time: ms as i64, body })

@@ -18,6 +18,7 @@ const READ_COUNT: usize = 256;
 const BLOCK_MS: u64 = 500;
 const FIELD_BATCH: &str = "b";
 const FIELD_HEARTBEAT: &str = "h";
+const FIELD_CONTROL: &str = "c";
 
 #[derive(Clone)]
 pub struct RedisStreamBus {
@@ -49,7 +50,7 @@ impl RedisStreamBus {
         Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
     }
 
-    pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<(), BusError> {
+    pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<LogPosition, BusError> {
         let mut conn = self.publisher.get_or_try_init(|| self.client.get_connection_manager()).await?.clone();
         let min_id = (wall_clock_ms().max(0) as u64).saturating_sub(self.retention_ms);
         let mut cmd = redis::cmd("XADD");
@@ -57,9 +58,10 @@ impl RedisStreamBus {
         match body {
             EntryBody::Batch(bytes) => cmd.arg(FIELD_BATCH).arg(&bytes[..]),
             EntryBody::Heartbeat => cmd.arg(FIELD_HEARTBEAT).arg(""),
+            EntryBody::Control(bytes) => cmd.arg(FIELD_CONTROL).arg(&bytes[..]),
         };
-        let _id: String = cmd.query_async(&mut conn).await?;
-        Ok(())
+        let id: String = cmd.query_async(&mut conn).await?;
+        id.parse().map_err(|_| BusError::Malformed { position: id, reason: "XADD returned a bad id".into() })
     }
 
     pub async fn read(
@@ -163,6 +165,9 @@ fn parse_xread(reply: Value) -> Result<Vec<LogEntry>, BusError> {
                     EntryBody::Batch(v.into())
                 }
                 (Value::BulkString(n), _) if n == FIELD_HEARTBEAT.as_bytes() => EntryBody::Heartbeat,
+                (Value::BulkString(n), Value::BulkString(v)) if n == FIELD_CONTROL.as_bytes() => {
+                    EntryBody::Control(v.into())
+                }
                 _ => return Err(malformed(&id, "unknown field")),
             };
             entries.push(LogEntry { position, log_time: position.major as i64, body });

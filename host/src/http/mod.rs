@@ -1,6 +1,8 @@
 //! The HTTP surface. Each module exposes `fn router() -> Router<AppState>`:
-//! [`sse`] (events and snapshots), [`ops`] (health, readiness, metrics), [`ui`] (web UI).
+//! [`sse`] (events and snapshots), [`ops`] (health, readiness, metrics), [`ui`] (web UI),
+//! [`admin`] (plugins and chains, behind a bearer token).
 
+pub mod admin;
 pub mod ops;
 pub mod sse;
 pub mod ui;
@@ -20,6 +22,8 @@ pub struct AppState {
     pub tenants: Arc<BTreeMap<String, Arc<TenantHandle>>>,
     /// SSE streams end when this is cancelled.
     pub cancel: CancellationToken,
+    /// The admin API's token and chain control (`None`: no admin API).
+    pub admin: Option<Arc<admin::AdminState>>,
 }
 
 impl AppState {
@@ -54,7 +58,13 @@ impl IntoResponse for ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(sse::router()).merge(ops::router()).merge(ui::router()).with_state(state)
+    let max_plugin_bytes = state.admin.as_ref().map_or(0, |a| a.max_plugin_bytes);
+    Router::new()
+        .merge(sse::router())
+        .merge(ops::router())
+        .merge(ui::router())
+        .merge(admin::router(max_plugin_bytes))
+        .with_state(state)
 }
 
 #[cfg(test)]
@@ -80,11 +90,14 @@ mod tests {
             hub: Arc::new(Hub::new("liveMapLocation", true, 16, 16, Arc::new(TenantMetrics::new("taxi")))),
             metrics: Arc::new(TenantMetrics::new("taxi")),
             ready: CancellationToken::new(),
-            chain_labels: Vec::new(),
             auth,
+            chain: tokio::sync::watch::channel(crate::tenant::ChainStatus::empty()).1,
         });
         let tenants = BTreeMap::from([("taxi".to_string(), handle.clone())]);
-        (router(AppState { tenants: Arc::new(tenants), cancel: CancellationToken::new() }), handle)
+        (
+            router(AppState { tenants: Arc::new(tenants), cancel: CancellationToken::new(), admin: None }),
+            handle,
+        )
     }
 
     fn publish(handle: &TenantHandle, n: u64, taxi: &str) {

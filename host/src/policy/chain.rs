@@ -7,6 +7,9 @@
 //! invalid answer is a fault: the stage's store is dropped (quarantine), what it held
 //! is passed on or dropped by the tenant's failure policy, and a fresh stage is tried
 //! after a backoff that doubles while faults continue. Other tenants never notice.
+//!
+//! A chain is replaced between two log entries by [`Chain::swap`] (see [`super::swap`]):
+//! its state moves into the new stages, so nothing held is lost or released twice.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use bytes::Bytes;
 
 use super::bindings::wit;
 use super::runtime::{Plugin, PluginError, PolicyRuntime};
+use super::spec::ChainSpec;
 use super::stage::{StageError, StageLimits, WasmStage};
 use crate::config::{FailurePolicy, PolicyRef, TenantConfig};
 use crate::event::{SourceEvent, key_hash};
@@ -32,7 +36,7 @@ pub struct PendingEvent {
     id: u64,
     tag: u64,
     /// Index of the stage holding it (`stages.len()` once released by the last).
-    stage: usize,
+    pub(super) stage: usize,
 }
 
 impl PendingEvent {
@@ -50,7 +54,7 @@ impl PendingEvent {
         }
     }
 
-    fn meta(&self, seq: u64) -> wit::Event {
+    pub(super) fn meta(&self, seq: u64) -> wit::Event {
         wit::Event {
             seq,
             key: self.key_hash,
@@ -98,16 +102,74 @@ impl ChainOptions {
     }
 }
 
-struct Slot {
-    plugin: Arc<Plugin>,
-    config: String,
-    label: String,
+pub(super) struct Slot {
+    pub(super) plugin: Arc<Plugin>,
+    pub(super) config: String,
+    pub(super) label: String,
     /// `None` while quarantined after a fault.
-    stage: Option<WasmStage>,
+    pub(super) stage: Option<WasmStage>,
     /// When a quarantined stage is next restarted.
     restart_at: Instant,
     /// Quarantine length after the next fault; doubles on faults in a row.
     backoff: Duration,
+}
+
+impl Slot {
+    pub(super) fn new(plugin: Arc<Plugin>, config: String, stage: WasmStage, options: &ChainOptions) -> Self {
+        Slot {
+            label: plugin.label(),
+            plugin,
+            config,
+            stage: Some(stage),
+            restart_at: Instant::now(),
+            backoff: options.restart_backoff,
+        }
+    }
+}
+
+/// One stage of a chain that is not running yet: created, checked, holding nothing.
+pub struct PreparedStage {
+    pub plugin: Arc<Plugin>,
+    pub config: String,
+    pub stage: WasmStage,
+}
+
+/// A chain ready to be swapped in (or to start a tenant with).
+pub struct PreparedChain {
+    pub spec: ChainSpec,
+    pub stages: Vec<PreparedStage>,
+}
+
+impl PreparedChain {
+    /// Loads `builtin:` and file plugins and creates their stages (tests, benchmarks).
+    pub fn load(
+        runtime: &PolicyRuntime,
+        refs: &[PolicyRef],
+        limits: StageLimits,
+    ) -> Result<Self, ChainError> {
+        let mut stages = Vec::with_capacity(refs.len());
+        for (index, r) in refs.iter().enumerate() {
+            let plugin = runtime.load_ref(&r.plugin).map_err(|source| ChainError::Load {
+                index,
+                plugin: r.plugin.clone(),
+                source,
+            })?;
+            let config = r.config_json();
+            let stage = plugin.stage(&config, limits).map_err(|source| ChainError::Stage {
+                index,
+                plugin: r.plugin.clone(),
+                source,
+            })?;
+            stages.push(PreparedStage { plugin, config, stage });
+        }
+        Ok(PreparedChain { spec: ChainSpec::from_config(refs, false), stages })
+    }
+}
+
+/// The chain that ran before the last swap, kept for `last-good`.
+pub(super) struct PreviousChain {
+    pub(super) spec: ChainSpec,
+    pub(super) stages: Vec<(Arc<Plugin>, String)>,
 }
 
 /// Why a stage's answer was not used.
@@ -129,10 +191,15 @@ pub struct ChainOutput {
 }
 
 pub struct Chain {
-    slots: Vec<Slot>,
-    options: ChainOptions,
-    pending: HashMap<u64, PendingEvent>,
-    next_seq: u64,
+    pub(super) slots: Vec<Slot>,
+    pub(super) options: ChainOptions,
+    pub(super) pending: HashMap<u64, PendingEvent>,
+    pub(super) next_seq: u64,
+    pub(super) spec: ChainSpec,
+    pub(super) previous: Option<PreviousChain>,
+    /// Events whose stage did not survive a swap: they enter the new chain's first
+    /// stage on the next push, in log order.
+    pub(super) reinject: Vec<u64>,
 }
 
 impl Chain {
@@ -142,30 +209,31 @@ impl Chain {
         refs: &[PolicyRef],
         options: ChainOptions,
     ) -> Result<Chain, ChainError> {
-        let mut slots = Vec::with_capacity(refs.len());
-        for (index, r) in refs.iter().enumerate() {
-            let plugin = runtime.load_ref(&r.plugin).map_err(|source| ChainError::Load {
-                index,
-                plugin: r.plugin.clone(),
-                source,
-            })?;
-            let config = r.config_json();
-            let stage = plugin.stage(&config, options.limits).map_err(|source| ChainError::Stage {
-                index,
-                plugin: r.plugin.clone(),
-                source,
-            })?;
-            let label = plugin.label();
-            slots.push(Slot {
-                plugin,
-                config,
-                label,
-                stage: Some(stage),
-                restart_at: Instant::now(),
-                backoff: options.restart_backoff,
-            });
+        Ok(Chain::new(PreparedChain::load(runtime, refs, options.limits)?, options))
+    }
+
+    /// Starts a chain from prepared stages.
+    pub fn new(prepared: PreparedChain, options: ChainOptions) -> Chain {
+        let slots =
+            prepared.stages.into_iter().map(|p| Slot::new(p.plugin, p.config, p.stage, &options)).collect();
+        Chain {
+            slots,
+            options,
+            pending: HashMap::new(),
+            next_seq: 0,
+            spec: prepared.spec,
+            previous: None,
+            reinject: Vec::new(),
         }
-        Ok(Chain { slots, options, pending: HashMap::new(), next_seq: 0 })
+    }
+
+    /// What this chain runs (version 0: the configured chain).
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    pub fn options(&self) -> &ChainOptions {
+        &self.options
     }
 
     /// `name@version` of each stage, in order.
@@ -185,7 +253,8 @@ impl Chain {
 
     /// Runs one log entry's events (possibly none: time still moves) through the chain.
     pub fn push(&mut self, now: i64, events: Vec<SourceEvent>, metrics: &TenantMetrics) -> ChainOutput {
-        let mut input = Vec::with_capacity(events.len());
+        let mut input = self.take_reinjected();
+        input.reserve(events.len());
         for e in events {
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -202,11 +271,45 @@ impl Chain {
             input.push(p.meta(seq));
             self.pending.insert(seq, p);
         }
+        loop {
+            match self.run_stages(now, input, metrics) {
+                Some(released) => return ChainOutput { released },
+                // `last-good` replaced the chain: what the faulted chain held starts over.
+                None => input = self.take_reinjected(),
+            }
+        }
+    }
+
+    /// Gives events left over by a swap new sequence numbers (a stage sees them
+    /// increase) and returns them as input for the first stage.
+    fn take_reinjected(&mut self) -> Vec<wit::Event> {
+        let mut input = Vec::with_capacity(self.reinject.len());
+        for old in std::mem::take(&mut self.reinject) {
+            let mut p = self.pending.remove(&old).expect("reinjected events are pending");
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            p.stage = 0;
+            input.push(p.meta(seq));
+            self.pending.insert(seq, p);
+        }
+        input
+    }
+
+    /// Passes `input` through every stage; `None` if `last-good` replaced the chain.
+    fn run_stages(
+        &mut self,
+        now: i64,
+        mut input: Vec<wit::Event>,
+        metrics: &TenantMetrics,
+    ) -> Option<Vec<PendingEvent>> {
         for index in 0..self.slots.len() {
             self.restart_if_due(index, metrics);
             let label = self.slots[index].label.clone();
             let answer = match &mut self.slots[index].stage {
-                Some(stage) => stage.push(now, &input).map_err(Fault::from),
+                Some(stage) => {
+                    metrics.count_call(&label);
+                    stage.push(now, &input).map_err(Fault::from)
+                }
                 None => Err(Fault::Quarantined),
             };
             let decisions = answer.and_then(|d| self.validate(index, d));
@@ -225,16 +328,23 @@ impl Chain {
                     }
                 }
                 Err(fault) => {
-                    if !matches!(fault, Fault::Quarantined) {
+                    let new_fault = !matches!(fault, Fault::Quarantined);
+                    if new_fault {
                         self.quarantine(index, &fault, metrics);
+                    }
+                    if self.options.failure_policy == FailurePolicy::LastGood
+                        && new_fault
+                        && self.revert_to_last_good(metrics)
+                    {
+                        return None;
                     }
                     input = self.apply_failure_policy(index, &label, metrics);
                 }
             }
         }
-        let released =
-            input.iter().map(|e| self.pending.remove(&e.seq).expect("released events are pending")).collect();
-        ChainOutput { released }
+        Some(
+            input.iter().map(|e| self.pending.remove(&e.seq).expect("released events are pending")).collect(),
+        )
     }
 
     /// Accepts an answer only if every number in it is held by stage `index`, once.
@@ -291,7 +401,8 @@ impl Chain {
             self.pending.iter().filter(|(_, p)| p.stage == index).map(|(&seq, _)| seq).collect();
         held.sort_unstable();
         match self.options.failure_policy {
-            FailurePolicy::FailOpen => held
+            // `last-good` with nothing to go back to passes events on, like fail-open.
+            FailurePolicy::FailOpen | FailurePolicy::LastGood => held
                 .into_iter()
                 .map(|seq| {
                     let p = self.pending.get_mut(&seq).expect("held");

@@ -57,7 +57,7 @@ impl BatchPublisher {
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.bus.publish(&self.tenant, &body).await {
-                Ok(()) => break,
+                Ok(_) => break,
                 Err(e) => {
                     self.metrics.publish_errors.fetch_add(1, Relaxed);
                     tracing::warn!(tenant = %self.tenant, error = %e, retry_in = ?backoff, "bus publish failed; retrying");
