@@ -17,6 +17,9 @@ const PLUGINS: &[(&str, &str)] = &[
     ("coalesce", "coalesce"),
     ("fixture-misbehave", "fixture_misbehave"),
 ];
+/// Plugins that wrap another plugin's crate with its export turned off: built by a
+/// cargo of their own, since one build unifies features (and would export both).
+const WRAPPERS: &[(&str, &str)] = &[("fixture-dedupe-next", "fixture_dedupe_next")];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
@@ -34,25 +37,31 @@ fn main() {
         .map(|d| if d.is_absolute() { d } else { workspace.join(d) })
         .unwrap_or_else(|| workspace.join("target"));
     let plugin_target = target_dir.join("plugins");
-    build_core_modules(&workspace, &plugin_target);
+    // Wrappers get a target dir of their own: their build of the wrapped crate (export
+    // off) must never overwrite the wrapped plugin's own module.
+    let wrapper_target = plugin_target.join("wrappers");
+    build_core_modules(&workspace, &plugin_target, PLUGINS);
+    build_core_modules(&workspace, &wrapper_target, WRAPPERS);
 
     let out = plugin_target.join("components");
     std::fs::create_dir_all(&out).unwrap();
-    for (_, name) in PLUGINS {
-        let module = plugin_target.join(WASM_TARGET).join("plugin").join(format!("streamgate_{name}.wasm"));
+    let all =
+        PLUGINS.iter().map(|p| (p, &plugin_target)).chain(WRAPPERS.iter().map(|p| (p, &wrapper_target)));
+    for ((_, name), target) in all {
+        let module = target.join(WASM_TARGET).join("plugin").join(format!("streamgate_{name}.wasm"));
         componentize(&module, &out.join(format!("{name}.wasm")));
     }
     println!("cargo:rustc-env=STREAMGATE_PLUGIN_DIR={}", out.display());
 }
 
-fn build_core_modules(workspace: &Path, plugin_target: &Path) {
+fn build_core_modules(workspace: &Path, plugin_target: &Path, plugins: &[(&str, &str)]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
         .args(["build", "--profile", "plugin", "--target", WASM_TARGET])
         .arg("--target-dir")
         .arg(plugin_target);
-    for (name, _) in PLUGINS {
+    for (name, _) in plugins {
         cmd.args(["-p", &format!("streamgate-{name}")]);
     }
     // The outer build's flags and wrappers (clippy, coverage) are not the plugins' business.

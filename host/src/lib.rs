@@ -19,8 +19,10 @@
 //! - [`sim`]: the taxi simulator behind `streamgate demo` and `streamgate simulate`,
 //!   and [`queue_sim`], the demo's waiting queue.
 //! - [`watch`]: swaps tenants when a `plugins_dir` file is replaced (development).
+//! - [`admin_client`]: `streamgate plugin ...`, the operators' CLI for the admin API.
 //! - [`app`]: wires it all together for `run` and `demo`.
 
+pub mod admin_client;
 pub mod app;
 pub mod auth;
 pub mod bus;

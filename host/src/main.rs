@@ -1,4 +1,4 @@
-//! The `streamgate` command line: `run`, `demo`, `simulate`, `token`.
+//! The `streamgate` command line: `run`, `demo`, `simulate`, `token`, `plugin`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,6 +64,39 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
     },
+    /// Deploy policy plugins and change tenants' chains on a running cluster (admin API).
+    Plugin {
+        /// Any instance of the cluster.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "STREAMGATE_URL")]
+        url: String,
+        /// The admin token (config `admin.token`).
+        #[arg(long, env = "STREAMGATE_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(subcommand)]
+        action: PluginAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginAction {
+    /// Upload a component; prints its sha256 reference.
+    Push {
+        file: PathBuf,
+        /// JSON config the plugin must accept (default: its defaults).
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Set a tenant's chain: `--policy REF[=CONFIG_JSON]` per stage, in order. REF is
+    /// builtin:NAME, sha256:HEX, or a local .wasm file (uploaded first).
+    Set {
+        tenant: String,
+        #[arg(long = "policy", required = true)]
+        policies: Vec<String>,
+    },
+    /// Go back to the tenant's previous chain.
+    Rollback { tenant: String },
+    /// The tenant's chain, history, calls, drops and faults (JSON).
+    Status { tenant: String },
 }
 
 fn main() -> ExitCode {
@@ -111,6 +144,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let claims = streamgate::auth::Claims { tenant, keys, exp };
             println!("{}", streamgate::auth::issue_hs256(&secret, &claims)?);
         }
+        Command::Plugin { url, token, action } => plugin(&url, &token, action).await?,
+    }
+    Ok(())
+}
+
+async fn plugin(url: &str, token: &str, action: PluginAction) -> anyhow::Result<()> {
+    use streamgate::admin_client::{AdminClient, describe_applied, describe_upload};
+    let client = AdminClient::new(url, token);
+    match action {
+        PluginAction::Push { file, config } => {
+            println!("{}", describe_upload(&client.push(&file, config.as_deref()).await?))
+        }
+        PluginAction::Set { tenant, policies } => {
+            println!("{}", describe_applied(&client.set(&tenant, &policies).await?))
+        }
+        PluginAction::Rollback { tenant } => {
+            println!("{}", describe_applied(&client.rollback(&tenant).await?))
+        }
+        PluginAction::Status { tenant } => println!("{:#}", client.status(&tenant).await?),
     }
     Ok(())
 }

@@ -11,7 +11,7 @@
 //! A chain is replaced between two log entries by [`Chain::swap`] (see [`super::swap`]):
 //! its state moves into the new stages, so nothing held is lost or released twice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -197,9 +197,9 @@ pub struct Chain {
     pub(super) next_seq: u64,
     pub(super) spec: ChainSpec,
     pub(super) previous: Option<PreviousChain>,
-    /// Events whose stage did not survive a swap: they enter the new chain's first
-    /// stage on the next push, in log order.
-    pub(super) reinject: Vec<u64>,
+    /// Events whose stage did not survive a swap, with the stage of the new chain they
+    /// enter on the next push (after every stage that inherited state they shaped).
+    pub(super) reinject: Vec<(u64, usize)>,
 }
 
 impl Chain {
@@ -253,8 +253,8 @@ impl Chain {
 
     /// Runs one log entry's events (possibly none: time still moves) through the chain.
     pub fn push(&mut self, now: i64, events: Vec<SourceEvent>, metrics: &TenantMetrics) -> ChainOutput {
-        let mut input = self.take_reinjected();
-        input.reserve(events.len());
+        let mut injected = self.take_reinjected();
+        let mut input = Vec::with_capacity(events.len());
         for e in events {
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -272,37 +272,44 @@ impl Chain {
             self.pending.insert(seq, p);
         }
         loop {
-            match self.run_stages(now, input, metrics) {
+            match self.run_stages(now, input, injected, metrics) {
                 Some(released) => return ChainOutput { released },
-                // `last-good` replaced the chain: what the faulted chain held starts over.
-                None => input = self.take_reinjected(),
+                // `last-good` replaced the chain: what the faulted chain held goes on
+                // through the restored one.
+                None => (input, injected) = (Vec::new(), self.take_reinjected()),
             }
         }
     }
 
-    /// Gives events left over by a swap new sequence numbers (a stage sees them
-    /// increase) and returns them as input for the first stage.
-    fn take_reinjected(&mut self) -> Vec<wit::Event> {
-        let mut input = Vec::with_capacity(self.reinject.len());
-        for old in std::mem::take(&mut self.reinject) {
+    /// Events left over by a swap, by the stage they enter next. They get new sequence
+    /// numbers (older than this push's events), so each stage sees them increase.
+    fn take_reinjected(&mut self) -> BTreeMap<usize, Vec<wit::Event>> {
+        let mut injected: BTreeMap<usize, Vec<wit::Event>> = BTreeMap::new();
+        for (old, stage) in std::mem::take(&mut self.reinject) {
             let mut p = self.pending.remove(&old).expect("reinjected events are pending");
             let seq = self.next_seq;
             self.next_seq += 1;
-            p.stage = 0;
-            input.push(p.meta(seq));
+            p.stage = stage;
+            injected.entry(stage).or_default().push(p.meta(seq));
             self.pending.insert(seq, p);
         }
-        input
+        injected
     }
 
-    /// Passes `input` through every stage; `None` if `last-good` replaced the chain.
+    /// Passes `input` through every stage, adding `injected` events before the stage
+    /// they enter; `None` if `last-good` replaced the chain.
     fn run_stages(
         &mut self,
         now: i64,
         mut input: Vec<wit::Event>,
+        mut injected: BTreeMap<usize, Vec<wit::Event>>,
         metrics: &TenantMetrics,
     ) -> Option<Vec<PendingEvent>> {
         for index in 0..self.slots.len() {
+            if let Some(mut older) = injected.remove(&index) {
+                older.append(&mut input);
+                input = older;
+            }
             self.restart_if_due(index, metrics);
             let label = self.slots[index].label.clone();
             let answer = match &mut self.slots[index].stage {
@@ -342,9 +349,10 @@ impl Chain {
                 }
             }
         }
-        Some(
-            input.iter().map(|e| self.pending.remove(&e.seq).expect("released events are pending")).collect(),
-        )
+        // Events that re-entered after the last stage are released first (older).
+        let done = injected.remove(&self.slots.len()).unwrap_or_default();
+        let released = done.iter().chain(&input);
+        Some(released.map(|e| self.pending.remove(&e.seq).expect("released events are pending")).collect())
     }
 
     /// Accepts an answer only if every number in it is held by stage `index`, once.

@@ -18,6 +18,7 @@ use streamgate_plugin_sdk::{
     SnapshotWriter, parse_config,
 };
 
+#[cfg(feature = "export")]
 streamgate_plugin_sdk::export_policy!(crate::Dedupe, "../../wit");
 
 const STATE_VERSION: u32 = 1;
