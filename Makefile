@@ -35,7 +35,10 @@ fmt:
 setup:
 	scripts/setup.sh all
 
-## bench: cost per event of the policy chain, Wasm vs native (prints a table)
+## bench: cost per event of the policy chain (Wasm vs native), the pause per chain swap,
+## and swaps under load on two instances with real Kafka and Redis (prints tables)
 bench:
-	scripts/setup.sh rust
+	scripts/setup.sh all
 	$(CARGO) bench -p streamgate --bench policy_chain
+	$(CARGO) bench -p streamgate --bench swap
+	$(CARGO) test --release -p streamgate --test swaps -- --nocapture

@@ -115,6 +115,9 @@ impl Server {
     }
 }
 
+/// What a bad upload is, its bytes, its `?config=`, the status and reason expected.
+type BadUpload = (&'static str, Vec<u8>, Option<&'static str>, u16, &'static str);
+
 fn error(body: &Value) -> &str {
     body["error"].as_str().unwrap_or_else(|| panic!("an error message: {body}"))
 }
@@ -159,7 +162,7 @@ async fn admin_api_refuses_bad_uploads_sets_rolls_back_and_watches_plugins_dir()
     .unwrap();
     let misbehave = std::fs::read(component("fixture_misbehave")).unwrap();
     let dedupe = std::fs::read(component("dedupe")).unwrap();
-    let cases: [(&str, Vec<u8>, Option<&str>, u16, &str); 6] = [
+    let cases: [BadUpload; 6] = [
         ("not wasm", b"hello, plugin".to_vec(), None, 422, "magic bytes"),
         ("a core module", b"\0asm\x01\0\0\0".to_vec(), None, 422, "core Wasm module, not a component"),
         ("a wrong world version", wrong_world, None, 422, "it exports [streamgate:policy/policy@0.2.0]"),
