@@ -127,7 +127,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app::serve(config, Source::Kafka, cancel).await?;
         }
         Command::Demo { listen, taxis, every_ms } => {
-            let config = app::demo_config(listen);
+            let mut config = app::demo_config(listen);
+            // So the admin API and `streamgate plugin` can be tried on the demo.
+            config.admin.token = std::env::var("STREAMGATE_ADMIN_TOKEN").ok();
+            config.validate()?;
             eprintln!("streamgate demo: open http://{listen}/ (Ctrl-C to stop)");
             app::serve(config, Source::Simulator { taxis, every: Duration::from_millis(every_ms) }, cancel)
                 .await?;
