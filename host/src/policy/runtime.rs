@@ -103,7 +103,8 @@ impl PolicyRuntime {
         let pre = PolicyPluginPre::new(pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
         let description =
             WasmStage::describe(&pre, &self.engine, self.limits).map_err(PluginError::Describe)?;
-        Ok(Arc::new(Plugin { pre, engine: self.engine.clone(), description }))
+        let digest = crate::store::plugin_ref(bytes);
+        Ok(Arc::new(Plugin { pre, engine: self.engine.clone(), description, digest }))
     }
 
     /// Loads `builtin:NAME` or a component file path.
@@ -139,11 +140,18 @@ pub struct Plugin {
     pre: PolicyPluginPre<StageState>,
     engine: Engine,
     description: wit::Description,
+    /// `sha256:HEX` of the component's bytes.
+    digest: String,
 }
 
 impl Plugin {
     pub fn description(&self) -> &wit::Description {
         &self.description
+    }
+
+    /// `sha256:HEX` of the component: two plugins with the same digest are the same code.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// `name@version`, for logs and metrics.

@@ -1,6 +1,6 @@
 //! Replacing a running chain between two log entries without losing or repeating an
-//! event: each new stage takes the state of the old stage of the same plugin name
-//! (snapshot → restore), events held by a stage whose state did not move re-enter the
+//! event: a stage of the same component and config carries on untouched; any other new
+//! stage takes the state of the old stage of the same plugin name (snapshot → restore), events held by a stage whose state did not move re-enter the
 //! new chain right after the last stage whose state they already shaped, and the old
 //! chain is kept for `last-good`.
 
@@ -17,6 +17,8 @@ use crate::metrics::TenantMetrics;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum StateTransfer {
+    /// The same component with the same config: the running stage carries on as it is.
+    Kept { stage: String },
     /// It continues from the old stage's snapshot.
     Restored { from: String, bytes: usize },
     /// It starts empty, and why.
@@ -69,6 +71,14 @@ impl Chain {
                 continue;
             };
             let mut from = old[i].take().expect("found above");
+            if from.stage.is_some() && from.plugin.digest() == p.plugin.digest() && from.config == p.config {
+                // Nothing to move: keep the stage (and its store) running.
+                moved[i] = Some(j);
+                origin.push(Some(i));
+                stages.push(StateTransfer::Kept { stage: from.label.clone() });
+                self.slots.push(from);
+                continue;
+            }
             let transfer = match from.stage.as_mut().map(|s| s.snapshot()) {
                 None => StateTransfer::Empty { why: format!("{} was quarantined", from.label) },
                 Some(Err(e)) => {
@@ -233,7 +243,11 @@ mod tests {
         assert_eq!(reports.len(), 20);
         for r in &reports {
             assert_eq!(r.reinjected, 0, "every stage's state moved: {r:?}");
-            assert!(r.stages.iter().all(|s| matches!(s, StateTransfer::Restored { .. })), "{r:?}");
+            assert!(
+                matches!(&r.stages[..2], [StateTransfer::Kept { .. }, StateTransfer::Kept { .. }]),
+                "{r:?}"
+            );
+            assert!(matches!(r.stages[2], StateTransfer::Restored { .. }), "{r:?}");
         }
         assert!(
             matches!(&reports[0].stages[2], StateTransfer::Restored { from, .. } if from == "dedupe@0.1.0")
@@ -257,8 +271,8 @@ mod tests {
         let report = chain.swap(prepared(&runtime, &without_ordering, 1));
         assert_eq!(report.reinjected, 2);
         assert!(
-            matches!(&report.stages[0], StateTransfer::Restored { from, .. } if from == "dedupe@0.1.0"),
-            "{report:?}"
+            matches!(&report.stages[0], StateTransfer::Kept { stage } if stage == "dedupe@0.1.0"),
+            "the same dedupe carries on: {report:?}"
         );
         let out = released(chain.push(10_001, vec![ev(1, 9_990)], &m));
         assert_eq!(out, vec![("k2".into(), 9_950), ("k1".into(), 9_990)], "nothing lost, newest per key");
