@@ -229,6 +229,20 @@ async fn admin_api_refuses_bad_uploads_sets_rolls_back_and_watches_plugins_dir()
     assert_eq!(status, 409, "{body}");
     assert!(error(&body).contains("no earlier chain"), "{body}");
 
+    // A plugin that refuses the old state starts empty, and the API says why.
+    let (status, body) = server.upload(std::fs::read(component("fixture_misbehave")).unwrap(), None).await;
+    assert_eq!(status, 201, "{body}");
+    let misbehave = body["plugin"].as_str().unwrap().to_string();
+    let stage =
+        |config: Value| serde_json::json!({ "policies": [{ "plugin": misbehave, "config": config }] });
+    assert_eq!(server.set_chain("queue", stage(serde_json::json!({}))).await.0, 200);
+    let (status, body) =
+        server.set_chain("queue", stage(serde_json::json!({ "fault": "refuse-state" }))).await;
+    assert_eq!(status, 200, "{body}");
+    let transfer = &body["status"]["last_swap"]["stages"][0];
+    assert_eq!(transfer["state"], "empty", "{body}");
+    assert!(transfer["why"].as_str().unwrap().contains("unsupported state version 1"), "{body}");
+
     // plugins_dir: replacing the file swaps the tenant that uses it.
     assert_eq!(labels(&server.inspect("dev").await["active"])[2], "dedupe@0.1.0");
     let staging = dir.join("dedupe.wasm.part");
@@ -265,6 +279,7 @@ async fn admin_api_refuses_bad_uploads_sets_rolls_back_and_watches_plugins_dir()
     let out = cli(&["status", "queue"]);
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(labels(&status["active"]), ["dedupe@0.2.0"]);
+    assert_eq!(status["active"]["last_swap"]["stages"][0]["state"], "empty", "no dedupe ran before it");
     let out = cli(&["push", "/nonexistent.wasm"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent.wasm"), "{out:?}");

@@ -147,6 +147,7 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
     let catalog = Arc::new(Catalog::new(runtime, store(&config)?, config.plugins_dir.clone()));
     let bus = bus(&config)?;
     let tasks = TaskTracker::new();
+    tasks.spawn(catalog.clone().precompile_announced(cancel.clone()));
     let mut tenants = BTreeMap::new();
     for t in &config.tenants {
         let auth = t

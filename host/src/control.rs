@@ -117,6 +117,9 @@ impl ChainControl {
             .expect("the trial does not panic")
             .map_err(|reason| CatalogError::Trial { index: 0, plugin: plugin.label(), reason })?;
         let created = self.catalog.store().put_plugin(&reference, &bytes).await?;
+        if let Err(e) = self.catalog.store().announce_plugin(&reference).await {
+            tracing::warn!(plugin = %reference, error = %e, "other instances will compile the plugin on first use");
+        }
         let d = plugin.description();
         tracing::info!(plugin = %reference, label = %plugin.label(), created, "plugin uploaded");
         Ok(Uploaded {

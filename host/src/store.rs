@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
@@ -85,6 +87,31 @@ impl Store {
                 let created: bool =
                     r.conn().await?.set_nx(r.key(&format!("plugin:{reference}")), &bytes[..]).await?;
                 Ok(created)
+            }
+        }
+    }
+
+    /// Tells every instance that a plugin was stored, so each compiles it before a chain
+    /// names it (see [`Store::announcements`]).
+    pub async fn announce_plugin(&self, reference: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(r) => Ok(r.conn().await?.publish(r.key("plugins"), reference).await?),
+        }
+    }
+
+    /// Plugin references announced from now on (never ends for the memory store: one
+    /// process compiles what it stores).
+    pub async fn announcements(&self) -> Result<BoxStream<'static, String>, StoreError> {
+        match self {
+            Store::Memory(_) => Ok(futures::stream::pending().boxed()),
+            Store::Redis(r) => {
+                let mut pubsub = r.client.get_async_pubsub().await?;
+                pubsub.subscribe(r.key("plugins")).await?;
+                Ok(pubsub
+                    .into_on_message()
+                    .filter_map(|m| async move { m.get_payload::<String>().ok() })
+                    .boxed())
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Finds and compiles the plugins a chain names (`builtin:`, `sha256:` from the store,
 //! files), each compiled once per instance, and prepares whole chains: stages created
 //! and checked off the event path, ready for the worker to swap in between batches.
+//! Plugins another instance uploads are compiled here as soon as it announces them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -120,6 +121,37 @@ impl Catalog {
         tokio::task::spawn_blocking(move || create_stages(spec, plugins, limits, trial))
             .await
             .expect("stage creation does not panic")
+    }
+}
+
+impl Catalog {
+    /// Compiles every plugin another instance announces as uploaded, so a chain naming
+    /// it switches without waiting for the compiler. Runs until `cancel`.
+    pub async fn precompile_announced(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        use futures::StreamExt;
+        loop {
+            match self.store.announcements().await {
+                Ok(mut announced) => loop {
+                    let reference = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        r = announced.next() => match r { Some(r) => r, None => break },
+                    };
+                    match self.resolve(&reference, true).await {
+                        Ok(p) => {
+                            tracing::debug!(plugin = %reference, label = %p.label(), "announced plugin compiled")
+                        }
+                        Err(e) => {
+                            tracing::warn!(plugin = %reference, error = %e, "announced plugin not compiled")
+                        }
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot follow plugin announcements; retrying"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
     }
 }
 
