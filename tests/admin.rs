@@ -260,6 +260,11 @@ async fn admin_api_refuses_bad_uploads_sets_rolls_back_and_watches_plugins_dir()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Rolling back to a configured chain that names a plugins_dir file is allowed.
+    let (status, body) = server.rollback("dev").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"]["policies"][2]["plugin"], "dedupe.wasm", "{body}");
+
     // The CLI on top of the API.
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_streamgate"))

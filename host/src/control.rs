@@ -141,10 +141,22 @@ impl ChainControl {
         policies: Vec<StageSpec>,
         reason: &str,
     ) -> Result<Applied, ControlError> {
+        self.publish_chain(tenant, policies, reason, true).await
+    }
+
+    /// `shared_only`: refuse file paths (anything but the configured chain, whose files
+    /// every instance's config names alike).
+    async fn publish_chain(
+        &self,
+        tenant: &str,
+        policies: Vec<StageSpec>,
+        reason: &str,
+        shared_only: bool,
+    ) -> Result<Applied, ControlError> {
         let handle = self.tenant(tenant)?;
         let limits = ChainOptions::for_tenant(self.catalog.runtime(), &handle.config).limits;
         let mut chain = ChainSpec { version: 0, policies };
-        self.catalog.prepare(&chain, limits, true, true).await?;
+        self.catalog.prepare(&chain, limits, shared_only, true).await?;
         chain.version = self.catalog.store().next_version(tenant).await?;
         let control = Control::SetChain { chain: chain.clone(), reason: reason.to_string() };
         let position = self.bus.publish(tenant, &EntryBody::Control(control.encode())).await?;
@@ -164,14 +176,17 @@ impl ChainControl {
     pub async fn rollback(&self, tenant: &str) -> Result<Applied, ControlError> {
         let handle = self.tenant(tenant)?;
         let history = self.catalog.store().chain_history(tenant).await?;
+        let configured = handle.configured_chain(self.catalog.plugins_dir().is_some());
         let (current, previous) = match history.as_slice() {
             [] => return Err(ControlError::NothingToRollBack(tenant.to_string())),
-            [only] => (only, handle.configured_chain(self.catalog.plugins_dir().is_some())),
+            [only] => (only, configured.clone()),
             [.., before, last] => (last, before.chain.clone()),
         };
         let reason =
             format!("rollback from version {} to version {}", current.chain.version, previous.version);
-        self.set_chain(tenant, previous.policies, &reason).await
+        // The configured chain may name files: every instance's config names them alike.
+        let shared_only = previous.policies != configured.policies;
+        self.publish_chain(tenant, previous.policies, &reason, shared_only).await
     }
 
     /// Waits (bounded) until this instance's worker has passed `position`.
