@@ -16,6 +16,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("ordering", "ordering"),
     ("coalesce", "coalesce"),
     ("fixture-misbehave", "fixture_misbehave"),
+    ("fixture-liar", "fixture_liar"),
 ];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
