@@ -17,11 +17,15 @@
 //! - [`sim`]: the taxi simulator behind `streamgate demo` and `streamgate simulate`,
 //!   and [`queue_sim`], the demo's waiting queue.
 //! - [`app`]: wires it all together for `run` and `demo`.
+//! - [`conformance`]: the plugin conformance kit (`streamgate conformance`), and
+//!   [`componentize`], which makes a plugin's core module a component.
 
 pub mod app;
 pub mod auth;
+pub mod componentize;
 pub mod bus;
 pub mod config;
+pub mod conformance;
 pub mod event;
 pub mod http;
 pub mod hub;
