@@ -223,7 +223,10 @@ fn describe_fault(ctx: &Ctx, stage: Option<&WasmStage>, what: &str, e: StageErro
             timed_out: true,
         };
     }
-    Failure::new(format!("{what}: trapped: {detail}"))
+    // The wasm backtrace names no functions in a stripped plugin: keep the cause.
+    let cause = detail.rsplit_once(": wasm trap: ").map_or(detail.as_str(), |(_, cause)| cause);
+    let hint = if cause.contains("unreachable") { " (how a Rust panic or abort ends in Wasm)" } else { "" };
+    Failure::new(format!("{what}: trapped: {}{hint}", cause.trim()))
 }
 
 pub fn mib(bytes: usize) -> String {

@@ -82,7 +82,7 @@ pub fn log_text(log: &Log, generator: &Generator) -> String {
     for b in &log.batches {
         out.push_str(&format!("push(now={}, [", time(b.now)));
         for (i, e) in b.events.iter().enumerate() {
-            let age = e.event_time.checked_sub(b.now).filter(|d| d.abs() < 1 << 40);
+            let age = e.event_time.checked_sub(b.now).filter(|d| d.unsigned_abs() < 1 << 40);
             let when = match age {
                 Some(0) => "now".to_string(),
                 Some(d) if d < 0 => format!("now{d}"),
