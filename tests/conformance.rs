@@ -155,9 +155,13 @@ fn the_cli_reports_json_and_exits_non_zero_on_failure() {
     assert_eq!(failed[0]["id"], "claim/ordering");
     assert!(failed[0]["input_log"]["batches"][0]["events"].is_array(), "{stdout}");
 
-    let (code, stdout, _) = cli(&["conformance", &component_path("fixture_liar"), "--config", config, "--seed", "5"]);
+    let (code, stdout, _) =
+        cli(&["conformance", &component_path("fixture_liar"), "--config", config, "--seed", "5"]);
     assert_eq!(code, Some(1));
-    assert!(stdout.contains("FAIL  claim/ordering") && stdout.contains("smallest failing input:"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  claim/ordering") && stdout.contains("smallest failing input:"),
+        "{stdout}"
+    );
 
     let (code, _, stderr) = cli(&["conformance", "/nonexistent/plugin.wasm"]);
     assert_eq!(code, Some(2));

@@ -22,8 +22,8 @@
 
 pub mod app;
 pub mod auth;
-pub mod componentize;
 pub mod bus;
+pub mod componentize;
 pub mod config;
 pub mod conformance;
 pub mod event;

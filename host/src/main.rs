@@ -210,7 +210,11 @@ fn componentize(module: &std::path::Path, output: &std::path::Path) -> ExitCode 
         });
     match result {
         Ok(len) => {
-            eprintln!("wrote {} ({len} bytes); check it with `streamgate conformance {}`", output.display(), output.display());
+            eprintln!(
+                "wrote {} ({len} bytes); check it with `streamgate conformance {}`",
+                output.display(),
+                output.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

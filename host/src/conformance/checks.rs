@@ -32,7 +32,8 @@ pub fn describe(d: &wit::Description) -> Verdict {
     if d.capabilities.is_empty() {
         problems.push("it claims no capability; list what it does so the kit can check it".into());
     }
-    let distinct: BTreeSet<&str> = d.capabilities.iter().map(|&c| super::properties::capability_name(c)).collect();
+    let distinct: BTreeSet<&str> =
+        d.capabilities.iter().map(|&c| super::properties::capability_name(c)).collect();
     if distinct.len() != d.capabilities.len() {
         problems.push("it lists a capability twice".into());
     }
@@ -167,7 +168,9 @@ pub fn extreme_keys(ctx: &Ctx) -> Verdict {
     };
     let log = Log { batches: vec![batch(0, 1), batch(1, 100)] };
     match run_log(ctx, &log) {
-        Ok(_) => Verdict::pass("keys, ids and tags 0, 1, u64::MAX and hashes of non-ASCII and 64 KiB strings"),
+        Ok(_) => {
+            Verdict::pass("keys, ids and tags 0, 1, u64::MAX and hashes of non-ASCII and 64 KiB strings")
+        }
         Err(f) => Verdict::fail(f.message, String::new(), Some(log)),
     }
 }
@@ -211,8 +214,10 @@ pub fn valid_decisions(ctx: &Ctx) -> Verdict {
     )
 }
 
-/// The answer of each push as comparable data.
-fn answers(frames: &[Frame]) -> Vec<(Vec<u64>, Vec<(u64, DropReason)>)> {
+/// One push's answer as comparable data: released seqs in order, drops in order.
+type Answer = (Vec<u64>, Vec<(u64, DropReason)>);
+
+fn answers(frames: &[Frame]) -> Vec<Answer> {
     frames.iter().map(|f| (f.released_seqs(), f.dropped.clone())).collect()
 }
 
@@ -247,15 +252,15 @@ fn outcome(frames: &[Frame]) -> (Vec<u64>, BTreeSet<(u64, DropReason)>) {
     (released, dropped)
 }
 
-fn compare_outcomes(
-    plain: &[Frame],
-    variant: &[Frame],
-    variant_name: &str,
-) -> Result<(), Failure> {
+fn compare_outcomes(plain: &[Frame], variant: &[Frame], variant_name: &str) -> Result<(), Failure> {
     let (released_a, dropped_a) = outcome(plain);
     let (released_b, dropped_b) = outcome(variant);
     if released_a != released_b {
-        let at = released_a.iter().zip(&released_b).position(|(a, b)| a != b).unwrap_or(released_a.len().min(released_b.len()));
+        let at = released_a
+            .iter()
+            .zip(&released_b)
+            .position(|(a, b)| a != b)
+            .unwrap_or(released_a.len().min(released_b.len()));
         return Err(Failure::new(format!(
             "{variant_name}, the released sequence differs from release #{}: {:?} instead of {:?}",
             at + 1,
@@ -287,7 +292,11 @@ pub fn heartbeats(ctx: &Ctx) -> Verdict {
                 with_heartbeats.batches.push(Batch { now: b.now, events: vec![] });
             }
             let variant = run_log(ctx, &with_heartbeats)?;
-            compare_outcomes(&plain.frames, &variant.frames, "with an empty push repeating the same now after every batch")
+            compare_outcomes(
+                &plain.frames,
+                &variant.frames,
+                "with an empty push repeating the same now after every batch",
+            )
         },
     )
 }

@@ -87,7 +87,8 @@ impl Generator {
     pub fn new(max_age_ms: i64, config_tags: &[String]) -> Self {
         let mut names = BTreeMap::new();
         let mut tags = vec![0];
-        for name in KEYS.iter().copied().chain(TAGS.iter().copied()).chain(config_tags.iter().map(|t| t.as_str()))
+        for name in
+            KEYS.iter().copied().chain(TAGS.iter().copied()).chain(config_tags.iter().map(|t| t.as_str()))
         {
             names.insert(hash(name), name.to_string());
         }
@@ -106,7 +107,8 @@ impl Generator {
 
     /// A log of 1 to 10 batches of up to 12 events each, over 1 to 5 keys.
     pub fn log(&self, rng: &mut Rng) -> Log {
-        let keys: Vec<u64> = KEYS[..1 + rng.below(KEYS.len() as u64) as usize].iter().map(|k| hash(k)).collect();
+        let keys: Vec<u64> =
+            KEYS[..1 + rng.below(KEYS.len() as u64) as usize].iter().map(|k| hash(k)).collect();
         let mut now = BASE_TIME;
         let mut seq = 1;
         let mut sent: Vec<Event> = Vec::new();
@@ -179,6 +181,9 @@ mod tests {
                 same_key_in_batch += usize::from(keys.len() < b.events.len());
             }
         }
-        assert!(stale > 20 && redelivered > 20 && same_key_in_batch > 20, "{stale} {redelivered} {same_key_in_batch}");
+        assert!(
+            stale > 20 && redelivered > 20 && same_key_in_batch > 20,
+            "{stale} {redelivered} {same_key_in_batch}"
+        );
     }
 }

@@ -128,13 +128,23 @@ impl<'c> Probe<'c> {
             self.held.insert(e.seq, *e);
         }
         let batch: Vec<wit::Event> = events.iter().map(to_wit).collect();
-        let answer = self.stage.push(now, &batch).map_err(|e| describe_fault(self.ctx, Some(&self.stage), &what, e))?;
-        let mut frame = Frame { now, released: Vec::with_capacity(answer.released.len()), dropped: Vec::new() };
+        let answer = self
+            .stage
+            .push(now, &batch)
+            .map_err(|e| describe_fault(self.ctx, Some(&self.stage), &what, e))?;
+        let mut frame =
+            Frame { now, released: Vec::with_capacity(answer.released.len()), dropped: Vec::new() };
         let mut answered = HashSet::with_capacity(answer.released.len() + answer.dropped.len());
-        let decided = answer.released.iter().map(|&s| (s, "released")).chain(answer.dropped.iter().map(|d| (d.seq, "dropped")));
+        let decided = answer
+            .released
+            .iter()
+            .map(|&s| (s, "released"))
+            .chain(answer.dropped.iter().map(|d| (d.seq, "dropped")));
         for (seq, verb) in decided {
             if !answered.insert(seq) {
-                return Err(Failure::new(format!("{what}: answered seq {seq} twice in one answer ({verb} again)")));
+                return Err(Failure::new(format!(
+                    "{what}: answered seq {seq} twice in one answer ({verb} again)"
+                )));
             }
             match self.held.remove(&seq) {
                 Some(e) if verb == "released" => frame.released.push(e),
@@ -234,7 +244,14 @@ pub fn mib(bytes: usize) -> String {
 }
 
 fn to_wit(e: &Event) -> wit::Event {
-    wit::Event { seq: e.seq, key: e.key, event_time: e.event_time, log_time: e.log_time, id: e.id, tag: e.tag }
+    wit::Event {
+        seq: e.seq,
+        key: e.key,
+        event_time: e.event_time,
+        log_time: e.log_time,
+        id: e.id,
+        tag: e.tag,
+    }
 }
 
 fn drop_reason(r: wit::DropReason) -> DropReason {

@@ -142,6 +142,7 @@ pub enum Progress<'a> {
 }
 
 type CheckFn = fn(&Ctx) -> Verdict;
+type ProgressFn<'a> = Box<dyn FnMut(Progress<'_>) + 'a>;
 
 /// Every check after `component/world`, in order.
 pub const CHECKS: &[(&str, CheckFn)] = &[
@@ -177,7 +178,7 @@ pub struct Suite<'a> {
     seed: u64,
     cases: usize,
     sandbox: SandboxConfig,
-    progress: Option<Box<dyn FnMut(Progress<'_>) + 'a>>,
+    progress: Option<ProgressFn<'a>>,
 }
 
 impl<'a> Suite<'a> {
@@ -261,7 +262,11 @@ impl<'a> Suite<'a> {
         report.plugin = Some(PluginInfo {
             name: d.name.clone(),
             version: d.version.clone(),
-            capabilities: d.capabilities.iter().map(|c| properties::capability_name(*c).to_string()).collect(),
+            capabilities: d
+                .capabilities
+                .iter()
+                .map(|c| properties::capability_name(*c).to_string())
+                .collect(),
             state_version: d.state_version,
         });
         let claims = Claims::new(&d.capabilities, &self.config);

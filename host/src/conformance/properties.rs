@@ -85,7 +85,11 @@ impl Claims {
         Claims {
             ordering: claims(wit::Capability::Ordering),
             staleness: claims(wit::Capability::Staleness).then_some(max_age_ms),
-            dedupe: claims(wit::Capability::Dedupe).then_some(if by_id { DedupeBy::Id } else { DedupeBy::Time }),
+            dedupe: claims(wit::Capability::Dedupe).then_some(if by_id {
+                DedupeBy::Id
+            } else {
+                DedupeBy::Time
+            }),
             forget_after_ms: int("forget_after_ms"),
             coalesce,
             filter: claims(wit::Capability::Filter),
@@ -116,7 +120,9 @@ pub fn check(ctx: &Ctx, capability: Capability) -> Verdict {
     let c = &ctx.claims;
     let not_claimed = || Verdict::skip("not claimed by the plugin's description");
     match capability {
-        Capability::Ordering if c.ordering => generated(ctx, "claim/ordering", "every frame was in event-time order", ordering),
+        Capability::Ordering if c.ordering => {
+            generated(ctx, "claim/ordering", "every frame was in event-time order", ordering)
+        }
         Capability::Staleness => match c.staleness {
             Some(max_age) => generated(
                 ctx,
@@ -127,12 +133,11 @@ pub fn check(ctx: &Ctx, capability: Capability) -> Verdict {
             None => not_claimed(),
         },
         Capability::Dedupe => match &c.dedupe {
-            Some(DedupeBy::Time) => generated(
-                ctx,
-                "claim/dedupe",
-                "per key, released event times strictly increased",
-                |frames| dedupe_by_time(frames, c.forget_after_ms),
-            ),
+            Some(DedupeBy::Time) => {
+                generated(ctx, "claim/dedupe", "per key, released event times strictly increased", |frames| {
+                    dedupe_by_time(frames, c.forget_after_ms)
+                })
+            }
             Some(DedupeBy::Id) => generated(
                 ctx,
                 "claim/dedupe",
@@ -164,10 +169,15 @@ fn generated(
     passed: &str,
     property: impl Fn(&[Frame]) -> Result<(), String>,
 ) -> Verdict {
-    for_generated_logs(ctx, check, |_| passed.to_string(), |ctx, log| {
-        let trace = run_log(ctx, log)?;
-        property(&trace.frames).map_err(Failure::new)
-    })
+    for_generated_logs(
+        ctx,
+        check,
+        |_| passed.to_string(),
+        |ctx, log| {
+            let trace = run_log(ctx, log)?;
+            property(&trace.frames).map_err(Failure::new)
+        },
+    )
 }
 
 fn ordering(frames: &[Frame]) -> Result<(), String> {
