@@ -22,19 +22,24 @@ fn the_template_plugin_builds_from_the_guide_and_passes_the_kit() {
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/template");
     let template_target = target_dir().join("template");
 
-    // Guide: `cd plugins/template && cargo build --profile plugin --target wasm32-unknown-unknown`
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(&template)
-        .args(["build", "--profile", "plugin", "--target", "wasm32-unknown-unknown"])
-        .env("CARGO_TARGET_DIR", &template_target);
-    // The outer cargo's flags and wrappers are not the guide reader's.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"] {
-        build.env_remove(var);
-    }
-    let status = build.status().unwrap();
-    assert!(status.success(), "building the template as the guide says failed: {status}");
+    let cargo = |args: &[&str]| {
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(&template).args(args).env("CARGO_TARGET_DIR", &template_target);
+        // The outer cargo's flags and wrappers are not the guide reader's.
+        for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"] {
+            cmd.env_remove(var);
+        }
+        let status = cmd.status().unwrap();
+        assert!(
+            status.success(),
+            "`cargo {}` in plugins/template, as the guide says, failed: {status}",
+            args.join(" ")
+        );
+    };
+    // Guide: `cd plugins/template`, `cargo test`, then
+    // `cargo build --profile plugin --target wasm32-unknown-unknown`.
+    cargo(&["test"]);
+    cargo(&["build", "--profile", "plugin", "--target", "wasm32-unknown-unknown"]);
 
     // Guide: `streamgate componentize target/wasm32-unknown-unknown/plugin/streamgate_template.wasm -o latest_per_key.wasm`
     let module = template_target.join("wasm32-unknown-unknown/plugin/streamgate_template.wasm");
