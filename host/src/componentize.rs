@@ -59,6 +59,9 @@ mod tests {
         assert!(e.contains("does not export streamgate:policy/policy@0.1.0"), "{e}");
         let wasi = wat::parse_str(r#"(module (import "wasi_snapshot_preview1" "fd_write" (func)))"#).unwrap();
         let e = componentize("p.wasm", &wasi).unwrap_err().to_string();
-        assert!(e.contains("cannot make a component of p.wasm") && e.contains("wasm32-unknown-unknown"), "{e}");
+        assert!(
+            e.contains("cannot make a component of p.wasm") && e.contains("wasm32-unknown-unknown"),
+            "{e}"
+        );
     }
 }

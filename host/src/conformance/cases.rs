@@ -17,7 +17,7 @@ const SHRINK_TIME: Duration = Duration::from_secs(10);
 pub fn for_generated_logs(
     ctx: &Ctx,
     check: &str,
-    passed: impl FnOnce(usize) -> String,
+    passed: &str,
     property: impl Fn(&Ctx, &Log) -> Result<(), Failure>,
 ) -> Verdict {
     let mut rng = Rng::new(ctx.seed ^ fnv1a(check));
@@ -43,7 +43,7 @@ pub fn for_generated_logs(
             return Verdict::fail(failure.message, note, Some(small));
         }
     }
-    Verdict::pass(format!("{} ({} logs, {events} events)", passed(ctx.cases), ctx.cases))
+    Verdict::pass(format!("{passed} ({} logs, {events} events)", ctx.cases))
 }
 
 /// Delta debugging: remove chunks of batches, then chunks of events, halving the chunk

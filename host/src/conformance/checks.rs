@@ -206,12 +206,21 @@ pub fn extreme_times(ctx: &Ctx) -> Verdict {
 }
 
 pub fn valid_decisions(ctx: &Ctx) -> Verdict {
-    for_generated_logs(
+    let still_held = std::cell::Cell::new(0);
+    let mut verdict = for_generated_logs(
         ctx,
         "decisions/valid",
-        |_| "every answer named only held events, each once".into(),
-        |ctx, log| run_log(ctx, log).map(drop),
-    )
+        "every answer named only held events, each once",
+        |ctx, log| {
+            let trace = run_log(ctx, log)?;
+            still_held.set(still_held.get() + trace.still_held);
+            Ok(())
+        },
+    );
+    if verdict.outcome == super::Outcome::Pass {
+        verdict.reason.push_str(&format!("; {} events were still held after the flushes", still_held.get()));
+    }
+    verdict
 }
 
 /// One push's answer as comparable data: released seqs in order, drops in order.
@@ -225,7 +234,7 @@ pub fn replay(ctx: &Ctx) -> Verdict {
     for_generated_logs(
         ctx,
         "determinism/replay",
-        |_| "every log replayed into a fresh stage gave the same answers".into(),
+        "every log replayed into a fresh stage gave the same answers",
         |ctx, log| {
             let first = answers(&run_log(ctx, log)?.frames);
             let second = answers(&run_log(ctx, log)?.frames);
@@ -283,7 +292,7 @@ pub fn heartbeats(ctx: &Ctx) -> Verdict {
     for_generated_logs(
         ctx,
         "determinism/heartbeats",
-        |_| "repeating each push's now with an empty push changed nothing".into(),
+        "repeating each push's now with an empty push changed nothing",
         |ctx, log| {
             let plain = run_log(ctx, log)?;
             let mut with_heartbeats = Log::default();
@@ -313,7 +322,7 @@ pub fn boundaries(ctx: &Ctx) -> Verdict {
     for_generated_logs(
         ctx,
         "determinism/boundaries",
-        |_| "splitting each batch into two pushes at the same now changed nothing".into(),
+        "splitting each batch into two pushes at the same now changed nothing",
         |ctx, log| {
             let plain = run_log(ctx, log)?;
             let mut split = Log::default();
@@ -333,7 +342,7 @@ pub fn snapshot_restore(ctx: &Ctx) -> Verdict {
     for_generated_logs(
         ctx,
         "snapshot/restore",
-        |_| "at every cut point, a restored stage answered like the one it replaced".into(),
+        "at every cut point, a restored stage answered like the one it replaced",
         |ctx, log| {
             let plain = answers(&run_log(ctx, log)?.frames);
             for cut in 1..=log.batches.len() {

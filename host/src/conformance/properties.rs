@@ -169,15 +169,10 @@ fn generated(
     passed: &str,
     property: impl Fn(&[Frame]) -> Result<(), String>,
 ) -> Verdict {
-    for_generated_logs(
-        ctx,
-        check,
-        |_| passed.to_string(),
-        |ctx, log| {
-            let trace = run_log(ctx, log)?;
-            property(&trace.frames).map_err(Failure::new)
-        },
-    )
+    for_generated_logs(ctx, check, passed, |ctx, log| {
+        let trace = run_log(ctx, log)?;
+        property(&trace.frames).map_err(Failure::new)
+    })
 }
 
 fn ordering(frames: &[Frame]) -> Result<(), String> {
@@ -278,4 +273,53 @@ fn coalesce(frames: &[Frame], tags: Option<&BTreeSet<u64>>) -> Result<(), String
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use streamgate_plugin_sdk::Event;
+
+    use super::*;
+
+    fn frame(now: i64, released: &[(u64, u64, i64, u64)]) -> Frame {
+        let released = released
+            .iter()
+            .map(|&(seq, key, event_time, tag)| Event { seq, key, event_time, log_time: now, id: seq, tag })
+            .collect();
+        Frame { now, released, dropped: vec![] }
+    }
+
+    #[test]
+    fn dedupe_allows_a_repeat_only_after_the_forget_horizon() {
+        let frames = [frame(1_000, &[(1, 7, 900, 0)]), frame(5_000, &[(2, 7, 800, 0)])];
+        assert!(dedupe_by_time(&frames, None).unwrap_err().contains("seq 1 of the same key"));
+        assert!(dedupe_by_time(&frames, Some(10_000)).is_err(), "900 is within 10 s of 5000");
+        assert!(
+            dedupe_by_time(&frames, Some(1_000)).is_ok(),
+            "900 is older than 5000 - 1000: may be forgotten"
+        );
+    }
+
+    #[test]
+    fn coalesce_counts_only_the_configured_tags_and_per_frame() {
+        let (rank, admitted) = (hash("rank"), hash("admitted"));
+        let frames = [frame(0, &[(1, 7, 1, admitted), (2, 7, 2, admitted), (3, 7, 3, rank)])];
+        assert!(coalesce(&frames, Some(&BTreeSet::from([rank]))).is_ok());
+        assert!(coalesce(&frames, None).unwrap_err().contains("seqs 1 and 2"));
+        let two_frames = [frame(0, &[(1, 7, 1, rank)]), frame(1, &[(2, 7, 2, rank)])];
+        assert!(coalesce(&two_frames, None).is_ok());
+    }
+
+    #[test]
+    fn claims_read_the_well_known_config_keys() {
+        use wit::Capability as C;
+        let c = Claims::new(&[C::Staleness, C::Dedupe, C::Coalesce], r#"{"max_age_ms":5,"by":"id"}"#);
+        assert_eq!((c.staleness, c.dedupe), (Some(5), Some(DedupeBy::Id)));
+        assert!(matches!(c.coalesce, Coalescing::Off(_)), "dedupe's coalescing is opt-in");
+        let c = Claims::new(&[C::Coalesce], r#"{"tags":["rank"]}"#);
+        assert_eq!(c.coalesce, Coalescing::On(Some(BTreeSet::from([hash("rank")]))));
+        assert!(c.frame_scoped());
+        let c = Claims::new(&[C::Dedupe, C::Coalesce], r#"{"newest_per_frame":true}"#);
+        assert_eq!((c.coalesce, c.staleness, c.max_age_ms), (Coalescing::On(None), None, DEFAULT_MAX_AGE_MS));
+    }
 }
