@@ -226,6 +226,12 @@ pub fn valid_decisions(ctx: &Ctx) -> Verdict {
 /// One push's answer as comparable data: released seqs in order, drops in order.
 type Answer = (Vec<u64>, Vec<(u64, DropReason)>);
 
+/// Drops as `[5 out_of_date, 7 stale]`.
+fn drops<'a>(dropped: impl IntoIterator<Item = &'a (u64, DropReason)>) -> String {
+    let items: Vec<String> = dropped.into_iter().map(|(seq, r)| format!("{seq} {}", r.as_str())).collect();
+    format!("[{}]", items.join(", "))
+}
+
 fn answers(frames: &[Frame]) -> Vec<Answer> {
     frames.iter().map(|f| (f.released_seqs(), f.dropped.clone())).collect()
 }
@@ -242,12 +248,12 @@ pub fn replay(ctx: &Ctx) -> Verdict {
                 None => Ok(()),
                 Some(i) => Err(Failure::new(format!(
                     "the same log replayed into a fresh stage answered push {} differently: \
-                     released {:?} / dropped {:?} the first time, released {:?} / dropped {:?} the second",
+                     released {:?} / dropped {} the first time, released {:?} / dropped {} the second",
                     i + 1,
                     first[i].0,
-                    first[i].1,
+                    drops(&first[i].1),
                     second[i].0,
-                    second[i].1
+                    drops(&second[i].1)
                 ))),
             }
         },
@@ -278,10 +284,12 @@ fn compare_outcomes(plain: &[Frame], variant: &[Frame], variant_name: &str) -> R
         )));
     }
     if dropped_a != dropped_b {
-        let only_plain: Vec<_> = dropped_a.difference(&dropped_b).take(8).collect();
-        let only_variant: Vec<_> = dropped_b.difference(&dropped_a).take(8).collect();
+        let only_plain = dropped_a.difference(&dropped_b).take(8);
+        let only_variant = dropped_b.difference(&dropped_a).take(8);
         return Err(Failure::new(format!(
-            "{variant_name}, the drops differ: {only_variant:?} only then, {only_plain:?} only without"
+            "{variant_name}, the drops differ: {} only then, {} only without",
+            drops(only_variant),
+            drops(only_plain)
         )));
     }
     Ok(())
@@ -358,13 +366,13 @@ pub fn snapshot_restore(ctx: &Ctx) -> Verdict {
                     let (want, got) = (&plain[cut + i], &rest[i]);
                     return Err(Failure::new(format!(
                         "snapshot after push {cut} ({} bytes) restored into a fresh stage: push {} answered \
-                         released {:?} / dropped {:?}, but without the swap released {:?} / dropped {:?}",
+                         released {:?} / dropped {}, but without the swap released {:?} / dropped {}",
                         state.len(),
                         cut + i + 1,
                         got.0,
-                        got.1,
+                        drops(&got.1),
                         want.0,
-                        want.1
+                        drops(&want.1)
                     )));
                 }
             }
