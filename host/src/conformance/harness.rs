@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use streamgate_plugin_sdk::{DropReason, Event};
 
@@ -104,6 +105,8 @@ pub struct Probe<'c> {
     held: BTreeMap<u64, Event>,
     decided: HashSet<u64>,
     pushes: usize,
+    /// Wall time of the last `push` call into the plugin (the budgeted part).
+    pub last_call: Duration,
 }
 
 impl<'c> Probe<'c> {
@@ -113,7 +116,14 @@ impl<'c> Probe<'c> {
             StageError::Config(m) => Failure::new(format!("the config under test was refused: {m}")),
             other => describe_fault(ctx, None, "creating a stage", other),
         })?;
-        Ok(Probe { ctx, stage, held: BTreeMap::new(), decided: HashSet::new(), pushes: 0 })
+        Ok(Probe {
+            ctx,
+            stage,
+            held: BTreeMap::new(),
+            decided: HashSet::new(),
+            pushes: 0,
+            last_call: Duration::ZERO,
+        })
     }
 
     pub fn held(&self) -> usize {
@@ -128,10 +138,10 @@ impl<'c> Probe<'c> {
             self.held.insert(e.seq, *e);
         }
         let batch: Vec<wit::Event> = events.iter().map(to_wit).collect();
-        let answer = self
-            .stage
-            .push(now, &batch)
-            .map_err(|e| describe_fault(self.ctx, Some(&self.stage), &what, e))?;
+        let called = Instant::now();
+        let answer = self.stage.push(now, &batch);
+        self.last_call = called.elapsed();
+        let answer = answer.map_err(|e| describe_fault(self.ctx, Some(&self.stage), &what, e))?;
         let mut frame =
             Frame { now, released: Vec::with_capacity(answer.released.len()), dropped: Vec::new() };
         let mut answered = HashSet::with_capacity(answer.released.len() + answer.dropped.len());
