@@ -44,17 +44,18 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    #[allow(clippy::too_many_arguments)]
+    /// Reads the plugin's claims from its description and `config`, and sets up the
+    /// generator to match them.
     pub fn new(
         plugin: Arc<Plugin>,
         config: String,
         limits: StageLimits,
         call_timeout_ms: u64,
-        claims: Claims,
-        generator: Generator,
         seed: u64,
         cases: usize,
     ) -> Self {
+        let claims = Claims::new(&plugin.description().capabilities, &config);
+        let generator = Generator::new(claims.max_age_ms, &claims.tag_names);
         Ctx {
             plugin,
             config,

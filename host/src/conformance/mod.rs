@@ -25,9 +25,8 @@ use streamgate_plugin_sdk::Capability;
 
 use crate::config::SandboxConfig;
 use crate::policy::PolicyRuntime;
-use generate::{Generator, Log};
+use generate::Log;
 use harness::Ctx;
-use properties::Claims;
 
 /// Generated logs per property check unless [`Suite::cases`] says otherwise.
 pub const DEFAULT_CASES: usize = 64;
@@ -269,15 +268,11 @@ impl<'a> Suite<'a> {
                 .collect(),
             state_version: d.state_version,
         });
-        let claims = Claims::new(&d.capabilities, &self.config);
-        let generator = Generator::new(claims.max_age_ms, &claims.tag_names);
         let ctx = Ctx::new(
             plugin,
             self.config.clone(),
             runtime.limits(None),
             self.sandbox.call_timeout_ms,
-            claims,
-            generator,
             self.seed,
             self.cases,
         );
