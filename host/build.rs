@@ -16,6 +16,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("ordering", "ordering"),
     ("coalesce", "coalesce"),
     ("fixture-misbehave", "fixture_misbehave"),
+    ("fixture-liar", "fixture_liar"),
 ];
 /// Plugins that wrap another plugin's crate with its export turned off: built by a
 /// cargo of their own, since one build unifies features (and would export both).

@@ -21,12 +21,16 @@
 //! - [`watch`]: swaps tenants when a `plugins_dir` file is replaced (development).
 //! - [`admin_client`]: `streamgate plugin ...`, the operators' CLI for the admin API.
 //! - [`app`]: wires it all together for `run` and `demo`.
+//! - [`conformance`]: the plugin conformance kit (`streamgate conformance`), and
+//!   [`componentize`], which makes a plugin's core module a component.
 
 pub mod admin_client;
 pub mod app;
 pub mod auth;
 pub mod bus;
+pub mod componentize;
 pub mod config;
+pub mod conformance;
 pub mod control;
 pub mod event;
 pub mod http;

@@ -1,4 +1,5 @@
-//! The `streamgate` command line: `run`, `demo`, `simulate`, `token`, `plugin`.
+//! The `streamgate` command line: `run`, `demo`, `simulate`, `token`, `plugin` (operators),
+//! and for plugin authors `conformance` and `componentize`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +76,34 @@ enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
+    /// Run the plugin conformance kit on a policy component (see docs/PLUGINS.md).
+    ///
+    /// Exit status: 0 when every check passed (warnings and skips pass), 1 when a check
+    /// failed, 2 when the kit could not run (unreadable file, bad arguments).
+    Conformance {
+        /// The component file, or `builtin:NAME` for one of streamgate's own plugins.
+        plugin: String,
+        /// The config JSON stages are created from, as a tenant would give it.
+        #[arg(long, default_value = "")]
+        config: String,
+        /// Print the report as JSON on stdout (progress still goes to stderr).
+        #[arg(long)]
+        json: bool,
+        /// Seed of the generated inputs (default: from the clock; the report prints it).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Generated logs per property check.
+        #[arg(long, default_value_t = streamgate::conformance::DEFAULT_CASES)]
+        cases: usize,
+    },
+    /// Turn a plugin's core Wasm module (built for wasm32-unknown-unknown) into a component.
+    Componentize {
+        /// The core module cargo built, e.g. target/wasm32-unknown-unknown/plugin/my_plugin.wasm.
+        module: PathBuf,
+        /// Where to write the component.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +137,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    match cli.command {
+        Command::Conformance { plugin, config, json, seed, cases } => {
+            return conformance(&plugin, config, json, seed, cases);
+        }
+        Command::Componentize { module, output } => return componentize(&module, &output),
+        _ => {}
+    }
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", streamgate::auth::issue_hs256(&secret, &claims)?);
         }
         Command::Plugin { url, token, action } => plugin(&url, &token, action).await?,
+        Command::Conformance { .. } | Command::Componentize { .. } => unreachable!("run before tokio"),
     }
     Ok(())
 }
@@ -168,6 +205,78 @@ async fn plugin(url: &str, token: &str, action: PluginAction) -> anyhow::Result<
         PluginAction::Status { tenant } => println!("{:#}", client.status(&tenant).await?),
     }
     Ok(())
+}
+
+/// Exit status when the kit or componentize could not run at all.
+const CANNOT_RUN: u8 = 2;
+
+fn conformance(plugin: &str, config: String, json: bool, seed: Option<u64>, cases: usize) -> ExitCode {
+    use streamgate::conformance::{Outcome, Progress, Suite};
+    let bytes = match plugin.strip_prefix("builtin:") {
+        Some(name) => match streamgate::policy::builtin_plugin(name) {
+            Some(b) => b.to_vec(),
+            None => {
+                let names = streamgate::policy::BUILTIN_PLUGINS.join(", ");
+                eprintln!("streamgate: unknown builtin plugin {name:?}; builtins are: {names}");
+                return ExitCode::from(CANNOT_RUN);
+            }
+        },
+        None => match std::fs::read(plugin) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("streamgate: cannot read plugin file {plugin}: {e}");
+                return ExitCode::from(CANNOT_RUN);
+            }
+        },
+    };
+    let mut suite = Suite::new(&bytes).config(config).cases(cases).on_progress(|p| match p {
+        Progress::Started { index, total, id } => eprint!("[{index:>2}/{total}] {id} ... "),
+        Progress::Finished(c) => {
+            let outcome = match c.outcome {
+                Outcome::Pass => "pass",
+                Outcome::Warn => "WARN",
+                Outcome::Fail => "FAIL",
+                Outcome::Skip => "skip",
+            };
+            eprintln!("{outcome} ({:.0} ms)", c.elapsed.as_secs_f64() * 1e3);
+        }
+    });
+    if let Some(seed) = seed {
+        suite = suite.seed(seed);
+    }
+    let report = suite.run();
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{report}");
+    }
+    if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn componentize(module: &std::path::Path, output: &std::path::Path) -> ExitCode {
+    let shown = module.display().to_string();
+    let result = std::fs::read(module)
+        .map_err(|e| format!("cannot read {shown}: {e}"))
+        .and_then(|bytes| streamgate::componentize::componentize(&shown, &bytes).map_err(|e| e.to_string()))
+        .and_then(|component| {
+            std::fs::write(output, &component)
+                .map(|()| component.len())
+                .map_err(|e| format!("cannot write {}: {e}", output.display()))
+        });
+    match result {
+        Ok(len) => {
+            eprintln!(
+                "wrote {} ({len} bytes); check it with `streamgate conformance {}`",
+                output.display(),
+                output.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("streamgate: {e}");
+            ExitCode::from(CANNOT_RUN)
+        }
+    }
 }
 
 async fn cancel_on_signal(cancel: CancellationToken) {

@@ -2,13 +2,67 @@
 //! the stage. Every call runs under an epoch deadline; the store caps memory and tables.
 
 use wasmtime::component::ResourceAny;
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 
 use super::bindings::{PolicyPlugin, PolicyPluginPre, wit};
 
 /// Per-store data: only the resource limiter (plugins get no host state).
 pub struct StageState {
-    limits: StoreLimits,
+    limits: MeteredLimits,
+}
+
+/// The store's [`StoreLimits`], also recording how large linear memory grew and the
+/// growth it refused, so a report can say how close a plugin runs to the cap.
+struct MeteredLimits {
+    inner: StoreLimits,
+    memory_high_water: usize,
+    refused_memory_growth: Option<usize>,
+}
+
+impl ResourceLimiter for MeteredLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_high_water = self.memory_high_water.max(desired);
+        } else {
+            self.refused_memory_growth = Some(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 /// Sandbox limits applied to every stage's store and call.
@@ -38,11 +92,15 @@ fn fault(e: wasmtime::Error) -> StageError {
 
 fn new_store(engine: &Engine, limits: StageLimits) -> Store<StageState> {
     let state = StageState {
-        limits: StoreLimitsBuilder::new()
-            .memory_size(limits.max_memory_bytes)
-            .table_elements(limits.max_table_elements)
-            .instances(16)
-            .build(),
+        limits: MeteredLimits {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(limits.max_memory_bytes)
+                .table_elements(limits.max_table_elements)
+                .instances(16)
+                .build(),
+            memory_high_water: 0,
+            refused_memory_growth: None,
+        },
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
@@ -105,6 +163,16 @@ impl WasmStage {
             .stage()
             .call_snapshot(&mut self.store, self.stage)
             .map_err(fault)
+    }
+
+    /// The largest linear memory (bytes) this stage's store has grown to so far.
+    pub fn memory_high_water(&self) -> usize {
+        self.store.data().limits.memory_high_water
+    }
+
+    /// The last memory growth (to this many bytes) the sandbox cap refused, if any.
+    pub fn refused_memory_growth(&self) -> Option<usize> {
+        self.store.data().limits.refused_memory_growth
     }
 
     pub fn restore(&mut self, state_version: u32, state: &[u8]) -> Result<(), StageError> {
