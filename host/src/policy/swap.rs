@@ -318,6 +318,34 @@ mod tests {
     }
 
     #[test]
+    fn every_fault_under_last_good_goes_back_and_loses_nothing() {
+        let runtime = PolicyRuntime::new(&SandboxConfig {
+            call_timeout_ms: 200,
+            max_memory_bytes: 16 << 20,
+            ..SandboxConfig::default()
+        });
+        let options = ChainOptions {
+            failure_policy: FailurePolicy::LastGood,
+            ..ChainOptions::defaults(&runtime, None)
+        };
+        let faults = ["loop", "memory-bomb", "trap", "panic", "unknown-seq", "duplicate-seq"];
+        for fault in faults {
+            let mut chain = Chain::build(&runtime, &[policy("builtin:dedupe", "")], options).unwrap();
+            let m = TenantMetrics::new("t");
+            chain.push(1, vec![ev(1, 100)], &m);
+            let faulty =
+                policy(&fixture("fixture_misbehave"), &format!("fault = \"{fault}\"\nfrom_batch = 2"));
+            chain.swap(prepared(&runtime, &[policy("builtin:dedupe", ""), faulty], 1));
+            assert_eq!(released(chain.push(2, vec![ev(2, 200)], &m)), vec![("k2".into(), 200)], "{fault}");
+            let out = released(chain.push(3, vec![ev(1, 100), ev(3, 300), ev(4, 400)], &m));
+            assert_eq!(out, vec![("k3".into(), 300), ("k4".into(), 400)], "{fault}: through version 0");
+            assert_eq!(chain.spec().version, 0, "{fault}");
+            assert_eq!(m.plugin_count("misbehave@0.1.0", "fault"), 1, "{fault}");
+            assert_eq!(chain.held(), 0, "{fault}");
+        }
+    }
+
+    #[test]
     fn last_good_without_an_earlier_chain_passes_events_on() {
         let runtime = PolicyRuntime::new(&SandboxConfig::default());
         let options = ChainOptions {
