@@ -28,6 +28,7 @@ lint:
 	scripts/setup.sh rust
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p streamgate --lib --no-default-features -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -18,7 +18,9 @@ use crate::http::admin::AdminState;
 use crate::http::{self, AppState};
 use crate::policy::{Catalog, CatalogError, PolicyRuntime};
 use crate::sim::{FaultRates, TaxiSim};
-use crate::source::{BatchPublisher, kafka};
+use crate::source::BatchPublisher;
+#[cfg(feature = "kafka")]
+use crate::source::kafka;
 use crate::store::{Store, StoreError};
 use crate::tenant;
 
@@ -26,6 +28,7 @@ use crate::tenant;
 #[derive(Clone, Copy, Debug)]
 pub enum Source {
     /// Each tenant's Kafka topic.
+    #[cfg(feature = "kafka")]
     Kafka,
     /// The built-in simulators: `taxis` cars reporting every `every`, and for the
     /// tenant named `queue`, a waiting queue moving every `2 × every`.
@@ -43,6 +46,7 @@ pub enum AppError {
     #[error("tenant {tenant:?} auth: {message}")]
     Auth { tenant: String, message: String },
     #[error(transparent)]
+    #[cfg(feature = "kafka")]
     Kafka(#[from] kafka::KafkaSourceError),
     #[error(
         "cannot listen on {addr}: {source} (is another process using the port? set `listen` or STREAMGATE_LISTEN)"
@@ -161,6 +165,7 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
                 .await
                 .map_err(|source| AppError::Chain { tenant: t.name.clone(), source })?;
         match source {
+            #[cfg(feature = "kafka")]
             Source::Kafka => {
                 let consumer = kafka::consumer(&config.kafka, t)?;
                 tasks.spawn(kafka::run(

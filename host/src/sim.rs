@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "kafka")]
 use rdkafka::config::ClientConfig;
+#[cfg(feature = "kafka")]
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -176,6 +178,7 @@ pub async fn run_on_bus(
 
 /// Produces simulated reports into a Kafka topic (`streamgate simulate`), keyed by
 /// taxi id. Returns how many messages were delivered.
+#[cfg(feature = "kafka")]
 pub async fn run_into_kafka(
     brokers: &str,
     topic: &str,

@@ -2,6 +2,7 @@
 //! embedded demo. Both go through [`BatchPublisher`], which batches by size and linger
 //! and retries a failed publish until it succeeds (or shutdown), never dropping a batch.
 
+#[cfg(feature = "kafka")]
 pub mod kafka;
 
 use std::time::Duration;
