@@ -94,7 +94,6 @@ mod tests {
     #[test]
     fn keeps_the_newest_rank_per_user_and_every_admission_in_log_order() {
         let mut p = Coalesce::create(r#"{"tags": ["rank"]}"#).unwrap();
-        let mut out = Decisions::default();
         let batch = [
             ev(1, 7, "rank", 10),
             ev(2, 8, "rank", 10),
@@ -103,7 +102,7 @@ mod tests {
             ev(5, 7, "rank", 15),
             ev(6, 8, "left", 30),
         ];
-        p.push(0, &batch, &mut out);
+        let out = p.decide(0, &batch);
         assert_eq!(out.released, vec![2, 3, 4, 6]);
         assert_eq!(out.dropped, vec![(1, DropReason::Superseded), (5, DropReason::Superseded)]);
     }
@@ -111,8 +110,7 @@ mod tests {
     #[test]
     fn without_tags_every_event_coalesces() {
         let mut p = Coalesce::create("").unwrap();
-        let mut out = Decisions::default();
-        p.push(0, &[ev(1, 7, "a", 5), ev(2, 7, "b", 5)], &mut out);
+        let out = p.decide(0, &[ev(1, 7, "a", 5), ev(2, 7, "b", 5)]);
         assert_eq!(out.released, vec![2], "equal times: the later in the log wins");
     }
 

@@ -176,19 +176,13 @@ mod tests {
         Event { seq, key, event_time, ..Event::default() }
     }
 
-    fn push(p: &mut Dedupe, now: i64, events: &[Event]) -> Decisions {
-        let mut out = Decisions::default();
-        p.push(now, events, &mut out);
-        out
-    }
-
     #[test]
     fn per_key_time_never_goes_back() {
         let mut p = Dedupe::create("").unwrap();
-        let out = push(&mut p, 0, &[ev(1, 7, 100), ev(2, 7, 100), ev(3, 7, 90), ev(4, 8, 50)]);
+        let out = p.decide(0, &[ev(1, 7, 100), ev(2, 7, 100), ev(3, 7, 90), ev(4, 8, 50)]);
         assert_eq!(out.released, vec![1, 4]);
         assert_eq!(out.dropped, vec![(2, DropReason::Duplicate), (3, DropReason::OutOfDate)]);
-        let out = push(&mut p, 0, &[ev(5, 7, 99), ev(6, 7, 101)]);
+        let out = p.decide(0, &[ev(5, 7, 99), ev(6, 7, 101)]);
         assert_eq!(out.released, vec![6]);
         assert_eq!(out.dropped, vec![(5, DropReason::OutOfDate)]);
     }
@@ -196,7 +190,7 @@ mod tests {
     #[test]
     fn newest_per_frame_keeps_only_the_last_per_key() {
         let mut p = Dedupe::create(r#"{"newest_per_frame": true}"#).unwrap();
-        let out = push(&mut p, 0, &[ev(1, 7, 100), ev(2, 8, 5), ev(3, 7, 110), ev(4, 7, 120)]);
+        let out = p.decide(0, &[ev(1, 7, 100), ev(2, 8, 5), ev(3, 7, 110), ev(4, 7, 120)]);
         assert_eq!(out.released, vec![2, 4]);
         assert_eq!(out.dropped, vec![(1, DropReason::Superseded), (3, DropReason::Superseded)]);
     }
@@ -204,21 +198,21 @@ mod tests {
     #[test]
     fn forgets_keys_behind_the_horizon() {
         let mut p = Dedupe::create(r#"{"forget_after_ms": 1000}"#).unwrap();
-        push(&mut p, 0, &[ev(1, 7, 100), ev(2, 8, 900)]);
-        push(&mut p, 1_500, &[]);
+        p.decide(0, &[ev(1, 7, 100), ev(2, 8, 900)]);
+        p.decide(1_500, &[]);
         assert_eq!(p.keys(), 1, "key 7 (time 100) is behind 1500-1000");
         // A forgotten key accepts an older time again: the staleness stage bounds that.
-        assert_eq!(push(&mut p, 1_500, &[ev(3, 7, 50)]).released, vec![3]);
+        assert_eq!(p.decide(1_500, &[ev(3, 7, 50)]).released, vec![3]);
     }
 
     #[test]
     fn snapshot_restores_into_a_fresh_stage() {
         let mut a = Dedupe::create("").unwrap();
-        push(&mut a, 0, &[ev(1, 7, 100), ev(2, 8, 200)]);
+        a.decide(0, &[ev(1, 7, 100), ev(2, 8, 200)]);
         let mut b = Dedupe::create("").unwrap();
         b.restore(STATE_VERSION, &a.snapshot()).unwrap();
         let later = [ev(3, 7, 100), ev(4, 8, 201)];
-        assert_eq!(push(&mut a, 0, &later), push(&mut b, 0, &later));
+        assert_eq!(a.decide(0, &later), b.decide(0, &later));
         assert!(matches!(b.restore(9, &[]), Err(RestoreError::UnsupportedVersion(9))));
         assert!(matches!(b.restore(STATE_VERSION, &[1, 2]), Err(RestoreError::Corrupt(_))));
     }
@@ -227,11 +221,11 @@ mod tests {
     fn by_id_releases_each_id_once_whatever_its_time() {
         let mut p = Dedupe::create(r#"{"by": "id", "forget_after_ms": 1000}"#).unwrap();
         let with_id = |seq, id, t| Event { seq, key: 1, event_time: t, log_time: t, id, ..Event::default() };
-        let out = push(&mut p, 0, &[with_id(1, 10, 5), with_id(2, 11, 3), with_id(3, 10, 9)]);
+        let out = p.decide(0, &[with_id(1, 10, 5), with_id(2, 11, 3), with_id(3, 10, 9)]);
         assert_eq!(out.released, vec![1, 2], "an older time is fine; a repeated id is not");
         assert_eq!(out.dropped, vec![(3, DropReason::Duplicate)]);
-        assert_eq!(push(&mut p, 500, &[with_id(4, 11, 500)]).dropped, vec![(4, DropReason::Duplicate)]);
-        push(&mut p, 2_000, &[]);
+        assert_eq!(p.decide(500, &[with_id(4, 11, 500)]).dropped, vec![(4, DropReason::Duplicate)]);
+        p.decide(2_000, &[]);
         assert_eq!(p.keys(), 0, "ids first seen before 2000-1000 are forgotten");
     }
 

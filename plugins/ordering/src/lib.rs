@@ -147,8 +147,7 @@ mod tests {
     }
 
     fn push(p: &mut Ordering, now: i64, events: &[Event]) -> Vec<u64> {
-        let mut out = Decisions::default();
-        p.push(now, events, &mut out);
+        let out = p.decide(now, events);
         assert!(out.dropped.is_empty(), "ordering never drops");
         out.released
     }

@@ -128,6 +128,13 @@ pub trait Policy: Sized {
     /// Decides a batch at log time `now`, appending to `out`.
     fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions);
 
+    /// [`Policy::push`] into fresh decisions: handy in a plugin's unit tests.
+    fn decide(&mut self, now: i64, events: &[Event]) -> Decisions {
+        let mut out = Decisions::default();
+        self.push(now, events, &mut out);
+        out
+    }
+
     /// The stage's state, readable by `restore` with `describe().state_version`.
     fn snapshot(&self) -> Vec<u8>;
 

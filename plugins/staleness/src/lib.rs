@@ -82,8 +82,7 @@ mod tests {
     #[test]
     fn drops_only_events_older_than_max_age() {
         let mut p = Staleness::create(r#"{"max_age_ms": 1000}"#).unwrap();
-        let mut out = Decisions::default();
-        p.push(10_000, &[ev(1, 8_999), ev(2, 9_000), ev(3, 12_000)], &mut out);
+        let out = p.decide(10_000, &[ev(1, 8_999), ev(2, 9_000), ev(3, 12_000)]);
         assert_eq!(out.released, vec![2, 3]);
         assert_eq!(out.dropped, vec![(1, DropReason::Stale)]);
     }
@@ -91,8 +90,7 @@ mod tests {
     #[test]
     fn defaults_to_thirty_seconds() {
         let mut p = Staleness::create("").unwrap();
-        let mut out = Decisions::default();
-        p.push(100_000, &[ev(1, 69_999), ev(2, 70_000)], &mut out);
+        let out = p.decide(100_000, &[ev(1, 69_999), ev(2, 70_000)]);
         assert_eq!(out.released, vec![2]);
     }
 

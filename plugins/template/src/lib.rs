@@ -46,7 +46,10 @@ impl Policy for LatestPerKey {
     fn create(config: &str) -> Result<Self, ConfigError> {
         let config: Config = parse_config(config)?;
         if config.min_step_ms < 0 {
-            return Err(ConfigError::Invalid(format!("min_step_ms must be >= 0, got {}", config.min_step_ms)));
+            return Err(ConfigError::Invalid(format!(
+                "min_step_ms must be >= 0, got {}",
+                config.min_step_ms
+            )));
         }
         Ok(LatestPerKey { min_step_ms: config.min_step_ms, last: BTreeMap::new() })
     }
@@ -101,15 +104,13 @@ mod tests {
     #[test]
     fn releases_only_newer_events_per_key_and_survives_a_snapshot() {
         let mut p = LatestPerKey::create("").unwrap();
-        let mut out = Decisions::default();
-        p.push(0, &[ev(1, 7, 100), ev(2, 7, 100), ev(3, 7, 90), ev(4, 8, 5)], &mut out);
+        let out = p.decide(0, &[ev(1, 7, 100), ev(2, 7, 100), ev(3, 7, 90), ev(4, 8, 5)]);
         assert_eq!(out.released, vec![1, 4]);
         assert_eq!(out.dropped, vec![(2, DropReason::Duplicate), (3, DropReason::OutOfDate)]);
 
         let mut restored = LatestPerKey::create("").unwrap();
         restored.restore(STATE_VERSION, &p.snapshot()).unwrap();
-        let mut out = Decisions::default();
-        restored.push(0, &[ev(5, 7, 99), ev(6, 7, 101)], &mut out);
+        let out = restored.decide(0, &[ev(5, 7, 99), ev(6, 7, 101)]);
         assert_eq!(out.released, vec![6]);
         assert!(matches!(LatestPerKey::create(r#"{"min_step":1}"#), Err(ConfigError::Invalid(_))));
     }
