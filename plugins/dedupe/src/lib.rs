@@ -143,10 +143,7 @@ impl Policy for Dedupe {
 
     fn snapshot(&self) -> Vec<u8> {
         let mut w = SnapshotWriter::with_capacity(12 + self.last_time.len() * 16);
-        w.i64(self.next_sweep).u32(self.last_time.len() as u32);
-        for (&k, &t) in &self.last_time {
-            w.u64(k).i64(t);
-        }
+        w.i64(self.next_sweep).key_times(&self.last_time);
         w.finish()
     }
 
@@ -156,11 +153,7 @@ impl Policy for Dedupe {
         }
         let mut r = SnapshotReader::new(state);
         let next_sweep = r.i64()?;
-        let n = r.u32()?;
-        let mut last_time = BTreeMap::new();
-        for _ in 0..n {
-            last_time.insert(r.u64()?, r.i64()?);
-        }
+        let last_time = r.key_times()?;
         r.finish()?;
         self.next_sweep = next_sweep;
         self.last_time = last_time;

@@ -1,5 +1,7 @@
 //! Little-endian snapshot encoding helpers, so plugins need no serialisation crate.
 
+use std::collections::BTreeMap;
+
 use crate::RestoreError;
 
 /// Appends fixed-width little-endian integers to a buffer.
@@ -25,6 +27,17 @@ impl SnapshotWriter {
 
     pub fn i64(&mut self, v: i64) -> &mut Self {
         self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    /// A per-key time map, as most latest-per-key policies keep: the count, then each
+    /// key and time in key order. [`SnapshotReader::key_times`] reads it back.
+    pub fn key_times(&mut self, map: &BTreeMap<u64, i64>) -> &mut Self {
+        self.buf.reserve(4 + map.len() * 16);
+        self.u32(map.len() as u32);
+        for (&key, &time) in map {
+            self.u64(key).i64(time);
+        }
         self
     }
 
@@ -67,6 +80,15 @@ impl<'a> SnapshotReader<'a> {
         self.take().map(i64::from_le_bytes)
     }
 
+    /// What [`SnapshotWriter::key_times`] wrote.
+    pub fn key_times(&mut self) -> Result<BTreeMap<u64, i64>, RestoreError> {
+        let mut map = BTreeMap::new();
+        for _ in 0..self.u32()? {
+            map.insert(self.u64()?, self.i64()?);
+        }
+        Ok(map)
+    }
+
     /// Errors unless every byte was read.
     pub fn finish(self) -> Result<(), RestoreError> {
         if self.rest.is_empty() {
@@ -95,5 +117,18 @@ mod tests {
         let mut short = SnapshotReader::new(&bytes[..10]);
         short.u32().unwrap();
         assert!(matches!(short.u64(), Err(RestoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn key_times_round_trip_in_the_plain_layout() {
+        let map = BTreeMap::from([(3, -1), (1, i64::MAX)]);
+        let mut w = SnapshotWriter::default();
+        w.key_times(&map);
+        let bytes = w.finish();
+        assert_eq!(bytes.len(), 4 + 2 * 16, "count, then key and time per entry");
+        let mut r = SnapshotReader::new(&bytes);
+        assert_eq!(r.key_times().unwrap(), map);
+        r.finish().unwrap();
+        assert!(SnapshotReader::new(&bytes[..20]).key_times().is_err(), "truncated");
     }
 }

@@ -70,11 +70,8 @@ impl Policy for LatestPerKey {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let mut w = SnapshotWriter::with_capacity(4 + self.last.len() * 16);
-        w.u32(self.last.len() as u32);
-        for (&key, &time) in &self.last {
-            w.u64(key).i64(time);
-        }
+        let mut w = SnapshotWriter::default();
+        w.key_times(&self.last);
         w.finish()
     }
 
@@ -83,10 +80,7 @@ impl Policy for LatestPerKey {
             return Err(RestoreError::UnsupportedVersion(state_version));
         }
         let mut r = SnapshotReader::new(state);
-        let mut last = BTreeMap::new();
-        for _ in 0..r.u32()? {
-            last.insert(r.u64()?, r.i64()?);
-        }
+        let last = r.key_times()?;
         r.finish()?;
         self.last = last;
         Ok(())
