@@ -40,15 +40,9 @@ fn display<S: serde::Serializer>(p: &LogPosition, s: S) -> Result<S::Ok, S::Erro
 
 impl ChainStatus {
     pub fn new(chain: &Chain) -> Self {
-        ChainStatus {
-            version: chain.spec().version,
-            policies: chain.spec().policies.clone(),
-            labels: chain.labels(),
-            position: LogPosition::default(),
-            swaps: 0,
-            last_swap: None,
-            last_error: None,
-        }
+        let mut status = Self::empty();
+        status.refresh(chain);
+        status
     }
 
     /// A status with no chain (handler tests).
