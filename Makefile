@@ -20,15 +20,17 @@ test: setup
 ## plugins: build every policy plugin as a Wasm component
 plugins:
 	scripts/setup.sh rust
-	$(CARGO) build -p streamgate
+	$(CARGO) build -p streamgate-runtime
 	@ls -l $(CARGO_TARGET_DIR)/plugins/components/*.wasm
 
-## lint: formatting and clippy, warnings are errors
+## lint: formatting, clippy (warnings are errors), the layout rules (no module cycles,
+## small files), and a kit crate free of Kafka, Redis and HTTP
 lint:
 	scripts/setup.sh rust
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p streamgate --lib --no-default-features -- -D warnings
+	python3 scripts/check_layout.py
+	scripts/check_kit_deps.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -40,6 +42,6 @@ setup:
 ## and swaps under load on two instances with real Kafka and Redis (prints tables)
 bench:
 	scripts/setup.sh all
-	$(CARGO) bench -p streamgate --bench policy_chain
-	$(CARGO) bench -p streamgate --bench swap
+	$(CARGO) bench -p streamgate-runtime --bench policy_chain
+	$(CARGO) bench -p streamgate-runtime --bench swap
 	$(CARGO) test --release -p streamgate --test swaps -- --nocapture

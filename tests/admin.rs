@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 use common::SseClient;
 use serde_json::Value;
 use streamgate::app::{self, Source};
-use streamgate::config::{BusKind, Config, PolicyRef};
+use streamgate::bus::BusKind;
+use streamgate::config::Config;
+use streamgate::demo;
+use streamgate::tenant::PolicyRef;
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "admin-token-for-tests-0123";
 
 fn component(name: &str) -> PathBuf {
-    PathBuf::from(format!("{}/{name}.wasm", env!("STREAMGATE_PLUGIN_DIR")))
+    PathBuf::from(streamgate_runtime::builtin::component_path(name))
 }
 
 struct Server {
@@ -33,14 +36,14 @@ impl Server {
     /// from the watched `plugins_dir`.
     async fn start(plugins_dir: &Path) -> Server {
         let port = common::free_port();
-        let mut config = app::demo_config(format!("127.0.0.1:{port}").parse().unwrap());
+        let mut config = demo::demo_config(format!("127.0.0.1:{port}").parse().unwrap());
         config.bus.kind = BusKind::Memory;
-        config.bus.heartbeat_ms = 50;
+        config.bus.heartbeat = Duration::from_millis(50);
         config.admin.token = Some(TOKEN.into());
         config.admin.max_plugin_bytes = 1 << 20;
-        config.admin.watch_interval_ms = 50;
+        config.admin.watch_interval = Duration::from_millis(50);
         config.plugins_dir = Some(plugins_dir.to_path_buf());
-        let mut dev = app::taxi_tenant();
+        let mut dev = demo::taxi_tenant();
         dev.name = "dev".into();
         dev.policies[2] = PolicyRef { plugin: "dedupe.wasm".into(), ..dev.policies[2].clone() };
         config.tenants.push(dev);

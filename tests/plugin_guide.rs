@@ -9,7 +9,7 @@ use std::process::Command;
 /// The build output of the outer cargo, derived from where build.rs put the plugins
 /// (`<target>/plugins/components`), so the template's build is cached next to it.
 fn target_dir() -> PathBuf {
-    Path::new(env!("STREAMGATE_PLUGIN_DIR")).parent().unwrap().parent().unwrap().to_path_buf()
+    Path::new(streamgate_runtime::builtin::COMPONENT_DIR).parent().unwrap().parent().unwrap().to_path_buf()
 }
 
 fn streamgate(args: &[&str]) -> (Option<i32>, String, String) {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::Redis;
-use streamgate::bus::{Bus, EntryBody, LogEntry, RedisPubSubBus, RedisStreamBus};
+use streamgate::bus::{Bus, Content, EntryBody, LogEntry, RedisPubSubBus, RedisStreamBus};
+use streamgate::event::Event;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -56,8 +57,22 @@ impl Drop for Reader {
     }
 }
 
+fn event(i: usize) -> Event {
+    Event {
+        key: format!("k{i}"),
+        event_time: i as i64,
+        payload: Bytes::from(format!("{{\"i\":{i}}}")),
+        ..Event::default()
+    }
+}
+
 fn body(i: usize) -> EntryBody {
-    if i.is_multiple_of(5) { EntryBody::Heartbeat } else { EntryBody::Batch(Bytes::from(format!("B{i}"))) }
+    if i.is_multiple_of(5) { EntryBody::Heartbeat } else { EntryBody::batch(&[event(i)]) }
+}
+
+/// What a reader decodes of `body(i)`.
+fn content(i: usize) -> Content {
+    if i.is_multiple_of(5) { Content::Heartbeat } else { Content::Events(vec![event(i)]) }
 }
 
 fn wall_ms() -> i64 {
@@ -67,12 +82,12 @@ fn wall_ms() -> i64 {
 #[tokio::test]
 async fn stream_bus_gives_every_reader_the_same_log_with_redis_positions() {
     let redis = Redis::start();
-    let bus = Bus::RedisStream(RedisStreamBus::new(&redis.url(), "test", 60_000).unwrap());
+    let bus = Bus::RedisStream(RedisStreamBus::new(&redis.url(), "test", Duration::from_secs(60)).unwrap());
     let early = Reader::start(&bus, "taxi");
     early.wait_ready().await;
     let before = wall_ms();
     // Two publishers (two instances' sources) interleave; Redis decides the one order.
-    let other = Bus::RedisStream(RedisStreamBus::new(&redis.url(), "test", 60_000).unwrap());
+    let other = Bus::RedisStream(RedisStreamBus::new(&redis.url(), "test", Duration::from_secs(60)).unwrap());
     futures::join!(
         async {
             for i in (0..40).step_by(2) {
@@ -98,7 +113,7 @@ async fn stream_bus_gives_every_reader_the_same_log_with_redis_positions() {
         assert_eq!(e.log_time, e.position.major as i64, "log time is the stream id's ms");
         assert!((e.log_time - before).abs() < 10_000, "log time is Redis's clock");
     }
-    let batches = seen_early.iter().filter(|e| e.body != EntryBody::Heartbeat).count();
+    let batches = seen_early.iter().filter(|e| e.content != Content::Heartbeat).count();
     assert_eq!(batches, 32, "8 of the 40 entries were heartbeats");
     // Other tenants' logs are separate.
     bus.publish("queue", &EntryBody::Heartbeat).await.unwrap();
@@ -108,7 +123,7 @@ async fn stream_bus_gives_every_reader_the_same_log_with_redis_positions() {
 #[tokio::test]
 async fn stream_reader_and_publisher_ride_out_a_redis_restart() {
     let mut redis = Redis::start();
-    let bus = Bus::RedisStream(RedisStreamBus::new(&redis.url(), "test", 60_000).unwrap());
+    let bus = Bus::RedisStream(RedisStreamBus::new(&redis.url(), "test", Duration::from_secs(60)).unwrap());
     let mut reader = Reader::start(&bus, "taxi");
     reader.wait_ready().await;
     for i in 1..=3 {
@@ -123,7 +138,7 @@ async fn stream_reader_and_publisher_ride_out_a_redis_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let after = reader.take(1).await;
-    assert_eq!(after[0].body, body(4));
+    assert_eq!(after[0].content, content(4));
     assert!(after[0].position > first[2].position, "the log moves on after the restart");
 }
 
@@ -143,7 +158,7 @@ async fn pubsub_bus_stamps_counter_positions_and_redis_time() {
     assert_eq!(a, b, "every subscriber gets the same entries, positions and times");
     for (i, e) in a.iter().enumerate() {
         assert_eq!(e.position.major, i as u64 + 1, "positions are the per-tenant counter");
-        assert_eq!(e.body, body(i));
+        assert_eq!(e.content, content(i));
         assert!((e.log_time - before).abs() < 10_000, "log time is Redis's TIME");
     }
 }

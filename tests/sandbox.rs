@@ -9,18 +9,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{SseClient, free_port};
 use streamgate::app::{self, Source};
-use streamgate::config::{Config, FailurePolicy, PolicyRef, SandboxConfig, TenantConfig};
-use streamgate::event::SourceEvent;
-use streamgate::metrics::TenantMetrics;
-use streamgate::policy::chain::ChainOptions;
-use streamgate::policy::{Chain, PolicyRuntime};
+use streamgate::config::Config;
+use streamgate::demo;
+use streamgate::tenant::{PolicyRef, TenantConfig};
+use streamgate_runtime::builtin::component_path;
+use streamgate_runtime::{
+    Chain, ChainOptions, ChainSpec, Counts, Event as SourceEvent, FailurePolicy, PolicyRuntime, SandboxConfig,
+};
 use tokio_util::sync::CancellationToken;
 
 fn fixture(config: &str) -> PolicyRef {
-    PolicyRef {
-        plugin: format!("{}/fixture_misbehave.wasm", env!("STREAMGATE_PLUGIN_DIR")),
-        config: Some(toml::from_str(config).unwrap()),
-    }
+    PolicyRef { plugin: component_path("fixture_misbehave"), config: Some(toml::from_str(config).unwrap()) }
 }
 
 /// A field of /proc/self/status, in KiB.
@@ -46,14 +45,15 @@ fn memory_returns_after_a_memory_bomb_is_quarantined() {
     const CAP_MIB: u64 = 256;
     let runtime = PolicyRuntime::new(&SandboxConfig {
         max_memory_bytes: (CAP_MIB << 20) as usize,
-        call_timeout_ms: 10_000,
+        call_timeout: Duration::from_secs(10),
         ..SandboxConfig::default()
     });
     let options =
-        ChainOptions { failure_policy: FailurePolicy::FailOpen, ..ChainOptions::defaults(&runtime, None) };
+        ChainOptions { failure_policy: FailurePolicy::FailOpen, ..ChainOptions::defaults(&runtime) };
     let refs = [fixture("fault = \"memory-bomb\"\nfrom_batch = 2")];
-    let mut chain = Chain::build(&runtime, &refs, options).unwrap();
-    let metrics = TenantMetrics::new("bomb");
+    let spec = ChainSpec { version: 0, policies: refs.iter().map(|r| r.stage_spec(false)).collect() };
+    let mut chain = Chain::build(&runtime, &spec, options).unwrap();
+    let metrics = Counts::new("bomb");
     assert_eq!(chain.push(1, batch(1), &metrics).released.len(), 3);
 
     let before = proc_status_kib("VmRSS:");
@@ -72,14 +72,14 @@ fn memory_returns_after_a_memory_bomb_is_quarantined() {
     );
 }
 
-fn tenant(name: &str, policies: Vec<PolicyRef>, call_timeout_ms: Option<u64>) -> TenantConfig {
+fn tenant(name: &str, policies: Vec<PolicyRef>, call_timeout: Option<Duration>) -> TenantConfig {
     TenantConfig {
         name: name.into(),
         policies,
-        call_timeout_ms,
+        call_timeout,
         latest_value: false,
         snapshot_on_connect: false,
-        ..app::taxi_tenant()
+        ..demo::taxi_tenant()
     }
 }
 
@@ -88,12 +88,12 @@ async fn a_spinning_plugin_does_not_slow_another_tenants_frames() {
     const TICK: Duration = Duration::from_millis(100);
     let mut config = Config::parse("").unwrap();
     config.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    config.bus.kind = streamgate::config::BusKind::Memory;
+    config.bus.kind = streamgate::bus::BusKind::Memory;
     // Restart at once after every fault: the spinning tenant burns a whole core.
-    config.sandbox.restart_backoff_ms = 0;
+    config.sandbox.restart_backoff = Duration::ZERO;
     config.tenants = vec![
-        tenant("spin", vec![fixture("fault = \"loop\"")], Some(500)),
-        tenant("calm", app::taxi_tenant().policies, None),
+        tenant("spin", vec![fixture("fault = \"loop\"")], Some(Duration::from_millis(500))),
+        tenant("calm", demo::taxi_tenant().policies, None),
     ];
     let cancel = CancellationToken::new();
     let server = tokio::spawn(app::serve(

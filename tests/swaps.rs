@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::{Instance, Redis, SseClient, SseFrame, Tansu};
 use serde_json::Value;
-use streamgate::bus::{Bus, EntryBody, LogEntry, LogPosition, RedisStreamBus};
-use streamgate::config::{Config, SandboxConfig};
-use streamgate::policy::chain::ChainOptions;
-use streamgate::policy::{Chain, PolicyRuntime};
+use streamgate::bus::{Bus, Content, LogEntry, LogPosition, RedisStreamBus};
+use streamgate::config::Config;
+use streamgate_runtime::{Chain, ChainOptions, Counts, PolicyRuntime, SandboxConfig};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -53,7 +52,10 @@ impl AdminApi {
     }
 
     async fn upload(&self, file: &str) -> String {
-        self.upload_bytes(std::fs::read(format!("{}/{file}", env!("STREAMGATE_PLUGIN_DIR"))).unwrap()).await
+        self.upload_bytes(
+            std::fs::read(format!("{}/{file}", streamgate_runtime::builtin::COMPONENT_DIR)).unwrap(),
+        )
+        .await
     }
 
     async fn upload_bytes(&self, bytes: Vec<u8>) -> String {
@@ -97,7 +99,8 @@ impl AdminApi {
 
 /// Every entry of the tenant's Redis stream up to `last`, in order.
 async fn read_log(redis: &Redis, last: LogPosition) -> Vec<LogEntry> {
-    let bus = Bus::RedisStream(RedisStreamBus::new(&redis.url(), "streamgate", 600_000).unwrap());
+    let bus =
+        Bus::RedisStream(RedisStreamBus::new(&redis.url(), "streamgate", Duration::from_secs(600)).unwrap());
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let cancel = CancellationToken::new();
     let reader = tokio::spawn({
@@ -122,16 +125,17 @@ fn replay(log: &[LogEntry]) -> Vec<(String, Vec<Value>)> {
     let config = Config::parse(common::TAXI_TENANT).unwrap();
     let tenant = &config.tenants[0];
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
-    let mut chain =
-        Chain::build(&runtime, &tenant.policies, ChainOptions::for_tenant(&runtime, tenant)).unwrap();
-    let metrics = streamgate::metrics::TenantMetrics::new("taxi");
+    let options = ChainOptions::new(&runtime, tenant.failure_policy, tenant.call_timeout);
+    let mut chain = Chain::build(&runtime, &tenant.configured_chain(false), options).unwrap();
+    let metrics = Counts::new("taxi");
     let mut now = i64::MIN;
     let mut frames = Vec::new();
     for entry in log {
-        let events = match &entry.body {
-            EntryBody::Control(_) => continue,
-            EntryBody::Heartbeat => Vec::new(),
-            EntryBody::Batch(b) => streamgate::event::decode_batch(b).unwrap(),
+        let events = match &entry.content {
+            Content::Control(_) => continue,
+            Content::Heartbeat => Vec::new(),
+            Content::Events(events) => events.clone(),
+            Content::Undecodable(why) => panic!("undecodable entry at {}: {why}", entry.position),
         };
         now = now.max(entry.log_time);
         let out = chain.push(now, events, &metrics);
@@ -199,9 +203,11 @@ async fn a_hundred_dedupe_swaps_under_load_change_nothing_in_either_stream() {
         async move {
             let started = Instant::now();
             let cancel = CancellationToken::new();
-            let produced = streamgate::sim::run_into_kafka(&brokers, "taxi", TAXIS, EVERY, TICKS, 7, cancel)
-                .await
-                .expect("producing into Kafka");
+            let produced = streamgate::source::simulate::run_into_kafka(
+                &brokers, "taxi", TAXIS, EVERY, TICKS, 7, cancel,
+            )
+            .await
+            .expect("producing into Kafka");
             (produced, started.elapsed())
         }
     });
@@ -229,7 +235,7 @@ async fn a_hundred_dedupe_swaps_under_load_change_nothing_in_either_stream() {
     // every instance must fetch and compile): upload to one instance, active on both.
     // After the load, so compile times are the machine's, not the contention's.
     let next_bytes =
-        std::fs::read(format!("{}/fixture_dedupe_next.wasm", env!("STREAMGATE_PLUGIN_DIR"))).unwrap();
+        std::fs::read(streamgate_runtime::builtin::component_path("fixture_dedupe_next")).unwrap();
     let mut uploads_ms = Vec::with_capacity(UPLOADS);
     for build in 0..UPLOADS {
         let t0 = Instant::now();

@@ -1,0 +1,144 @@
+//! Property runs over generated logs: case after case from the seed, and for the first
+//! failing case a delta-debugging shrinker that drops batches and events while the
+//! property still fails, so the report shows a small failing input.
+
+use std::time::{Duration, Instant};
+
+use crate::generate::{Log, Rng};
+use crate::harness::{Ctx, Failure};
+use crate::report::Verdict;
+
+/// Shrinking stops after this many tries or this long, whichever comes first.
+const SHRINK_TRIES: usize = 500;
+const SHRINK_TIME: Duration = Duration::from_secs(10);
+
+/// Runs `property` on `ctx.cases` logs generated for `check`; the first failure is
+/// shrunk and reported with its input.
+pub fn for_generated_logs(
+    ctx: &Ctx,
+    check: &str,
+    passed: &str,
+    property: impl Fn(&Ctx, &Log) -> Result<(), Failure>,
+) -> Verdict {
+    let mut rng = Rng::new(ctx.seed ^ fnv1a(check));
+    let mut events = 0;
+    for case in 1..=ctx.cases {
+        let log = ctx.generator.log(&mut rng);
+        events += log.events();
+        if let Err(failure) = property(ctx, &log) {
+            let original = (log.batches.len(), log.events());
+            let (small, failure) = if failure.timed_out {
+                (log, failure)
+            } else {
+                shrink(log, failure, |candidate| property(ctx, candidate).err())
+            };
+            let note = format!(
+                "case {case} of {}; shrunk from {} batches / {} events to {} / {}",
+                ctx.cases,
+                original.0,
+                original.1,
+                small.batches.len(),
+                small.events()
+            );
+            return Verdict::fail(failure.message, note, Some(small));
+        }
+    }
+    Verdict::pass(format!("{passed} ({} logs, {events} events)", ctx.cases))
+}
+
+/// Delta debugging: remove chunks of batches, then chunks of events, halving the chunk
+/// size, for as long as some removal keeps the failure.
+pub fn shrink(mut log: Log, mut failure: Failure, fails: impl Fn(&Log) -> Option<Failure>) -> (Log, Failure) {
+    let started = Instant::now();
+    let mut tries = 0;
+    let mut budget_left = || {
+        tries += 1;
+        tries <= SHRINK_TRIES && started.elapsed() < SHRINK_TIME
+    };
+    loop {
+        let mut progress = false;
+        // Whole batches.
+        let mut chunk = log.batches.len().div_ceil(2);
+        while chunk >= 1 {
+            let mut at = 0;
+            while at < log.batches.len() {
+                if !budget_left() {
+                    return (log, failure);
+                }
+                let mut candidate = log.clone();
+                candidate.batches.drain(at..(at + chunk).min(candidate.batches.len()));
+                match fails(&candidate) {
+                    Some(f) => (log, failure, progress) = (candidate, f, true),
+                    None => at += chunk,
+                }
+            }
+            chunk /= 2;
+        }
+        // Events, across batches in log order.
+        let mut chunk = log.events().div_ceil(2);
+        while chunk >= 1 {
+            let mut at = 0;
+            while at < log.events() {
+                if !budget_left() {
+                    return (log, failure);
+                }
+                let candidate = without_events(&log, at, chunk);
+                match fails(&candidate) {
+                    Some(f) => (log, failure, progress) = (candidate, f, true),
+                    None => at += chunk,
+                }
+            }
+            chunk /= 2;
+        }
+        if !progress {
+            return (log, failure);
+        }
+    }
+}
+
+/// The log without its events number `from..from + n` (counted across batches).
+fn without_events(log: &Log, from: usize, n: usize) -> Log {
+    let mut index = 0;
+    let mut out = log.clone();
+    for b in &mut out.batches {
+        b.events.retain(|_| {
+            let keep = index < from || index >= from + n;
+            index += 1;
+            keep
+        });
+    }
+    out
+}
+
+/// A stable hash of a check's name, so each check gets its own stream of cases.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::Generator;
+
+    #[test]
+    fn shrinks_to_the_two_events_that_matter() {
+        let g = Generator::new(30_000, &[]);
+        let (log, a, b) = (0..)
+            .find_map(|seed| {
+                let log = g.log(&mut Rng::new(seed));
+                let a = *log.batches.first()?.events.first()?;
+                let b = *log.batches.last()?.events.last()?;
+                (log.batches.len() > 2 && a.seq != b.seq).then_some((log, a, b))
+            })
+            .unwrap();
+        // "Fails" while both events are present.
+        let fails = |l: &Log| {
+            let seqs: Vec<u64> = l.batches.iter().flat_map(|b| b.events.iter().map(|e| e.seq)).collect();
+            (seqs.contains(&a.seq) && seqs.contains(&b.seq)).then(|| Failure::new("both"))
+        };
+        assert!(fails(&log).is_some());
+        let (small, _) = shrink(log, Failure::new("both"), fails);
+        assert_eq!(small.events(), 2);
+        assert_eq!(small.batches.len(), 2, "the batches of the two events");
+    }
+}

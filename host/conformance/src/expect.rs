@@ -1,0 +1,122 @@
+//! What the kit expects of a plugin under test: the capabilities its description
+//! claims, with the parameters the well-known config keys give them (`max_age_ms`,
+//! `by`, `forget_after_ms`, `newest_per_frame`, `tags`; see docs/PLUGINS.md).
+
+use std::collections::BTreeSet;
+
+use streamgate_plugin_sdk::hash;
+use streamgate_runtime::wit;
+
+/// The default staleness bound when the config names none (the builtin's default).
+pub const DEFAULT_MAX_AGE_MS: i64 = 30_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DedupeBy {
+    Time,
+    Id,
+}
+
+/// Whether and how coalescing is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Coalescing {
+    /// Checked for events with these tag hashes; `None`: every tag.
+    On(Option<BTreeSet<u64>>),
+    /// Claimed, but switched off by this config (why, for the report).
+    Off(String),
+    NotClaimed,
+}
+
+/// What the kit expects of a plugin: its claimed capabilities with their parameters,
+/// read from its description and config.
+#[derive(Clone, Debug)]
+pub struct Expectations {
+    pub ordering: bool,
+    pub staleness: Option<i64>,
+    pub dedupe: Option<DedupeBy>,
+    pub forget_after_ms: Option<i64>,
+    pub coalesce: Coalescing,
+    pub filter: bool,
+    /// Tag names the config mentions (`tags`), for the generator.
+    pub tag_names: Vec<String>,
+    /// `max_age_ms` from the config or the default: where stale events are generated.
+    pub max_age_ms: i64,
+}
+
+impl Expectations {
+    pub fn new(capabilities: &[wit::Capability], config: &str) -> Self {
+        let config: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
+        let int = |key: &str| config.get(key).and_then(serde_json::Value::as_i64);
+        let claims = |c: wit::Capability| capabilities.contains(&c);
+        let tag_names: Vec<String> = config
+            .get("tags")
+            .and_then(serde_json::Value::as_array)
+            .map(|tags| tags.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let max_age_ms = int("max_age_ms").unwrap_or(DEFAULT_MAX_AGE_MS);
+        let newest_per_frame = config.get("newest_per_frame").and_then(serde_json::Value::as_bool);
+        let coalesce = if !claims(wit::Capability::Coalesce) {
+            Coalescing::NotClaimed
+        } else if newest_per_frame == Some(false)
+            || (newest_per_frame.is_none() && claims(wit::Capability::Dedupe))
+        {
+            Coalescing::Off(
+                "coalescing is switched off by this config (`newest_per_frame` is false or, for a plugin \
+                 that also claims dedupe, unset)"
+                    .into(),
+            )
+        } else if tag_names.is_empty() {
+            Coalescing::On(None)
+        } else {
+            Coalescing::On(Some(tag_names.iter().map(|t| hash(t)).collect()))
+        };
+        let by_id = config.get("by").and_then(serde_json::Value::as_str) == Some("id");
+        Expectations {
+            ordering: claims(wit::Capability::Ordering),
+            staleness: claims(wit::Capability::Staleness).then_some(max_age_ms),
+            dedupe: claims(wit::Capability::Dedupe).then_some(if by_id {
+                DedupeBy::Id
+            } else {
+                DedupeBy::Time
+            }),
+            forget_after_ms: int("forget_after_ms"),
+            coalesce,
+            filter: claims(wit::Capability::Filter),
+            tag_names,
+            max_age_ms,
+        }
+    }
+
+    /// Whether output may legitimately depend on where frames (pushes) begin and end.
+    pub fn frame_scoped(&self) -> bool {
+        self.ordering || matches!(self.coalesce, Coalescing::On(_))
+    }
+}
+
+/// The WIT name of a capability.
+pub fn capability_name(c: wit::Capability) -> &'static str {
+    match c {
+        wit::Capability::Ordering => "ordering",
+        wit::Capability::Staleness => "staleness",
+        wit::Capability::Dedupe => "dedupe",
+        wit::Capability::Filter => "filter",
+        wit::Capability::Coalesce => "coalesce",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectations_read_the_well_known_config_keys() {
+        use wit::Capability as C;
+        let c = Expectations::new(&[C::Staleness, C::Dedupe, C::Coalesce], r#"{"max_age_ms":5,"by":"id"}"#);
+        assert_eq!((c.staleness, c.dedupe), (Some(5), Some(DedupeBy::Id)));
+        assert!(matches!(c.coalesce, Coalescing::Off(_)), "dedupe's coalescing is opt-in");
+        let c = Expectations::new(&[C::Coalesce], r#"{"tags":["rank"]}"#);
+        assert_eq!(c.coalesce, Coalescing::On(Some(BTreeSet::from([hash("rank")]))));
+        assert!(c.frame_scoped());
+        let c = Expectations::new(&[C::Dedupe, C::Coalesce], r#"{"newest_per_frame":true}"#);
+        assert_eq!((c.coalesce, c.staleness, c.max_age_ms), (Coalescing::On(None), None, DEFAULT_MAX_AGE_MS));
+    }
+}

@@ -1,0 +1,34 @@
+//! The plugin conformance kit: runs a policy component through generic checks and the
+//! properties of the capabilities it claims, and reports each check with its reason,
+//! the smallest failing input, its time and its memory high-water. It depends on the
+//! policy runtime only (no Kafka, Redis or HTTP), so a plugin author's `cargo test`
+//! builds quickly:
+//!
+//! ```no_run
+//! let bytes = std::fs::read("my_plugin.wasm").unwrap();
+//! let report = streamgate_conformance::Suite::new(&bytes).config(r#"{"max_age_ms":5000}"#).seed(7).run();
+//! report.assert_passed(); // panics with the readable report
+//! ```
+//!
+//! Layout: [`suite`] (the run and its list of checks), [`report`] (what it found),
+//! [`expect`] (what the plugin's claims and config promise), [`generate`] (seeded
+//! inputs), [`harness`] (stages driven as the chain drives them, answers validated),
+//! [`cases`] (property runs and shrinking), [`checks`] and [`determinism`] (generic
+//! checks), [`properties`]
+//! (capability claims), [`render`] (text and JSON), and [`componentize`], which makes a
+//! plugin's core module a component.
+
+pub mod cases;
+pub mod checks;
+pub mod componentize;
+pub mod determinism;
+pub mod expect;
+pub mod generate;
+pub mod harness;
+pub mod properties;
+pub mod render;
+pub mod report;
+pub mod suite;
+
+pub use report::{CheckReport, Outcome, PluginInfo, Report, Verdict};
+pub use suite::{CHECKS, DEFAULT_CASES, Progress, Suite};

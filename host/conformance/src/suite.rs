@@ -1,0 +1,206 @@
+//! A configured run of the kit over one component ([`Suite`]): loads it as production
+//! does, then runs every check in [`CHECKS`] on fresh stages under the production
+//! sandbox limits, so a trap, timeout or memory overrun fails only that check.
+
+use std::time::{Duration, Instant};
+
+use streamgate_plugin_sdk::Capability;
+use streamgate_runtime::{PolicyRuntime, SandboxConfig};
+
+use crate::harness::Ctx;
+use crate::report::{CheckReport, Outcome, PluginInfo, Report, Verdict};
+use crate::{checks, determinism, expect, properties, render};
+
+/// Generated logs per property check unless [`Suite::cases`] says otherwise.
+pub const DEFAULT_CASES: usize = 64;
+
+/// Progress of a running suite, for long runs.
+pub enum Progress<'a> {
+    Started { index: usize, total: usize, id: &'static str },
+    Finished(&'a CheckReport),
+}
+
+type CheckFn = fn(&Ctx) -> Verdict;
+type ProgressFn<'a> = Box<dyn FnMut(Progress<'_>) + 'a>;
+
+/// Every check after `component/world`, in order.
+pub const CHECKS: &[(&str, CheckFn)] = &[
+    ("component/describe", |ctx| checks::describe(ctx.plugin.description())),
+    ("config/given", checks::given_config),
+    ("config/malformed", checks::malformed_config),
+    ("config/unknown-field", checks::unknown_field),
+    ("batch/empty", checks::empty_batch),
+    ("batch/large", checks::large_batch),
+    ("keys/extreme", checks::extreme_keys),
+    ("time/extreme", checks::extreme_times),
+    ("decisions/valid", checks::valid_decisions),
+    ("determinism/replay", determinism::replay),
+    ("determinism/heartbeats", determinism::heartbeats),
+    ("determinism/boundaries", determinism::boundaries),
+    ("snapshot/restore", determinism::snapshot_restore),
+    ("claim/ordering", |ctx| properties::check(ctx, Capability::Ordering)),
+    ("claim/staleness", |ctx| properties::check(ctx, Capability::Staleness)),
+    ("claim/dedupe", |ctx| properties::check(ctx, Capability::Dedupe)),
+    ("claim/coalesce", |ctx| properties::check(ctx, Capability::Coalesce)),
+    ("claim/filter", |ctx| properties::check(ctx, Capability::Filter)),
+];
+
+/// Checks that need a stage from the config under test.
+fn needs_stage(id: &str) -> bool {
+    !matches!(id, "component/describe" | "config/given" | "config/malformed" | "config/unknown-field")
+}
+
+/// A configured run of the kit over one component.
+pub struct Suite<'a> {
+    bytes: &'a [u8],
+    config: String,
+    seed: u64,
+    cases: usize,
+    sandbox: SandboxConfig,
+    progress: Option<ProgressFn<'a>>,
+}
+
+impl<'a> Suite<'a> {
+    /// The kit for a component's bytes, with the default config (empty string), a seed
+    /// from the clock, [`DEFAULT_CASES`] and the production sandbox limits.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Suite {
+            bytes,
+            config: String::new(),
+            seed: (clock.as_nanos() as u64) % 1_000_000_007,
+            cases: DEFAULT_CASES,
+            sandbox: SandboxConfig::default(),
+            progress: None,
+        }
+    }
+
+    /// The config JSON stages are created from (as a tenant would give it).
+    pub fn config(mut self, json: impl Into<String>) -> Self {
+        self.config = json.into();
+        self
+    }
+
+    /// The seed of the generated inputs; a report names it, so a failure reproduces.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Generated logs per property check.
+    pub fn cases(mut self, cases: usize) -> Self {
+        self.cases = cases.max(1);
+        self
+    }
+
+    /// Other sandbox limits than production's (e.g. a short call budget in tests).
+    pub fn sandbox(mut self, sandbox: SandboxConfig) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// Called as each check starts and finishes.
+    pub fn on_progress(mut self, f: impl FnMut(Progress<'_>) + 'a) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    pub fn run(mut self) -> Report {
+        let started = Instant::now();
+        let total = CHECKS.len() + 1;
+        let mut report = Report {
+            plugin: None,
+            config: self.config.clone(),
+            seed: self.seed,
+            cases: self.cases,
+            checks: Vec::with_capacity(total),
+            elapsed: Duration::ZERO,
+        };
+        self.notify(Progress::Started { index: 1, total, id: "component/world" });
+        let runtime = PolicyRuntime::new(&self.sandbox);
+        let loaded = runtime.load(self.bytes);
+        let world = match &loaded {
+            Ok(_) => Verdict::pass(
+                "a component of streamgate:policy@0.1.0 (world policy-plugin) that imports nothing",
+            ),
+            Err(e) => Verdict::fail(e.to_string(), String::new(), None),
+        };
+        self.record(&mut report, "component/world", world, started.elapsed(), 0, None);
+        let plugin = match loaded {
+            Ok(p) => p,
+            Err(_) => {
+                for (id, _) in CHECKS {
+                    let skip = Verdict::skip("not run: the component did not load");
+                    self.record(&mut report, id, skip, Duration::ZERO, 0, None);
+                }
+                report.elapsed = started.elapsed();
+                return report;
+            }
+        };
+        let d = plugin.description();
+        report.plugin = Some(PluginInfo {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            capabilities: d.capabilities.iter().map(|c| expect::capability_name(*c).to_string()).collect(),
+            state_version: d.state_version,
+        });
+        let ctx = Ctx::new(
+            plugin,
+            self.config.clone(),
+            runtime.limits(None),
+            self.sandbox.call_timeout.as_millis() as u64,
+            self.seed,
+            self.cases,
+        );
+        let mut config_refused = false;
+        for (i, (id, check)) in CHECKS.iter().enumerate() {
+            self.notify(Progress::Started { index: i + 2, total, id });
+            let check_started = Instant::now();
+            let verdict = if config_refused && needs_stage(id) {
+                Verdict::skip("not run: the config under test was refused (see config/given)")
+            } else {
+                check(&ctx)
+            };
+            if *id == "config/given" && verdict.outcome == Outcome::Fail {
+                config_refused = true;
+            }
+            let memory = ctx.take_memory_high_water();
+            self.record(&mut report, id, verdict, check_started.elapsed(), memory, Some(&ctx));
+        }
+        report.elapsed = started.elapsed();
+        report
+    }
+
+    fn notify(&mut self, p: Progress<'_>) {
+        if let Some(f) = &mut self.progress {
+            f(p);
+        }
+    }
+
+    fn record(
+        &mut self,
+        report: &mut Report,
+        id: &'static str,
+        v: Verdict,
+        elapsed: Duration,
+        memory_high_water: usize,
+        ctx: Option<&Ctx>,
+    ) {
+        let input = match (&v.input, ctx) {
+            (Some(log), Some(ctx)) => Some(render::log_text(log, &ctx.generator)),
+            _ => None,
+        };
+        report.checks.push(CheckReport {
+            id,
+            outcome: v.outcome,
+            reason: v.reason,
+            note: v.note,
+            input,
+            input_log: v.input,
+            elapsed,
+            memory_high_water,
+        });
+        let last = report.checks.last().expect("just pushed");
+        self.notify(Progress::Finished(last));
+    }
+}

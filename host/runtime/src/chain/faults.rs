@@ -1,0 +1,125 @@
+//! When a stage's call fails: the stage's store is dropped (quarantine, freeing its
+//! memory), what it held is passed on or dropped by the tenant's [`FailurePolicy`], and
+//! a fresh stage is tried after a back-off that doubles while faults continue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::prepare::PreparedStage;
+use super::{Chain, ChainOptions};
+use crate::bindings::wit;
+use crate::decisions::InvalidAnswer;
+use crate::observer::ChainObserver;
+use crate::plugin::Plugin;
+use crate::stage::{StageError, WasmStage};
+
+/// What a tenant's chain does with the events of a stage that faulted (trap, timeout,
+/// memory limit, invalid answer) and while that stage is quarantined.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Pass them on unfiltered: nothing is lost, some duplicates or disorder may show.
+    #[default]
+    FailOpen,
+    /// Drop them, counted: nothing unchecked reaches a client.
+    FailClosed,
+    /// Go back to the chain that ran before the last swap (its stages start from the
+    /// healthy stages' state) and run the held events through it. Without an earlier
+    /// chain it acts as `fail-open`.
+    LastGood,
+}
+
+/// Why a stage's answer was not used.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StageFault {
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    #[error(transparent)]
+    Invalid(#[from] InvalidAnswer),
+    #[error("quarantined")]
+    Quarantined,
+}
+
+/// One stage of a running chain, with its quarantine state.
+pub(super) struct Slot {
+    pub(super) plugin: Arc<Plugin>,
+    pub(super) config: String,
+    pub(super) label: String,
+    /// `None` while quarantined after a fault.
+    pub(super) stage: Option<WasmStage>,
+    /// When a quarantined stage is next restarted.
+    restart_at: Instant,
+    /// Quarantine length after the next fault; doubles on faults in a row.
+    pub(super) backoff: Duration,
+}
+
+impl Slot {
+    pub(super) fn new(p: PreparedStage, options: &ChainOptions) -> Self {
+        Slot {
+            label: p.plugin.label(),
+            plugin: p.plugin,
+            config: p.config,
+            stage: Some(p.stage),
+            restart_at: Instant::now(),
+            backoff: options.restart_backoff,
+        }
+    }
+}
+
+impl Chain {
+    /// Drops the faulted stage's store (freeing its memory) until its backoff ends.
+    pub(super) fn quarantine(&mut self, index: usize, fault: &StageFault, observer: &dyn ChainObserver) {
+        let max = self.options.restart_backoff_max;
+        let slot = &mut self.slots[index];
+        slot.stage = None;
+        slot.restart_at = Instant::now() + slot.backoff;
+        observer.fault(&slot.label);
+        tracing::error!(tenant = %observer.tenant(), plugin = %slot.label, stage = index, %fault,
+            quarantine = ?slot.backoff, policy = ?self.options.failure_policy, "policy stage faulted");
+        slot.backoff = (slot.backoff * 2).min(max);
+    }
+
+    pub(super) fn restart_if_due(&mut self, index: usize, observer: &dyn ChainObserver) {
+        let (limits, max) = (self.options.limits, self.options.restart_backoff_max);
+        let slot = &mut self.slots[index];
+        if slot.stage.is_some() || Instant::now() < slot.restart_at {
+            return;
+        }
+        match slot.plugin.stage(&slot.config, limits) {
+            Ok(fresh) => {
+                tracing::info!(tenant = %observer.tenant(), plugin = %slot.label, stage = index, "policy stage restarted");
+                slot.stage = Some(fresh);
+            }
+            Err(e) => {
+                observer.fault(&slot.label);
+                slot.restart_at = Instant::now() + slot.backoff;
+                slot.backoff = (slot.backoff * 2).min(max);
+                tracing::error!(tenant = %observer.tenant(), plugin = %slot.label, error = %e, "policy stage restart failed");
+            }
+        }
+    }
+
+    /// Everything stage `index` holds, passed on (fail-open) or dropped (fail-closed).
+    pub(super) fn apply_failure_policy(
+        &mut self,
+        index: usize,
+        observer: &dyn ChainObserver,
+    ) -> Vec<wit::Event> {
+        let held = self.held.held_by(index);
+        match self.options.failure_policy {
+            // `last-good` with nothing to go back to passes events on, like fail-open.
+            FailurePolicy::FailOpen | FailurePolicy::LastGood => {
+                held.into_iter().map(|seq| self.held.advance(seq, index + 1)).collect()
+            }
+            FailurePolicy::FailClosed => {
+                for seq in held {
+                    self.held.remove(seq);
+                    observer.dropped(&self.slots[index].label, "dropped_on_fault");
+                }
+                Vec::new()
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! A tenant's policy chain: events enter the first stage, each stage's releases feed
+//! the next, the last stage's releases become the frame. Payloads never leave the host;
+//! stages see metadata and answer with sequence numbers.
+//!
+//! - [`held`]: the events inside the chain and which stage holds each.
+//! - [`faults`]: quarantine, restart back-off and the tenant's failure policy.
+//! - [`prepare`]: creating (and trying) the stages of a chain off the event path.
+//! - [`swap`]: replacing a running chain between two log entries, and `last-good`.
+//!
+//! Every answer is checked by [`crate::decisions::validate`]; an invalid one, a trap, a
+//! timeout or a memory overrun is a fault, handled in [`faults`]. Other tenants never
+//! notice.
+
+mod faults;
+mod held;
+mod prepare;
+mod swap;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use faults::FailurePolicy;
+pub use prepare::{ChainError, PreparedChain, PreparedStage, trial_batch};
+pub use swap::{StateTransfer, SwapReport};
+
+use crate::bindings::wit;
+use crate::event::Event;
+use crate::observer::ChainObserver;
+use crate::sandbox::StageLimits;
+use crate::spec::ChainSpec;
+use crate::{PolicyRuntime, decisions};
+use faults::{Slot, StageFault};
+use held::HeldEvents;
+
+/// How a chain runs its stages and treats their faults.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainOptions {
+    pub failure_policy: FailurePolicy,
+    pub limits: StageLimits,
+    pub restart_backoff: Duration,
+    pub restart_backoff_max: Duration,
+}
+
+impl ChainOptions {
+    /// The runtime's sandbox limits and back-off, a tenant's own call budget if any.
+    pub fn new(
+        runtime: &PolicyRuntime,
+        failure_policy: FailurePolicy,
+        call_timeout: Option<Duration>,
+    ) -> Self {
+        let sandbox = runtime.sandbox();
+        ChainOptions {
+            failure_policy,
+            limits: runtime.limits(call_timeout),
+            restart_backoff: sandbox.restart_backoff,
+            restart_backoff_max: sandbox.restart_backoff_max,
+        }
+    }
+
+    /// Fail-open with the runtime's limits.
+    pub fn defaults(runtime: &PolicyRuntime) -> Self {
+        Self::new(runtime, FailurePolicy::default(), None)
+    }
+}
+
+/// What one `push` produced.
+#[derive(Default)]
+pub struct ChainOutput {
+    /// Released by the last stage, in emission order.
+    pub released: Vec<Event>,
+}
+
+/// The chain that ran before the last swap, kept for `last-good`.
+struct PreviousChain {
+    spec: ChainSpec,
+    stages: Vec<(std::sync::Arc<crate::Plugin>, String)>,
+}
+
+pub struct Chain {
+    slots: Vec<Slot>,
+    options: ChainOptions,
+    held: HeldEvents,
+    spec: ChainSpec,
+    previous: Option<PreviousChain>,
+}
+
+impl Chain {
+    /// Loads every `builtin:` or file plugin of `spec` and creates its stage (tests,
+    /// benchmarks, tools); any failure names the policy.
+    pub fn build(
+        runtime: &PolicyRuntime,
+        spec: &ChainSpec,
+        options: ChainOptions,
+    ) -> Result<Chain, ChainError> {
+        Ok(Chain::new(PreparedChain::load(runtime, spec, options.limits)?, options))
+    }
+
+    /// Starts a chain from prepared stages.
+    pub fn new(prepared: PreparedChain, options: ChainOptions) -> Chain {
+        let slots = prepared.stages.into_iter().map(|p| Slot::new(p, &options)).collect();
+        Chain { slots, options, held: HeldEvents::default(), spec: prepared.spec, previous: None }
+    }
+
+    /// What this chain runs (version 0: the configured chain).
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    pub fn options(&self) -> &ChainOptions {
+        &self.options
+    }
+
+    /// `name@version` of each stage, in order.
+    pub fn labels(&self) -> Vec<String> {
+        self.slots.iter().map(|s| s.label.clone()).collect()
+    }
+
+    /// Events held inside the chain.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether stage `index` is quarantined.
+    pub fn quarantined(&self, index: usize) -> bool {
+        self.slots[index].stage.is_none()
+    }
+
+    /// The chain `last-good` would go back to.
+    pub fn previous_spec(&self) -> Option<&ChainSpec> {
+        self.previous.as_ref().map(|p| &p.spec)
+    }
+
+    /// Runs one log entry's events (possibly none: time still moves) through the chain.
+    pub fn push(&mut self, now: i64, events: Vec<Event>, observer: &dyn ChainObserver) -> ChainOutput {
+        let mut injected = self.held.take_reinjected();
+        let mut input: Vec<wit::Event> = events.into_iter().map(|e| self.held.admit(e, now)).collect();
+        loop {
+            match self.run_stages(now, input, injected, observer) {
+                Some(released) => return ChainOutput { released },
+                // `last-good` replaced the chain: what the faulted chain held goes on
+                // through the restored one.
+                None => (input, injected) = (Vec::new(), self.held.take_reinjected()),
+            }
+        }
+    }
+
+    /// Passes `input` through every stage, adding `injected` events before the stage
+    /// they enter; `None` if `last-good` replaced the chain.
+    fn run_stages(
+        &mut self,
+        now: i64,
+        mut input: Vec<wit::Event>,
+        mut injected: BTreeMap<usize, Vec<wit::Event>>,
+        observer: &dyn ChainObserver,
+    ) -> Option<Vec<Event>> {
+        for index in 0..self.slots.len() {
+            if let Some(mut older) = injected.remove(&index) {
+                older.append(&mut input);
+                input = older;
+            }
+            self.restart_if_due(index, observer);
+            let slot = &mut self.slots[index];
+            let answer = match &mut slot.stage {
+                Some(stage) => {
+                    observer.call(&slot.label);
+                    stage.push(now, &input).map_err(StageFault::from)
+                }
+                None => Err(StageFault::Quarantined),
+            };
+            let held = &self.held;
+            let answer = answer.and_then(|d| {
+                decisions::validate(&d, |seq| held.stage_of(seq) == Some(index))?;
+                Ok(d)
+            });
+            input.clear();
+            match answer {
+                Ok(d) => {
+                    self.slots[index].backoff = self.options.restart_backoff;
+                    let label = &self.slots[index].label;
+                    for x in &d.dropped {
+                        self.held.remove(x.seq);
+                        observer.dropped(label, streamgate_plugin_sdk::DropReason::from(x.reason).as_str());
+                    }
+                    input.extend(d.released.iter().map(|&seq| self.held.advance(seq, index + 1)));
+                }
+                Err(fault) => {
+                    let new_fault = !matches!(fault, StageFault::Quarantined);
+                    if new_fault {
+                        self.quarantine(index, &fault, observer);
+                        if self.options.failure_policy == FailurePolicy::LastGood
+                            && self.revert_to_last_good(observer)
+                        {
+                            return None;
+                        }
+                    }
+                    input = self.apply_failure_policy(index, observer);
+                }
+            }
+        }
+        // Events that re-entered after the last stage are released first (older).
+        let done = injected.remove(&self.slots.len()).unwrap_or_default();
+        Some(done.iter().chain(&input).map(|e| self.held.release(e.seq)).collect())
+    }
+}

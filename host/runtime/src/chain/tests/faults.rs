@@ -1,0 +1,143 @@
+//! Faults: quarantine, fail-open, fail-closed, restarts, named load errors.
+
+use super::*;
+
+fn ev(key: &str, t: i64) -> Event {
+    Event {
+        key: key.into(),
+        event_time: t,
+        payload: Bytes::from(format!("{{\"k\":\"{key}\",\"t\":{t}}}")),
+        ..Default::default()
+    }
+}
+
+fn times(out: &ChainOutput) -> Vec<(String, i64)> {
+    out.released.iter().map(|e| (e.key.clone(), e.event_time)).collect()
+}
+
+#[test]
+fn taxi_chain_orders_drops_stale_and_keeps_newest_per_key() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let taxi = [
+        policy("builtin:ordering", "window_ms = 1000"),
+        policy("builtin:staleness", "max_age_ms = 30000"),
+        policy("builtin:dedupe", "newest_per_frame = true\nforget_after_ms = 600000"),
+    ];
+    let mut chain = build(&runtime, &taxi, ChainOptions::defaults(&runtime)).unwrap();
+    assert_eq!(chain.labels(), vec!["ordering@0.1.0", "staleness@0.1.0", "dedupe@0.1.0"]);
+    let m = Counts::new("t");
+    let now = 100_000;
+    let batch = vec![ev("a", 99_500), ev("b", 99_200), ev("a", 99_400), ev("a", 60_000), ev("b", 99_200)];
+    assert!(chain.push(now, batch, &m).released.is_empty(), "held for the reorder window");
+    assert_eq!(m.plugin_count("staleness@0.1.0", "stale"), 1, "60 000 was due at once, and stale");
+    assert_eq!(chain.held(), 4);
+    let out = chain.push(now + 1_000, vec![], &m);
+    assert_eq!(times(&out), vec![("b".into(), 99_200), ("a".into(), 99_500)]);
+    assert_eq!(m.plugin_count("staleness@0.1.0", "stale"), 1);
+    assert_eq!(m.plugin_count("dedupe@0.1.0", "duplicate"), 1);
+    assert_eq!(m.plugin_count("dedupe@0.1.0", "superseded"), 1);
+    assert_eq!(chain.held(), 0, "every event was decided");
+    let out = chain.push(now + 2_000, vec![ev("a", 99_450), ev("a", 101_000)], &m);
+    assert_eq!(times(&out), vec![("a".into(), 101_000)], "a never goes back in time");
+}
+
+#[test]
+fn bad_plugins_and_configs_are_named_errors() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let options = ChainOptions::defaults(&runtime);
+    let err = |refs: &[StageSpec]| build(&runtime, refs, options).err().expect("must fail").to_string();
+    let e = err(&[policy("builtin:nope", "")]);
+    assert!(e.contains("unknown builtin") && e.contains("dedupe"), "{e}");
+    let e = err(&[policy("builtin:staleness", "max_age_ms = -5")]);
+    assert!(e.contains("policy 0") && e.contains("max_age_ms"), "{e}");
+    let e = err(&[policy("/nonexistent/plugin.wasm", "")]);
+    assert!(e.contains("cannot read plugin file"), "{e}");
+
+    let dir = std::env::temp_dir().join(format!("streamgate-chain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let core = dir.join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let e = err(&[policy(core.to_str().unwrap(), "")]);
+    assert!(e.contains("core Wasm module"), "{e}");
+    let junk = dir.join("junk.wasm");
+    std::fs::write(&junk, b"hello").unwrap();
+    assert!(err(&[policy(junk.to_str().unwrap(), "")]).contains("magic"));
+}
+
+/// A chain of one fixture stage that starts misbehaving on its second batch.
+fn fixture_chain(fault: &str, failure: FailurePolicy, backoff: Duration) -> Chain {
+    let runtime = PolicyRuntime::new(&SandboxConfig {
+        call_timeout: Duration::from_millis(200),
+        max_memory_bytes: 16 << 20,
+        ..SandboxConfig::default()
+    });
+    let refs = [policy(
+        &fixture("fixture_misbehave"),
+        &format!("fault = \"{fault}\"\nfrom_batch = 2\nspin = 1000000"),
+    )];
+    let options = ChainOptions {
+        failure_policy: failure,
+        restart_backoff: backoff,
+        restart_backoff_max: backoff,
+        ..ChainOptions::defaults(&runtime)
+    };
+    build(&runtime, &refs, options).unwrap()
+}
+
+fn three(t: i64) -> Vec<Event> {
+    vec![ev("a", t), ev("b", t), ev("c", t)]
+}
+
+const FAULTS: [&str; 6] = ["loop", "memory-bomb", "trap", "panic", "unknown-seq", "duplicate-seq"];
+const FIXTURE: &str = "misbehave@0.1.0";
+
+#[test]
+fn every_fault_is_quarantined_and_fail_open_passes_events_on() {
+    for fault in FAULTS {
+        let mut chain = fixture_chain(fault, FailurePolicy::FailOpen, Duration::from_secs(3600));
+        let m = Counts::new("t");
+        assert_eq!(chain.push(1, three(1), &m).released.len(), 3, "{fault}: healthy first batch");
+        assert_eq!(chain.push(2, three(2), &m).released.len(), 3, "{fault}: fail-open passes the batch");
+        assert!(chain.quarantined(0), "{fault}: the stage is quarantined");
+        assert_eq!(m.plugin_count(FIXTURE, "fault"), 1, "{fault}: one fault counted");
+        assert_eq!(chain.push(3, three(3), &m).released.len(), 3, "{fault}: still passing while quarantined");
+        assert_eq!(m.plugin_count(FIXTURE, "fault"), 1, "{fault}: quarantine is not a new fault");
+        assert_eq!(chain.held(), 0, "{fault}: nothing stuck in the chain");
+    }
+}
+
+#[test]
+fn every_fault_under_fail_closed_drops_and_counts() {
+    for fault in FAULTS {
+        let mut chain = fixture_chain(fault, FailurePolicy::FailClosed, Duration::from_secs(3600));
+        let m = Counts::new("t");
+        assert_eq!(chain.push(1, three(1), &m).released.len(), 3, "{fault}: healthy first batch");
+        assert!(chain.push(2, three(2), &m).released.is_empty(), "{fault}: fail-closed drops the batch");
+        assert!(chain.push(3, three(3), &m).released.is_empty(), "{fault}: and drops while quarantined");
+        assert_eq!(m.plugin_count(FIXTURE, "fault"), 1, "{fault}: one fault counted");
+        assert_eq!(m.plugin_count(FIXTURE, "dropped_on_fault"), 6, "{fault}: both batches dropped, counted");
+        assert_eq!(chain.held(), 0, "{fault}: nothing stuck in the chain");
+    }
+}
+
+#[test]
+fn a_quarantined_stage_restarts_after_its_backoff() {
+    let mut chain = fixture_chain("trap", FailurePolicy::FailClosed, Duration::ZERO);
+    let m = Counts::new("t");
+    chain.push(1, three(1), &m);
+    assert!(chain.push(2, three(2), &m).released.is_empty());
+    assert!(chain.quarantined(0));
+    // The fresh stage starts counting batches again: its first batch is healthy.
+    assert_eq!(chain.push(3, three(3), &m).released.len(), 3);
+    assert!(!chain.quarantined(0));
+}
+
+#[test]
+fn a_slow_plugin_within_budget_is_no_fault() {
+    let mut chain = fixture_chain("slow", FailurePolicy::FailClosed, Duration::from_secs(3600));
+    let m = Counts::new("t");
+    for t in 1..=3 {
+        assert_eq!(chain.push(t, three(t), &m).released.len(), 3);
+    }
+    assert_eq!(m.plugin_count(FIXTURE, "fault"), 0);
+}

@@ -1,0 +1,73 @@
+//! The one wasmtime [`Engine`] of a process, with its epoch ticker and the empty
+//! linker: compiling and checking a component happens here, once; stages are then
+//! stamped out of the resulting [`Plugin`].
+
+use std::sync::Arc;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::bindings::PolicyPluginPre;
+use crate::plugin::{Plugin, PluginError, check_world, wasm_kind};
+use crate::sandbox::{EPOCH_TICK, SandboxConfig, StageLimits};
+use crate::stage::{StageState, WasmStage};
+
+/// Shared compilation engine and sandbox limits (cheap to clone).
+#[derive(Clone)]
+pub struct PolicyRuntime {
+    engine: Engine,
+    linker: Arc<Linker<StageState>>,
+    sandbox: SandboxConfig,
+}
+
+impl PolicyRuntime {
+    /// Creates the engine and starts its epoch ticker (stops when the engine is gone).
+    pub fn new(sandbox: &SandboxConfig) -> Self {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config).expect("static engine config is valid");
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .expect("spawning the epoch thread");
+        // Empty on purpose: a plugin gets no imports at all.
+        let linker = Arc::new(Linker::new(&engine));
+        PolicyRuntime { engine, linker, sandbox: sandbox.clone() }
+    }
+
+    pub fn sandbox(&self) -> &SandboxConfig {
+        &self.sandbox
+    }
+
+    /// The sandbox limits, with a tenant's own call budget if it has one.
+    pub fn limits(&self, call_timeout: Option<std::time::Duration>) -> StageLimits {
+        self.sandbox.limits(call_timeout)
+    }
+
+    /// Compiles and checks a component (a component, importing nothing, exporting the
+    /// policy interface, describing itself); the result instantiates stages cheaply.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        wasm_kind(bytes).map_err(PluginError::NotAComponent)?;
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| PluginError::NotAComponent(format!("{e:#}")))?;
+        check_world(&self.engine, &component)?;
+        let pre =
+            self.linker.instantiate_pre(&component).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        let pre = PolicyPluginPre::new(pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        let limits = self.sandbox.limits(None);
+        let description = WasmStage::describe(&pre, &self.engine, limits).map_err(PluginError::Describe)?;
+        Ok(Arc::new(Plugin::new(pre, self.engine.clone(), description, bytes)))
+    }
+
+    /// Loads `builtin:NAME` or a component file path.
+    pub fn load_ref(&self, plugin: &str) -> Result<Arc<Plugin>, PluginError> {
+        self.load(&crate::builtin::read_ref(plugin)?)
+    }
+}

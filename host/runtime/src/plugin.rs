@@ -1,0 +1,169 @@
+//! A compiled, checked policy component: refused at load if it is not a component,
+//! imports anything, or does not export `streamgate:policy/policy@0.1.0`; once loaded it
+//! instantiates stages without recompiling. Identified by the sha256 of its bytes.
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::{Component, types::ComponentItem};
+
+use crate::bindings::{PolicyPluginPre, wit};
+use crate::sandbox::StageLimits;
+use crate::stage::{StageError, StageState, WasmStage};
+
+/// The interface a plugin must export.
+pub const POLICY_INTERFACE: &str = "streamgate:policy/policy@0.1.0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("not a Wasm component ({0}); build the plugin as a component of streamgate:policy@0.1.0")]
+    NotAComponent(String),
+    #[error(
+        "the component imports {0}, which streamgate does not provide: plugins get no WASI \
+         (no files, env, clock, random, network); build for wasm32-unknown-unknown"
+    )]
+    ForbiddenImports(String),
+    #[error("the component does not export streamgate:policy/policy@0.1.0 as expected: {0}")]
+    WrongWorld(String),
+    #[error("the plugin failed while describing itself: {0}")]
+    Describe(#[source] StageError),
+    #[error("unknown builtin plugin {0:?}; builtins are: {1}")]
+    UnknownBuiltin(String, String),
+    #[error("cannot read plugin file {0}: {1}")]
+    Read(String, std::io::Error),
+}
+
+/// What the first eight bytes say a binary is.
+pub(crate) fn wasm_kind(bytes: &[u8]) -> Result<(), String> {
+    const MAGIC: &[u8] = b"\0asm";
+    const COMPONENT_VERSION: &[u8] = &[0x0d, 0x00, 0x01, 0x00];
+    match (bytes.get(..4), bytes.get(4..8)) {
+        (Some(MAGIC), Some(COMPONENT_VERSION)) => Ok(()),
+        (Some(MAGIC), Some(_)) => Err("it is a core Wasm module, not a component".into()),
+        _ => Err("it does not start with the Wasm magic bytes".into()),
+    }
+}
+
+/// No imports at all, and the policy interface exported.
+pub(crate) fn check_world(engine: &Engine, component: &Component) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+    if !imports.is_empty() {
+        return Err(PluginError::ForbiddenImports(imports.join(", ")));
+    }
+    let exports_policy = ty.exports(engine).any(|(name, item)| {
+        name == POLICY_INTERFACE && matches!(item.ty, ComponentItem::ComponentInstance(_))
+    });
+    if !exports_policy {
+        let names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+        return Err(PluginError::WrongWorld(format!("it exports [{}]", names.join(", "))));
+    }
+    Ok(())
+}
+
+/// `sha256:` followed by the lowercase hex digest of `bytes`: a plugin's reference.
+pub fn plugin_ref(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Whether `r` is a well-formed `sha256:HEX` reference.
+pub fn is_plugin_ref(r: &str) -> bool {
+    r.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// A compiled, checked plugin: instantiates stages without recompiling.
+pub struct Plugin {
+    pre: PolicyPluginPre<StageState>,
+    engine: Engine,
+    description: wit::Description,
+    /// `sha256:HEX` of the component's bytes.
+    digest: String,
+}
+
+impl Plugin {
+    pub(crate) fn new(
+        pre: PolicyPluginPre<StageState>,
+        engine: Engine,
+        description: wit::Description,
+        bytes: &[u8],
+    ) -> Self {
+        Plugin { pre, engine, description, digest: plugin_ref(bytes) }
+    }
+
+    pub fn description(&self) -> &wit::Description {
+        &self.description
+    }
+
+    /// `sha256:HEX` of the component: two plugins with the same digest are the same code.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// `name@version`, for logs and metrics.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.description.name, self.description.version)
+    }
+
+    /// A new stage in its own store under `limits`, created from `config`.
+    pub fn stage(&self, config: &str, limits: StageLimits) -> Result<WasmStage, StageError> {
+        WasmStage::create(&self.pre, &self.engine, limits, config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PolicyRuntime, SandboxConfig};
+
+    fn load_err(wat_text: &str) -> String {
+        let runtime = PolicyRuntime::new(&SandboxConfig::default());
+        let bytes = wat::parse_str(wat_text).expect("valid component text");
+        match runtime.load(&bytes) {
+            Ok(_) => panic!("loading must fail"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn imports_are_refused_at_load_naming_them() {
+        let err = load_err(
+            r#"(component
+                (import "wasi:cli/environment@0.2.6" (instance))
+                (import "wasi:random/random@0.2.6" (instance)))"#,
+        );
+        assert!(err.contains("wasi:cli/environment@0.2.6"), "{err}");
+        assert!(err.contains("wasi:random/random@0.2.6"), "{err}");
+        assert!(err.contains("no WASI"), "{err}");
+    }
+
+    #[test]
+    fn a_component_of_another_world_is_refused() {
+        let err = load_err("(component)");
+        assert!(err.contains("does not export streamgate:policy/policy@0.1.0"), "{err}");
+    }
+
+    #[test]
+    fn builtins_describe_themselves() {
+        let runtime = PolicyRuntime::new(&SandboxConfig::default());
+        for name in crate::builtin::NAMES {
+            let plugin = runtime.load_ref(&format!("builtin:{name}")).unwrap();
+            assert_eq!(plugin.description().name, *name);
+            assert_eq!(plugin.label(), format!("{name}@0.1.0"));
+        }
+    }
+
+    #[test]
+    fn plugin_refs_are_sha256_hex() {
+        let r = plugin_ref(b"abc");
+        assert_eq!(r, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert!(is_plugin_ref(&r));
+        assert!(!is_plugin_ref("sha256:BA78"));
+        assert!(!is_plugin_ref("builtin:dedupe"));
+    }
+}

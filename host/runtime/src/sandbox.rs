@@ -1,0 +1,135 @@
+//! What confines a plugin: the `[sandbox]` config section and the limits every stage's
+//! store and every call into it run under.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How often the engine's epoch ticks; a call's wall-clock budget is counted in ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// `[sandbox]`: limits of every policy stage (a tenant may set its own call budget).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Wall-clock budget of one plugin call.
+    #[serde(rename = "call_timeout_ms", with = "crate::duration_ms")]
+    pub call_timeout: Duration,
+    /// Linear memory cap per stage.
+    pub max_memory_bytes: usize,
+    /// Table elements cap per stage.
+    pub max_table_elements: usize,
+    /// A faulted stage is quarantined this long before its first restart...
+    #[serde(rename = "restart_backoff_ms", with = "crate::duration_ms")]
+    pub restart_backoff: Duration,
+    /// ...doubling on each fault in a row, up to this.
+    #[serde(rename = "restart_backoff_max_ms", with = "crate::duration_ms")]
+    pub restart_backoff_max: Duration,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            call_timeout: Duration::from_secs(1),
+            max_memory_bytes: 64 << 20,
+            max_table_elements: 10_000,
+            restart_backoff: Duration::from_millis(100),
+            restart_backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// The limits of one stage, with a tenant's own call budget if it has one.
+    pub fn limits(&self, call_timeout: Option<Duration>) -> StageLimits {
+        StageLimits {
+            call_timeout: call_timeout.unwrap_or(self.call_timeout),
+            max_memory_bytes: self.max_memory_bytes,
+            max_table_elements: self.max_table_elements,
+        }
+    }
+}
+
+/// Limits applied to one stage's store and to each call into it.
+#[derive(Clone, Copy, Debug)]
+pub struct StageLimits {
+    pub call_timeout: Duration,
+    pub max_memory_bytes: usize,
+    pub max_table_elements: usize,
+}
+
+impl StageLimits {
+    /// The call budget in epoch ticks (at least one).
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        (self.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+}
+
+/// A store's resource limiter: wasmtime's [`StoreLimits`] under [`StageLimits`], also
+/// recording how large linear memory grew and the growth it refused, so a fault can
+/// say it hit the cap and a report how close a plugin runs to it.
+pub(crate) struct MeteredLimits {
+    inner: wasmtime::StoreLimits,
+    pub(crate) memory_high_water: usize,
+    pub(crate) refused_memory_growth: Option<usize>,
+}
+
+impl MeteredLimits {
+    pub(crate) fn new(limits: &StageLimits) -> Self {
+        MeteredLimits {
+            inner: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(limits.max_memory_bytes)
+                .table_elements(limits.max_table_elements)
+                .instances(16)
+                .build(),
+            memory_high_water: 0,
+            refused_memory_growth: None,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MeteredLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_high_water = self.memory_high_water.max(desired);
+        } else {
+            self.refused_memory_growth = Some(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}

@@ -1,0 +1,184 @@
+//! One policy stage: a plugin instance in its own [`Store`], living exactly as long as
+//! the stage (its memory is freed when the stage drops). Every call runs under an epoch
+//! deadline; the store caps memory and tables. A failed call is a typed [`Fault`].
+
+use std::fmt;
+
+use wasmtime::component::ResourceAny;
+use wasmtime::{Engine, Store, Trap};
+
+use crate::bindings::{PolicyPlugin, PolicyPluginPre, wit};
+use crate::sandbox::{MeteredLimits, StageLimits};
+
+/// Per-store data: only the resource limiter (plugins get no host state).
+pub struct StageState {
+    limits: MeteredLimits,
+}
+
+/// Why a call into a stage did not return: the stage is unusable afterwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Ran past its call budget and was interrupted.
+    Timeout { budget_ms: u64 },
+    /// Asked for more linear memory than the cap, then trapped.
+    MemoryCap { refused_bytes: usize, cap_bytes: usize, trap: String },
+    /// Any other trap (`unreachable` is how a Rust panic ends in Wasm).
+    Trap(String),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Timeout { budget_ms } => {
+                write!(f, "ran past the call budget of {budget_ms} ms and was interrupted")
+            }
+            Fault::MemoryCap { refused_bytes, cap_bytes, trap } => write!(
+                f,
+                "hit the sandbox memory cap: growing linear memory to {} was refused (cap {}), \
+                 and then it faulted: {trap}",
+                mib(*refused_bytes),
+                mib(*cap_bytes)
+            ),
+            Fault::Trap(cause) => {
+                let hint = if cause.contains("unreachable") {
+                    " (how a Rust panic or abort ends in Wasm)"
+                } else {
+                    ""
+                };
+                write!(f, "trapped: {cause}{hint}")
+            }
+        }
+    }
+}
+
+/// `12.5 MiB`.
+pub fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The plugin refused its config (an expected, typed failure).
+    #[error("rejected its config: {0}")]
+    Config(String),
+    /// The plugin refused a snapshot (typed failure).
+    #[error("refused the snapshot: {0}")]
+    Restore(String),
+    /// A trap, timeout or limit hit: the stage is unusable.
+    #[error("faulted: {0}")]
+    Fault(Fault),
+}
+
+fn new_store(engine: &Engine, limits: StageLimits) -> Store<StageState> {
+    let mut store = Store::new(engine, StageState { limits: MeteredLimits::new(&limits) });
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(limits.deadline_ticks());
+    store
+}
+
+/// Tells a timeout and a memory overrun from other traps.
+fn classify(store: &Store<StageState>, limits: &StageLimits, e: wasmtime::Error) -> StageError {
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return StageError::Fault(Fault::Timeout { budget_ms: limits.call_timeout.as_millis() as u64 });
+    }
+    let detail = format!("{e:#}");
+    // The wasm backtrace names no functions in a stripped plugin: keep the cause.
+    let trap =
+        detail.rsplit_once("wasm trap: ").map_or(detail.as_str(), |(_, cause)| cause).trim().to_string();
+    match store.data().limits.refused_memory_growth {
+        Some(refused_bytes) => {
+            StageError::Fault(Fault::MemoryCap { refused_bytes, cap_bytes: limits.max_memory_bytes, trap })
+        }
+        None => StageError::Fault(Fault::Trap(trap)),
+    }
+}
+
+pub struct WasmStage {
+    limits: StageLimits,
+    store: Store<StageState>,
+    bindings: PolicyPlugin,
+    stage: ResourceAny,
+}
+
+impl WasmStage {
+    /// Calls `describe` in a throwaway store.
+    pub(crate) fn describe(
+        pre: &PolicyPluginPre<StageState>,
+        engine: &Engine,
+        limits: StageLimits,
+    ) -> Result<wit::Description, StageError> {
+        let mut store = new_store(engine, limits);
+        let bindings = pre.instantiate(&mut store).map_err(|e| classify(&store, &limits, e))?;
+        bindings
+            .streamgate_policy_policy()
+            .call_describe(&mut store)
+            .map_err(|e| classify(&store, &limits, e))
+    }
+
+    pub(crate) fn create(
+        pre: &PolicyPluginPre<StageState>,
+        engine: &Engine,
+        limits: StageLimits,
+        config: &str,
+    ) -> Result<Self, StageError> {
+        let mut store = new_store(engine, limits);
+        let bindings = pre.instantiate(&mut store).map_err(|e| classify(&store, &limits, e))?;
+        let created = bindings
+            .streamgate_policy_policy()
+            .stage()
+            .call_create(&mut store, config)
+            .map_err(|e| classify(&store, &limits, e))?;
+        let stage = created.map_err(|e| {
+            StageError::Config(match e {
+                wit::ConfigError::Malformed(m) => format!("malformed config: {m}"),
+                wit::ConfigError::Invalid(m) => format!("invalid config: {m}"),
+            })
+        })?;
+        Ok(WasmStage { limits, store, bindings, stage })
+    }
+
+    /// Decides a batch at log time `now`.
+    pub fn push(&mut self, now: i64, events: &[wit::Event]) -> Result<wit::Decisions, StageError> {
+        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let result = self.bindings.streamgate_policy_policy().stage().call_push(
+            &mut self.store,
+            self.stage,
+            now,
+            events,
+        );
+        result.map_err(|e| classify(&self.store, &self.limits, e))
+    }
+
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let result =
+            self.bindings.streamgate_policy_policy().stage().call_snapshot(&mut self.store, self.stage);
+        result.map_err(|e| classify(&self.store, &self.limits, e))
+    }
+
+    pub fn restore(&mut self, state_version: u32, state: &[u8]) -> Result<(), StageError> {
+        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let result = self.bindings.streamgate_policy_policy().stage().call_restore(
+            &mut self.store,
+            self.stage,
+            state_version,
+            state,
+        );
+        result.map_err(|e| classify(&self.store, &self.limits, e))?.map_err(|e| {
+            StageError::Restore(match e {
+                wit::RestoreError::UnsupportedVersion(v) => format!("unsupported state version {v}"),
+                wit::RestoreError::Corrupt(m) => format!("corrupt state: {m}"),
+            })
+        })
+    }
+
+    /// The largest linear memory (bytes) this stage's store has grown to so far.
+    pub fn memory_high_water(&self) -> usize {
+        self.store.data().limits.memory_high_water
+    }
+
+    /// The limits this stage runs under.
+    pub fn limits(&self) -> &StageLimits {
+        &self.limits
+    }
+}

@@ -1,0 +1,156 @@
+//! Wires config into running parts: policy runtime, bus, tenants, sources, HTTP.
+//! `streamgate run` and `streamgate demo` both end up in [`serve`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use streamgate_runtime::PolicyRuntime;
+
+use crate::bus::{Bus, BusError, BusKind, MemoryBus, RedisPubSubBus, RedisStreamBus};
+use crate::config::Config;
+use crate::control::ChainControl;
+use crate::http::admin::AdminState;
+use crate::http::{self, AppState};
+use crate::policy::{Catalog, CatalogError, Store, StoreError};
+use crate::source::{BatchPublisher, Extractor, kafka, simulate};
+use crate::tenant;
+
+/// Where events come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Source {
+    /// Each tenant's Kafka topic.
+    Kafka,
+    /// The built-in simulators, each tenant's own (its `simulator`): `taxis` cars
+    /// reporting every `every`, or a waiting queue of `taxis / 3` moving every `2 × every`.
+    Simulator { taxis: usize, every: Duration },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("tenant {tenant:?} policy chain: {source}")]
+    Chain { tenant: String, source: CatalogError },
+    #[error("plugin store: {0}")]
+    Store(#[from] StoreError),
+    #[error("tenant {tenant:?} auth: {message}")]
+    Auth { tenant: String, message: String },
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaSourceError),
+    #[error(
+        "cannot listen on {addr}: {source} (is another process using the port? set `listen` or STREAMGATE_LISTEN)"
+    )]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("http server: {0}")]
+    Serve(std::io::Error),
+}
+
+fn bus(config: &Config) -> Result<Bus, BusError> {
+    Ok(match config.bus.kind {
+        BusKind::Memory => Bus::Memory(MemoryBus::default()),
+        BusKind::RedisStream => Bus::RedisStream(RedisStreamBus::new(
+            &config.redis.url,
+            &config.redis.key_prefix,
+            config.bus.retention,
+        )?),
+        BusKind::RedisPubsub => {
+            Bus::RedisPubSub(RedisPubSubBus::new(&config.redis.url, &config.redis.key_prefix)?)
+        }
+    })
+}
+
+/// Where uploaded plugins and chain history live: with the bus.
+fn store(config: &Config) -> Result<Store, StoreError> {
+    match config.bus.kind {
+        BusKind::Memory => Ok(Store::memory()),
+        BusKind::RedisStream | BusKind::RedisPubsub => {
+            Store::redis(&config.redis.url, &config.redis.key_prefix)
+        }
+    }
+}
+
+/// Runs until `cancel`: every tenant, its source, and the HTTP server; then waits for
+/// sources to publish what they hold and for every task to stop.
+pub async fn serve(config: Config, source: Source, cancel: CancellationToken) -> Result<(), AppError> {
+    let runtime = PolicyRuntime::new(&config.sandbox);
+    let catalog = Arc::new(Catalog::new(runtime, store(&config)?, config.plugins_dir.clone()));
+    let bus = bus(&config)?;
+    let tasks = TaskTracker::new();
+    tasks.spawn(catalog.clone().precompile_announced(cancel.clone()));
+    let mut tenants = BTreeMap::new();
+    for t in &config.tenants {
+        let auth = t
+            .auth
+            .as_ref()
+            .map(|a| crate::auth::Verifier::new(&t.name, a))
+            .transpose()
+            .map_err(|message| AppError::Auth { tenant: t.name.clone(), message })?;
+        let handle =
+            tenant::start(t.clone(), auth, bus.clone(), &config.bus, catalog.clone(), &tasks, cancel.clone())
+                .await
+                .map_err(|source| AppError::Chain { tenant: t.name.clone(), source })?;
+        match source {
+            Source::Kafka => {
+                let consumer = kafka::consumer(&config.kafka, t)?;
+                tasks.spawn(kafka::run(
+                    consumer,
+                    t.clone(),
+                    bus.clone(),
+                    config.bus.clone(),
+                    handle.metrics.clone(),
+                    cancel.clone(),
+                ));
+            }
+            Source::Simulator { taxis, every } => {
+                let publisher = BatchPublisher::new(
+                    &t.name,
+                    bus.clone(),
+                    handle.metrics.clone(),
+                    config.bus.batch_max_events,
+                    t.linger(&config.bus),
+                );
+                let (sim, every) =
+                    (simulate::build(t.simulator, taxis), simulate::tick_every(t.simulator, every));
+                let extractor = Extractor::for_tenant(t);
+                tasks.spawn(simulate::run_on_bus(sim, every, extractor, publisher, cancel.clone()));
+            }
+        }
+        tenants.insert(t.name.clone(), handle);
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AppError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(AppError::Serve)?;
+    tracing::info!("streamgate listening on http://{addr}");
+    let tenants = Arc::new(tenants);
+    let control = Arc::new(ChainControl::new(catalog, bus, tenants.clone(), config.admin.apply_timeout));
+    if let Some(dir) = &config.plugins_dir {
+        let every = config.admin.watch_interval;
+        tasks.spawn(crate::control::watch::watch_plugins_dir(
+            dir.clone(),
+            every,
+            control.clone(),
+            cancel.clone(),
+        ));
+    }
+    let admin = AdminState {
+        token: config.admin.token.clone(),
+        max_plugin_bytes: config.admin.max_plugin_bytes,
+        control,
+    };
+    let state = AppState { tenants, cancel: cancel.clone(), admin: Some(Arc::new(admin)) };
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .await
+        .map_err(AppError::Serve)?;
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("streamgate stopped");
+    Ok(())
+}

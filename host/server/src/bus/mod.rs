@@ -1,0 +1,189 @@
+//! The bus: one totally ordered log per tenant that every instance reads whole.
+//!
+//! A log entry is a batch of events ([`batch`]), a heartbeat, or a control entry
+//! ([`control`]). Its position orders it; its log time is the only "now" the policies
+//! get. Both come from the log itself (Redis assigns them), so every instance sees the
+//! same entries, times and positions. Kinds: [`memory`], [`redis_stream`],
+//! [`redis_pubsub`]; their settings in [`config`].
+
+pub mod batch;
+pub mod config;
+pub mod control;
+mod memory;
+mod redis_pubsub;
+mod redis_stream;
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::event::Event;
+use tokio_util::sync::CancellationToken;
+
+pub use batch::{BatchDecodeError, decode_batch, encode_batch};
+pub use config::{BusConfig, BusKind, RedisConfig};
+pub use control::Control;
+pub use memory::MemoryBus;
+pub use redis_pubsub::RedisPubSubBus;
+pub use redis_stream::RedisStreamBus;
+
+/// A position in a tenant's log, printed `major-minor` (a Redis stream id for the
+/// stream bus). It is the SSE `id:`, valid on every instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    pub major: u64,
+    pub minor: u64,
+}
+
+impl fmt::Display for LogPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.major, self.minor)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a log position (expected two integers like 1763900000000-0)")]
+pub struct BadPosition(String);
+
+impl FromStr for LogPosition {
+    type Err = BadPosition;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadPosition(s.to_string());
+        let (a, b) = s.trim().split_once('-').ok_or_else(bad)?;
+        Ok(LogPosition { major: a.parse().map_err(|_| bad())?, minor: b.parse().map_err(|_| bad())? })
+    }
+}
+
+/// What a log entry holds as written (the bus's wire form).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryBody {
+    /// An encoded batch (see [`batch`]).
+    Batch(Bytes),
+    /// Moves log time on while a tenant is idle.
+    Heartbeat,
+    /// A control message (JSON, see [`Control`]): every instance
+    /// applies it at this same position.
+    Control(Bytes),
+}
+
+impl EntryBody {
+    /// A batch of events, encoded.
+    pub fn batch(events: &[Event]) -> Self {
+        EntryBody::Batch(encode_batch(events))
+    }
+
+    /// A control message, encoded.
+    pub fn control(control: &Control) -> Self {
+        EntryBody::Control(control.encode())
+    }
+}
+
+/// What a log entry says, decoded by the reader that read it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Content {
+    Events(Vec<Event>),
+    Heartbeat,
+    Control(Control),
+    /// Written by another version, or damaged: every instance skips it alike (time
+    /// still moves on).
+    Undecodable(String),
+}
+
+/// One entry of a tenant's log, as every instance reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogEntry {
+    pub position: LogPosition,
+    /// ms since the Unix epoch, assigned by the log.
+    pub log_time: i64,
+    pub content: Content,
+}
+
+impl LogEntry {
+    /// Decodes an entry's body; what does not decode becomes [`Content::Undecodable`].
+    pub fn decode(position: LogPosition, log_time: i64, body: &EntryBody) -> Self {
+        let content = match body {
+            EntryBody::Batch(bytes) => match decode_batch(bytes) {
+                Ok(events) => Content::Events(events),
+                Err(e) => Content::Undecodable(e.to_string()),
+            },
+            EntryBody::Heartbeat => Content::Heartbeat,
+            EntryBody::Control(bytes) => match Control::decode(bytes) {
+                Ok(control) => Content::Control(control),
+                Err(e) => {
+                    Content::Undecodable(format!("control entry this version does not understand: {e}"))
+                }
+            },
+        };
+        LogEntry { position, log_time, content }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("malformed log entry at {position}: {reason}")]
+    Malformed { position: String, reason: String },
+}
+
+/// A tenant's log on one of the bus kinds.
+#[derive(Clone)]
+pub enum Bus {
+    Memory(MemoryBus),
+    RedisStream(RedisStreamBus),
+    RedisPubSub(RedisPubSubBus),
+}
+
+impl Bus {
+    /// Appends an entry; returns its position once the log has it.
+    pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<LogPosition, BusError> {
+        match self {
+            Bus::Memory(b) => Ok(b.publish(tenant, body)),
+            Bus::RedisStream(b) => b.publish(tenant, body).await,
+            Bus::RedisPubSub(b) => b.publish(tenant, body).await,
+        }
+    }
+
+    /// Reads the tenant's log in order into `out` until `cancel`, reconnecting on
+    /// errors. `ready` is cancelled once the reader is connected and caught up.
+    pub async fn read(
+        &self,
+        tenant: &str,
+        out: mpsc::Sender<LogEntry>,
+        ready: CancellationToken,
+        cancel: CancellationToken,
+    ) {
+        match self {
+            Bus::Memory(b) => b.read(tenant, out, ready, cancel).await,
+            Bus::RedisStream(b) => b.read(tenant, out, ready, cancel).await,
+            Bus::RedisPubSub(b) => b.read(tenant, out, ready, cancel).await,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock. Only publishers use it
+/// (for trimming and the memory bus); policies never do.
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_parse_print_and_order() {
+        let p: LogPosition = "1763900000000-3".parse().unwrap();
+        assert_eq!(p.to_string(), "1763900000000-3");
+        assert!(p < "1763900000001-0".parse().unwrap());
+        assert!(p > "1763900000000-2".parse().unwrap());
+        assert!("abc".parse::<LogPosition>().is_err());
+        assert!("1-".parse::<LogPosition>().is_err());
+    }
+}

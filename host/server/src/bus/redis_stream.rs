@@ -1,0 +1,177 @@
+//! The default bus: one Redis Stream per tenant (`<prefix>:<tenant>:log`).
+//!
+//! Redis assigns each entry its id, `<ms>-<n>`: that id is the log position, and its
+//! ms part is the log time, so every instance agrees on both. Entries are trimmed by
+//! age (`MINID ~`). Readers start at the oldest retained entry, so an instance that
+//! joins late rebuilds its policy state from the same log as the others.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{BusError, EntryBody, LogEntry, LogPosition, wall_clock_ms};
+
+const READ_COUNT: usize = 256;
+const BLOCK_MS: u64 = 500;
+const FIELD_BATCH: &str = "b";
+const FIELD_HEARTBEAT: &str = "h";
+const FIELD_CONTROL: &str = "c";
+
+#[derive(Clone)]
+pub struct RedisStreamBus {
+    client: Client,
+    key_prefix: String,
+    retention: std::time::Duration,
+    /// Shared by every publisher of this instance; reconnects by itself.
+    publisher: tokio::sync::OnceCell<ConnectionManager>,
+}
+
+impl RedisStreamBus {
+    pub fn new(url: &str, key_prefix: &str, retention: std::time::Duration) -> Result<Self, BusError> {
+        Ok(RedisStreamBus {
+            client: Client::open(url)?,
+            key_prefix: key_prefix.to_string(),
+            retention,
+            publisher: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    fn key(&self, tenant: &str) -> String {
+        format!("{}:{}:log", self.key_prefix, tenant)
+    }
+
+    async fn connect(&self, response_timeout: Duration) -> Result<MultiplexedConnection, BusError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(response_timeout));
+        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+    }
+
+    pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<LogPosition, BusError> {
+        let mut conn = self.publisher.get_or_try_init(|| self.client.get_connection_manager()).await?.clone();
+        let min_id = (wall_clock_ms().max(0) as u64).saturating_sub(self.retention.as_millis() as u64);
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.key(tenant)).arg("MINID").arg("~").arg(min_id).arg("*");
+        match body {
+            EntryBody::Batch(bytes) => cmd.arg(FIELD_BATCH).arg(&bytes[..]),
+            EntryBody::Heartbeat => cmd.arg(FIELD_HEARTBEAT).arg(""),
+            EntryBody::Control(bytes) => cmd.arg(FIELD_CONTROL).arg(&bytes[..]),
+        };
+        let id: String = cmd.query_async(&mut conn).await?;
+        id.parse().map_err(|_| BusError::Malformed { position: id, reason: "XADD returned a bad id".into() })
+    }
+
+    pub async fn read(
+        &self,
+        tenant: &str,
+        out: mpsc::Sender<LogEntry>,
+        ready: CancellationToken,
+        cancel: CancellationToken,
+    ) {
+        let key = self.key(tenant);
+        let mut last_id = "0-0".to_string();
+        let mut backoff = Duration::from_millis(100);
+        while !cancel.is_cancelled() {
+            let result = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.read_connected(&key, &mut last_id, &out, &ready, &cancel) => r,
+            };
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, retry_in = ?backoff, "redis stream reader failed; reconnecting");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Reads until cancelled (`Ok`) or the connection fails (`Err`).
+    async fn read_connected(
+        &self,
+        key: &str,
+        last_id: &mut String,
+        out: &mpsc::Sender<LogEntry>,
+        ready: &CancellationToken,
+        cancel: &CancellationToken,
+    ) -> Result<(), BusError> {
+        let mut conn = self.connect(Duration::from_millis(BLOCK_MS + 5_000)).await?;
+        loop {
+            let reply: Value = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(READ_COUNT)
+                .arg("BLOCK")
+                .arg(BLOCK_MS)
+                .arg("STREAMS")
+                .arg(key)
+                .arg(&*last_id)
+                .query_async(&mut conn)
+                .await?;
+            let entries = parse_xread(reply)?;
+            if entries.len() < READ_COUNT {
+                ready.cancel();
+            }
+            for entry in entries {
+                *last_id = entry.position.to_string();
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    sent = out.send(entry) => if sent.is_err() { return Ok(()) },
+                }
+            }
+        }
+    }
+}
+
+/// Parses an `XREAD` reply for one stream (nil when the block timed out).
+fn parse_xread(reply: Value) -> Result<Vec<LogEntry>, BusError> {
+    let malformed = |position: &str, reason: &str| BusError::Malformed {
+        position: position.to_string(),
+        reason: reason.to_string(),
+    };
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => streams,
+        Value::Map(pairs) => pairs.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
+        _ => return Err(malformed("?", "XREAD reply is not an array")),
+    };
+    let mut entries = Vec::new();
+    for stream in streams {
+        let Value::Array(mut parts) = stream else { return Err(malformed("?", "stream is not a pair")) };
+        let Some(Value::Array(items)) = parts.pop() else { return Err(malformed("?", "no entries")) };
+        for item in items {
+            let Value::Array(mut pair) = item else { return Err(malformed("?", "entry is not a pair")) };
+            let fields = pair.pop();
+            let id = match pair.pop() {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+                Some(Value::SimpleString(s)) => s,
+                _ => return Err(malformed("?", "entry id missing")),
+            };
+            let position: LogPosition = id.parse().map_err(|_| malformed(&id, "bad id"))?;
+            let Some(Value::Array(mut fields)) = fields else { return Err(malformed(&id, "no fields")) };
+            if fields.len() != 2 {
+                return Err(malformed(&id, "expected exactly one field"));
+            }
+            let value = fields.pop().unwrap();
+            let name = fields.pop().unwrap();
+            let body = match (name, value) {
+                (Value::BulkString(n), Value::BulkString(v)) if n == FIELD_BATCH.as_bytes() => {
+                    EntryBody::Batch(v.into())
+                }
+                (Value::BulkString(n), _) if n == FIELD_HEARTBEAT.as_bytes() => EntryBody::Heartbeat,
+                (Value::BulkString(n), Value::BulkString(v)) if n == FIELD_CONTROL.as_bytes() => {
+                    EntryBody::Control(v.into())
+                }
+                _ => return Err(malformed(&id, "unknown field")),
+            };
+            entries.push(LogEntry::decode(position, position.major as i64, &body));
+        }
+    }
+    Ok(entries)
+}

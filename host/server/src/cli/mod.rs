@@ -1,0 +1,232 @@
+//! The `streamgate` command line: `run`, `demo`, `simulate`, `token`, `plugin`
+//! (operators, [`admin_client`]), and for plugin authors `conformance` and
+//! `componentize` ([`kit`]).
+
+pub mod admin_client;
+mod kit;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, Source};
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "streamgate", version, about = "Kafka -> Redis -> Wasm policies -> Server-Sent Events")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the tenants in a config file, reading Kafka and sharing through Redis.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The embedded default: simulated taxis, in-memory bus, no Kafka or Redis.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080", env = "STREAMGATE_LISTEN")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 300)]
+        taxis: usize,
+        /// Milliseconds between two reports of a taxi.
+        #[arg(long, default_value_t = 500)]
+        every_ms: u64,
+    },
+    /// Produce simulated taxi reports into a Kafka topic.
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:9092", env = "STREAMGATE_KAFKA_BROKERS")]
+        brokers: String,
+        #[arg(long, default_value = "taxi-locations")]
+        topic: String,
+        #[arg(long, default_value_t = 200)]
+        taxis: usize,
+        #[arg(long, default_value_t = 1000)]
+        every_ms: u64,
+        /// How many rounds of reports (each taxi reports once a round).
+        #[arg(long, default_value_t = 60)]
+        rounds: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Issue an HS256 subscriber token for a tenant with `[tenant.auth] hs256_secret`.
+    Token {
+        /// The tenant's secret (or env STREAMGATE_TOKEN_SECRET).
+        #[arg(long, env = "STREAMGATE_TOKEN_SECRET", hide_env_values = true)]
+        secret: String,
+        #[arg(long)]
+        tenant: String,
+        /// A key the holder may read (repeatable); `*` for every key.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// Seconds until the token expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+    },
+    /// Deploy policy plugins and change tenants' chains on a running cluster (admin API).
+    Plugin {
+        /// Any instance of the cluster.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "STREAMGATE_URL")]
+        url: String,
+        /// The admin token (config `admin.token`).
+        #[arg(long, env = "STREAMGATE_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(subcommand)]
+        action: PluginAction,
+    },
+    /// Run the plugin conformance kit on a policy component (see docs/PLUGINS.md).
+    ///
+    /// Exit status: 0 when every check passed (warnings and skips pass), 1 when a check
+    /// failed, 2 when the kit could not run (unreadable file, bad arguments).
+    Conformance {
+        /// The component file, or `builtin:NAME` for one of streamgate's own plugins.
+        plugin: String,
+        /// The config JSON stages are created from, as a tenant would give it.
+        #[arg(long, default_value = "")]
+        config: String,
+        /// Print the report as JSON on stdout (progress still goes to stderr).
+        #[arg(long)]
+        json: bool,
+        /// Seed of the generated inputs (default: from the clock; the report prints it).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Generated logs per property check.
+        #[arg(long, default_value_t = streamgate_conformance::DEFAULT_CASES)]
+        cases: usize,
+    },
+    /// Turn a plugin's core Wasm module (built for wasm32-unknown-unknown) into a component.
+    Componentize {
+        /// The core module cargo built, e.g. target/wasm32-unknown-unknown/plugin/my_plugin.wasm.
+        module: PathBuf,
+        /// Where to write the component.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginAction {
+    /// Upload a component; prints its sha256 reference.
+    Push {
+        file: PathBuf,
+        /// JSON config the plugin must accept (default: its defaults).
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Set a tenant's chain: `--policy REF[=CONFIG_JSON]` per stage, in order. REF is
+    /// builtin:NAME, sha256:HEX, or a local .wasm file (uploaded first).
+    Set {
+        tenant: String,
+        #[arg(long = "policy", required = true)]
+        policies: Vec<String>,
+    },
+    /// Go back to the tenant's previous chain.
+    Rollback { tenant: String },
+    /// The tenant's chain, history, calls, drops and faults (JSON).
+    Status { tenant: String },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Conformance { plugin, config, json, seed, cases } => {
+            return kit::conformance(&plugin, config, json, seed, cases);
+        }
+        Command::Componentize { module, output } => return kit::componentize(&module, &output),
+        _ => {}
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    match cli.command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            app::serve(config, Source::Kafka, cancel).await?;
+        }
+        Command::Demo { listen, taxis, every_ms } => {
+            let mut config = crate::demo::demo_config(listen);
+            // So the admin API and `streamgate plugin` can be tried on the demo.
+            config.admin.token = std::env::var("STREAMGATE_ADMIN_TOKEN").ok();
+            config.validate()?;
+            eprintln!("streamgate demo: open http://{listen}/ (Ctrl-C to stop)");
+            app::serve(config, Source::Simulator { taxis, every: Duration::from_millis(every_ms) }, cancel)
+                .await?;
+        }
+        Command::Simulate { brokers, topic, taxis, every_ms, rounds, seed } => {
+            let every = Duration::from_millis(every_ms);
+            let n =
+                crate::source::simulate::run_into_kafka(&brokers, &topic, taxis, every, rounds, seed, cancel)
+                    .await?;
+            eprintln!("produced {n} reports into {topic}");
+        }
+        Command::Token { secret, tenant, keys, ttl_secs } => {
+            let exp =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + ttl_secs;
+            let claims = crate::auth::Claims { tenant, keys, exp };
+            println!("{}", crate::auth::issue_hs256(&secret, &claims)?);
+        }
+        Command::Plugin { url, token, action } => plugin(&url, &token, action).await?,
+        Command::Conformance { .. } | Command::Componentize { .. } => unreachable!("run before tokio"),
+    }
+    Ok(())
+}
+
+async fn plugin(url: &str, token: &str, action: PluginAction) -> anyhow::Result<()> {
+    use admin_client::{AdminClient, describe_applied, describe_upload};
+    let client = AdminClient::new(url, token);
+    match action {
+        PluginAction::Push { file, config } => {
+            println!("{}", describe_upload(&client.push(&file, config.as_deref()).await?))
+        }
+        PluginAction::Set { tenant, policies } => {
+            println!("{}", describe_applied(&client.set(&tenant, &policies).await?))
+        }
+        PluginAction::Rollback { tenant } => {
+            println!("{}", describe_applied(&client.rollback(&tenant).await?))
+        }
+        PluginAction::Status { tenant } => println!("{:#}", client.status(&tenant).await?),
+    }
+    Ok(())
+}
+
+async fn cancel_on_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+}

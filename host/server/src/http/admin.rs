@@ -1,0 +1,151 @@
+//! The operators' API under `/admin`, behind a bearer token: upload a plugin, set a
+//! tenant's chain, roll it back, inspect it. Every change goes through the tenant's log
+//! (see [`crate::control`]), so all instances switch at the same position.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::AppState;
+use crate::control::{ChainControl, ControlError};
+use streamgate_runtime::StageSpec;
+
+use crate::policy::CatalogError;
+
+/// What the admin routes need besides the tenants.
+pub struct AdminState {
+    /// `None`: the admin API is disabled.
+    pub token: Option<String>,
+    pub max_plugin_bytes: usize,
+    pub control: Arc<ChainControl>,
+}
+
+pub fn router(max_plugin_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route("/admin/plugins", post(upload).layer(DefaultBodyLimit::max(max_plugin_bytes)))
+        .route("/admin/tenants/{tenant}", get(inspect))
+        .route("/admin/tenants/{tenant}/chain", put(set_chain))
+        .route("/admin/tenants/{tenant}/rollback", post(rollback))
+}
+
+/// An authorised admin request: the bearer token matched (401 without it, 403 when
+/// no token is configured, so the API is off).
+struct Admin(Arc<AdminState>);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let admin = state.admin.as_ref().ok_or(AdminError::Disabled)?;
+        let expected = admin.token.as_deref().ok_or(AdminError::Disabled)?;
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(AdminError::NoToken)?;
+        if !constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+            return Err(AdminError::BadToken);
+        }
+        Ok(Admin(admin.clone()))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AdminError {
+    #[error("the admin API is disabled on this instance; set admin.token or STREAMGATE_ADMIN_TOKEN")]
+    Disabled,
+    #[error("missing admin token: send `Authorization: Bearer <admin token>`")]
+    NoToken,
+    #[error("wrong admin token")]
+    BadToken,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Control(#[from] ControlError),
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            AdminError::Disabled => StatusCode::FORBIDDEN,
+            AdminError::NoToken | AdminError::BadToken => StatusCode::UNAUTHORIZED,
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::Control(e) => match e {
+                ControlError::UnknownTenant(_) => StatusCode::NOT_FOUND,
+                ControlError::Rejected(CatalogError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+                ControlError::Rejected(CatalogError::Missing(_)) => StatusCode::NOT_FOUND,
+                ControlError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ControlError::NothingToRollBack(_) => StatusCode::CONFLICT,
+                ControlError::Store(_) | ControlError::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "admin request failed");
+        }
+        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct UploadParams {
+    /// JSON config the plugin must accept (default: empty, the plugin's defaults).
+    config: Option<String>,
+}
+
+async fn upload(
+    Admin(admin): Admin,
+    Query(params): Query<UploadParams>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    if body.is_empty() {
+        return Err(AdminError::BadRequest("empty body: send the component's bytes".into()));
+    }
+    let uploaded = admin.control.upload(body, params.config.as_deref().unwrap_or("")).await?;
+    let status = if uploaded.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(uploaded)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChainRequest {
+    policies: Vec<StageSpec>,
+}
+
+async fn set_chain(
+    Admin(admin): Admin,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let request: ChainRequest = serde_json::from_slice(&body).map_err(|e| {
+        AdminError::BadRequest(format!(
+            "body must be JSON like {{\"policies\": [{{\"plugin\": \"sha256:…\", \"config\": {{}}}}]}}: {e}"
+        ))
+    })?;
+    applied(admin.control.set_chain(&tenant, request.policies, "set through the admin API").await?)
+}
+
+async fn rollback(Admin(admin): Admin, Path(tenant): Path<String>) -> Result<Response, AdminError> {
+    applied(admin.control.rollback(&tenant).await?)
+}
+
+/// 200 once this instance switched; 202 if it has not yet (the change is in the log).
+fn applied(a: crate::control::Applied) -> Result<Response, AdminError> {
+    let status = if a.applied { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(a)).into_response())
+}
+
+async fn inspect(Admin(admin): Admin, Path(tenant): Path<String>) -> Result<Response, AdminError> {
+    Ok(Json(admin.control.inspect(&tenant).await?).into_response())
+}

@@ -1,0 +1,94 @@
+//! Clients that asked for some keys only (`?key=K`): each published event finds its
+//! key's subscribers in a map, so routing costs per delivered event, never per client
+//! times events. A client whose buffer is full misses the frame and is marked, to be
+//! caught up with the newest state of its keys (latest-value tenants).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::frame::Frame;
+
+pub(super) struct KeyedClient {
+    pub(super) keys: BTreeSet<String>,
+    pub(super) tx: mpsc::Sender<Arc<Frame>>,
+    /// A frame was dropped because the client was full: catch up first.
+    pub(super) missed: bool,
+}
+
+/// A delivery to make outside the lock: which client, through which sender, of which
+/// of the frame's events (indexes), and whether it must catch up instead.
+pub(super) struct Delivery {
+    pub(super) id: u64,
+    pub(super) tx: mpsc::Sender<Arc<Frame>>,
+    pub(super) events: Vec<usize>,
+    /// The client's keys, when it missed a frame and gets their newest state instead.
+    pub(super) catch_up: Option<BTreeSet<String>>,
+}
+
+#[derive(Default)]
+pub(super) struct KeyedClients {
+    /// Key → ids of the clients that want it.
+    by_key: HashMap<String, Vec<u64>>,
+    clients: HashMap<u64, KeyedClient>,
+    next_id: u64,
+}
+
+impl KeyedClients {
+    pub(super) fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    pub(super) fn add(&mut self, keys: BTreeSet<String>, tx: mpsc::Sender<Arc<Frame>>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        for key in &keys {
+            self.by_key.entry(key.clone()).or_default().push(id);
+        }
+        self.clients.insert(id, KeyedClient { keys, tx, missed: false });
+        id
+    }
+
+    pub(super) fn remove(&mut self, id: u64) {
+        let Some(client) = self.clients.remove(&id) else { return };
+        for key in client.keys {
+            if let Some(ids) = self.by_key.get_mut(&key) {
+                ids.retain(|&i| i != id);
+                if ids.is_empty() {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Who gets which events of `frame`, by client id.
+    pub(super) fn deliveries(&self, frame: &Frame) -> Vec<Delivery> {
+        let mut wanted: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for (i, e) in frame.events.iter().enumerate() {
+            for &id in self.by_key.get(&e.key).into_iter().flatten() {
+                wanted.entry(id).or_default().push(i);
+            }
+        }
+        wanted
+            .into_iter()
+            .map(|(id, events)| {
+                let client = &self.clients[&id];
+                let catch_up = client.missed.then(|| client.keys.clone());
+                Delivery { id, tx: client.tx.clone(), events, catch_up }
+            })
+            .collect()
+    }
+
+    /// Records whether a delivery fit into the client's buffer.
+    pub(super) fn delivered(&mut self, id: u64, fit: bool) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.missed = !fit;
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn counts(&self) -> (usize, usize) {
+        (self.by_key.len(), self.clients.len())
+    }
+}

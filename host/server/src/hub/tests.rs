@@ -1,0 +1,126 @@
+//! The hub's unit tests: wire format, resume, latest values, keyed routing, lag.
+
+use super::*;
+
+fn hub(latest_value: bool, history: usize, buffer: usize) -> Arc<Hub> {
+    Arc::new(Hub::new("e", latest_value, history, buffer, Arc::new(TenantMetrics::new("t"))))
+}
+
+fn released(items: &[(&str, i64)]) -> Vec<Event> {
+    items
+        .iter()
+        .map(|(k, t)| Event {
+            key: k.to_string(),
+            event_time: *t,
+            payload: Bytes::from(format!(r#"{{"k":"{k}","t":{t}}}"#)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn pos(n: u64) -> LogPosition {
+    LogPosition { major: n, minor: 0 }
+}
+
+fn data(f: &Frame) -> &str {
+    let text = std::str::from_utf8(&f.wire).unwrap();
+    text.split("data: ").nth(1).unwrap().trim_end()
+}
+
+fn next(live: &mut Live) -> Option<Arc<Frame>> {
+    match live {
+        Live::All(rx) => rx.try_recv().ok(),
+        Live::Keys(rx, _) => rx.try_recv().ok(),
+    }
+}
+
+#[test]
+fn frames_are_serialised_once_with_event_id_and_json_array() {
+    let hub = Arc::new(Hub::new("liveMapLocation", false, 8, 8, Arc::new(TenantMetrics::new("t"))));
+    let mut sub = hub.subscribe(None, None, false);
+    hub.publish(pos(5), released(&[("a", 1), ("b", 2)]));
+    let f = next(&mut sub.live).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&f.wire).unwrap(),
+        "event: liveMapLocation\nid: 5-0\ndata: [{\"k\":\"a\",\"t\":1},{\"k\":\"b\",\"t\":2}]\n\n"
+    );
+}
+
+#[test]
+fn resume_replays_frames_after_the_id_and_flags_gaps() {
+    let hub = hub(false, 2, 8);
+    for n in 1..=3 {
+        hub.publish(pos(n), released(&[("a", n as i64)]));
+    }
+    let sub = hub.subscribe(Some(pos(2)), None, false);
+    assert_eq!(sub.backlog.iter().map(|f| f.position).collect::<Vec<_>>(), vec![pos(3)]);
+    assert!(!sub.gap);
+    let sub = hub.subscribe(Some(pos(0)), None, false);
+    assert!(sub.gap, "frame 1 fell out of the two-frame ring");
+    assert_eq!(sub.backlog.len(), 2);
+}
+
+#[test]
+fn latest_value_keeps_newest_per_key_sorted_by_time() {
+    let hub = hub(true, 8, 8);
+    hub.publish(pos(1), released(&[("b", 5), ("a", 7)]));
+    hub.publish(pos(2), released(&[("b", 9), ("a", 3)]));
+    assert_eq!(&hub.snapshot_json(None)[..], br#"[{"k":"a","t":7},{"k":"b","t":9}]"#);
+    assert_eq!(&hub.snapshot_json(Some(&["b".into()]))[..], br#"[{"k":"b","t":9}]"#);
+    let f = hub.conflated_frame().unwrap();
+    assert_eq!(f.position, pos(2));
+}
+
+#[test]
+fn keyed_clients_get_only_their_keys_in_order_with_the_frame_id() {
+    let hub = hub(false, 8, 8);
+    let mut ab = hub.subscribe(None, Some(vec!["a".into(), "b".into()]), false);
+    let mut c = hub.subscribe(None, Some(vec!["c".into()]), false);
+    hub.publish(pos(1), released(&[("b", 1), ("x", 1), ("a", 2), ("b", 3)]));
+    hub.publish(pos(2), released(&[("x", 4)]));
+    let f = next(&mut ab.live).unwrap();
+    assert_eq!(f.position, pos(1));
+    assert_eq!(data(&f), r#"[{"k":"b","t":1},{"k":"a","t":2},{"k":"b","t":3}]"#);
+    assert!(next(&mut ab.live).is_none(), "no frame without its keys");
+    assert!(next(&mut c.live).is_none(), "c was never published");
+    // Resume for keyed clients filters the ring the same way.
+    let resumed = hub.subscribe(Some(pos(0)), Some(vec!["a".into()]), false);
+    assert_eq!(resumed.backlog.len(), 1);
+    assert_eq!(data(&resumed.backlog[0]), r#"[{"k":"a","t":2}]"#);
+}
+
+#[test]
+fn dropping_a_keyed_subscription_unregisters_it() {
+    let hub = hub(false, 8, 8);
+    let sub = hub.subscribe(None, Some(vec!["a".into()]), false);
+    assert_eq!(hub.keyed.lock().unwrap().counts(), (1, 1));
+    drop(sub);
+    assert_eq!(hub.keyed.lock().unwrap().counts(), (0, 0));
+}
+
+#[test]
+fn a_full_keyed_client_is_counted_and_catches_up_with_the_newest_state() {
+    let hub = hub(true, 8, 1);
+    let mut slow = hub.subscribe(None, Some(vec!["a".into()]), false);
+    hub.publish(pos(1), released(&[("a", 1)]));
+    hub.publish(pos(2), released(&[("a", 2)]));
+    assert_eq!(hub.metrics.sse_lagged.load(Relaxed), 1, "the second frame did not fit");
+    assert_eq!(data(&next(&mut slow.live).unwrap()), r#"[{"k":"a","t":1}]"#);
+    hub.publish(pos(3), released(&[("b", 3), ("a", 3)]));
+    let f = next(&mut slow.live).unwrap();
+    assert_eq!((f.position, data(&f)), (pos(3), r#"[{"k":"a","t":3}]"#));
+}
+
+#[test]
+fn snapshot_first_gives_a_new_client_every_key_at_once() {
+    let hub = hub(true, 8, 8);
+    hub.publish(pos(1), released(&[("a", 1), ("b", 2)]));
+    hub.publish(pos(2), released(&[("c", 3)]));
+    let all = hub.subscribe(None, None, true);
+    assert_eq!(all.backlog.len(), 1);
+    assert_eq!(all.backlog[0].position, pos(2));
+    assert_eq!(data(&all.backlog[0]), r#"[{"k":"a","t":1},{"k":"b","t":2},{"k":"c","t":3}]"#);
+    let one = hub.subscribe(None, Some(vec!["b".into(), "zz".into()]), true);
+    assert_eq!(data(&one.backlog[0]), r#"[{"k":"b","t":2}]"#);
+    assert!(hub.subscribe(None, None, false).backlog.is_empty());
+}

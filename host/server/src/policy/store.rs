@@ -1,0 +1,210 @@
+//! Cluster state outside the logs: uploaded plugin components (content-addressed by
+//! sha256, so every instance can fetch the bytes a chain names) and each tenant's
+//! history of chains set through the admin API. Redis for a cluster, memory for the
+//! embedded demo.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use streamgate_runtime::ChainSpec;
+
+/// Chains kept per tenant (older ones are trimmed).
+const HISTORY_KEPT: isize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("stored chain history is unreadable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// A chain the admin API put into a tenant's log, kept (in Redis) so instances that
+/// start later know which chain was active before the oldest entry they read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChainRecord {
+    pub chain: ChainSpec,
+    pub reason: String,
+    /// Log position of the control entry.
+    pub position: String,
+    /// Wall-clock ms when it was published.
+    pub published_ms: i64,
+}
+
+#[derive(Clone)]
+pub enum Store {
+    Memory(Arc<Mutex<MemoryState>>),
+    Redis(RedisStore),
+}
+
+#[derive(Default)]
+pub struct MemoryState {
+    plugins: HashMap<String, Bytes>,
+    versions: HashMap<String, u64>,
+    history: HashMap<String, Vec<ChainRecord>>,
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    prefix: String,
+    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+}
+
+impl Store {
+    pub fn memory() -> Self {
+        Store::Memory(Arc::default())
+    }
+
+    pub fn redis(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        Ok(Store::Redis(RedisStore {
+            client: redis::Client::open(url)?,
+            prefix: prefix.to_string(),
+            conn: Arc::default(),
+        }))
+    }
+
+    /// Stores a plugin under its reference; `true` if it was not there yet.
+    pub async fn put_plugin(&self, reference: &str, bytes: &Bytes) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => {
+                let mut m = m.lock().unwrap();
+                Ok(m.plugins.insert(reference.to_string(), bytes.clone()).is_none())
+            }
+            Store::Redis(r) => {
+                let created: bool =
+                    r.conn().await?.set_nx(r.key(&format!("plugin:{reference}")), &bytes[..]).await?;
+                Ok(created)
+            }
+        }
+    }
+
+    /// Tells every instance that a plugin was stored, so each compiles it before a chain
+    /// names it (see [`Store::announcements`]).
+    pub async fn announce_plugin(&self, reference: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(r) => Ok(r.conn().await?.publish(r.key("plugins"), reference).await?),
+        }
+    }
+
+    /// Plugin references announced from now on (never ends for the memory store: one
+    /// process compiles what it stores).
+    pub async fn announcements(&self) -> Result<BoxStream<'static, String>, StoreError> {
+        match self {
+            Store::Memory(_) => Ok(futures::stream::pending().boxed()),
+            Store::Redis(r) => {
+                let mut pubsub = r.client.get_async_pubsub().await?;
+                pubsub.subscribe(r.key("plugins")).await?;
+                Ok(pubsub
+                    .into_on_message()
+                    .filter_map(|m| async move { m.get_payload::<String>().ok() })
+                    .boxed())
+            }
+        }
+    }
+
+    pub async fn get_plugin(&self, reference: &str) -> Result<Option<Bytes>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.lock().unwrap().plugins.get(reference).cloned()),
+            Store::Redis(r) => {
+                let bytes: Option<Vec<u8>> =
+                    r.conn().await?.get(r.key(&format!("plugin:{reference}"))).await?;
+                Ok(bytes.map(Bytes::from))
+            }
+        }
+    }
+
+    /// The next chain version of `tenant` (1, 2, ...), unique across instances.
+    pub async fn next_version(&self, tenant: &str) -> Result<u64, StoreError> {
+        match self {
+            Store::Memory(m) => {
+                let mut m = m.lock().unwrap();
+                let v = m.versions.entry(tenant.to_string()).or_default();
+                *v += 1;
+                Ok(*v)
+            }
+            Store::Redis(r) => Ok(r.conn().await?.incr(r.key(&format!("{tenant}:chain-version")), 1).await?),
+        }
+    }
+
+    pub async fn record_chain(&self, tenant: &str, record: &ChainRecord) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                let mut m = m.lock().unwrap();
+                let h = m.history.entry(tenant.to_string()).or_default();
+                h.push(record.clone());
+                let excess = h.len().saturating_sub(HISTORY_KEPT as usize);
+                h.drain(..excess);
+                Ok(())
+            }
+            Store::Redis(r) => {
+                let key = r.key(&format!("{tenant}:chains"));
+                let json = serde_json::to_string(record)?;
+                redis::pipe()
+                    .rpush(&key, json)
+                    .ignore()
+                    .ltrim(&key, -HISTORY_KEPT, -1)
+                    .ignore()
+                    .query_async::<()>(&mut r.conn().await?)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Chains set for `tenant`, oldest first.
+    pub async fn chain_history(&self, tenant: &str) -> Result<Vec<ChainRecord>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.lock().unwrap().history.get(tenant).cloned().unwrap_or_default()),
+            Store::Redis(r) => {
+                let items: Vec<String> =
+                    r.conn().await?.lrange(r.key(&format!("{tenant}:chains")), 0, -1).await?;
+                Ok(items.iter().map(|s| serde_json::from_str(s)).collect::<Result<_, _>>()?)
+            }
+        }
+    }
+}
+
+impl RedisStore {
+    fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.prefix)
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        Ok(self.conn.get_or_try_init(|| self.client.get_connection_manager()).await?.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_keeps_plugins_versions_and_history() {
+        let s = Store::memory();
+        let bytes = Bytes::from_static(b"wasm");
+        assert!(s.put_plugin("sha256:x", &bytes).await.unwrap());
+        assert!(!s.put_plugin("sha256:x", &bytes).await.unwrap(), "second put is not new");
+        assert_eq!(s.get_plugin("sha256:x").await.unwrap(), Some(bytes));
+        assert_eq!(s.get_plugin("sha256:y").await.unwrap(), None);
+        assert_eq!(s.next_version("t").await.unwrap(), 1);
+        assert_eq!(s.next_version("t").await.unwrap(), 2);
+        assert_eq!(s.next_version("u").await.unwrap(), 1);
+        let rec = ChainRecord {
+            chain: Default::default(),
+            reason: "set".into(),
+            position: "1-0".into(),
+            published_ms: 5,
+        };
+        s.record_chain("t", &rec).await.unwrap();
+        assert_eq!(s.chain_history("t").await.unwrap(), vec![rec]);
+        assert!(s.chain_history("u").await.unwrap().is_empty());
+    }
+}

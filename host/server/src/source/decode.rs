@@ -1,0 +1,124 @@
+//! Turning a raw source message into an [`Event`]: parse the JSON object, find the
+//! tenant's key, event time and optional id and tag (JSON pointers), keep the payload
+//! as sent (one line). Anything else is a typed [`DecodeError`], counted by the caller.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::event::{DecodeError, Event, key_hash};
+
+/// Where in a payload a tenant finds its key and event time.
+#[derive(Clone, Debug)]
+pub struct Extractor {
+    pub key_pointer: String,
+    pub time_pointer: String,
+    /// Optional: idempotency id and tag, hashed for the plugins.
+    pub id_pointer: Option<String>,
+    pub tag_pointer: Option<String>,
+    pub max_payload_bytes: usize,
+}
+
+/// A string or number at `pointer`, as text.
+fn text_at(value: &Value, pointer: &str) -> Option<String> {
+    match value.pointer(pointer) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl Extractor {
+    pub fn for_tenant(tenant: &crate::tenant::TenantConfig) -> Self {
+        Extractor {
+            key_pointer: tenant.key.clone(),
+            time_pointer: tenant.time.clone(),
+            id_pointer: tenant.id.clone(),
+            tag_pointer: tenant.tag.clone(),
+            max_payload_bytes: tenant.max_payload_bytes,
+        }
+    }
+
+    /// Decodes one raw message into a [`Event`].
+    pub fn decode(&self, raw: &[u8]) -> Result<Event, DecodeError> {
+        if raw.len() > self.max_payload_bytes {
+            return Err(DecodeError::TooLarge);
+        }
+        let value: Value = serde_json::from_slice(raw).map_err(|_| DecodeError::NotJson)?;
+        if !value.is_object() {
+            return Err(DecodeError::NotJson);
+        }
+        let key = text_at(&value, &self.key_pointer).ok_or(DecodeError::BadKey)?;
+        let hash_at = |pointer: &Option<String>| match pointer {
+            None => Ok(0),
+            Some(p) => text_at(&value, p).map(|s| key_hash(&s)).ok_or(DecodeError::BadId),
+        };
+        let (id, tag) = (hash_at(&self.id_pointer)?, hash_at(&self.tag_pointer)?);
+        let event_time = match value.pointer(&self.time_pointer) {
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
+                .ok_or(DecodeError::BadTime)?,
+            _ => return Err(DecodeError::BadTime),
+        };
+        // SSE data is line-based: keep the bytes as sent unless they span lines.
+        let payload = if raw.iter().any(|&b| b == b'\n' || b == b'\r') {
+            Bytes::from(serde_json::to_vec(&value).expect("a parsed value serialises"))
+        } else {
+            Bytes::copy_from_slice(raw)
+        };
+        Ok(Event { key, event_time, id, tag, payload })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taxi() -> Extractor {
+        Extractor {
+            key_pointer: "/mediaId".into(),
+            time_pointer: "/timestamp".into(),
+            id_pointer: None,
+            tag_pointer: None,
+            max_payload_bytes: 1024,
+        }
+    }
+
+    #[test]
+    fn decodes_key_time_and_keeps_the_payload() {
+        let raw = br#"{"mediaId":"taxi-1","lat":37.5,"lng":127.0,"timestamp":1763900000000}"#;
+        let e = taxi().decode(raw).unwrap();
+        assert_eq!(e.key, "taxi-1");
+        assert_eq!(e.event_time, 1_763_900_000_000);
+        assert_eq!(&e.payload[..], &raw[..]);
+    }
+
+    #[test]
+    fn bad_input_is_a_typed_error() {
+        let x = taxi();
+        assert_eq!(x.decode(b"not json"), Err(DecodeError::NotJson));
+        assert_eq!(x.decode(b"[1,2]"), Err(DecodeError::NotJson));
+        assert_eq!(x.decode(br#"{"timestamp":1}"#), Err(DecodeError::BadKey));
+        assert_eq!(x.decode(br#"{"mediaId":"a","timestamp":"x"}"#), Err(DecodeError::BadTime));
+        assert_eq!(x.decode(br#"{"mediaId":"a","timestamp":1.5}"#), Err(DecodeError::BadTime));
+        assert_eq!(x.decode(&vec![b' '; 2000]), Err(DecodeError::TooLarge));
+    }
+
+    #[test]
+    fn multi_line_payloads_become_one_line() {
+        let e = taxi().decode(b"{\"mediaId\": 7,\n \"timestamp\": 5}").unwrap();
+        assert_eq!(e.key, "7");
+        assert!(!e.payload.contains(&b'\n'));
+    }
+
+    #[test]
+    fn ids_and_tags_are_hashed_when_declared() {
+        let x =
+            Extractor { id_pointer: Some("/eventId".into()), tag_pointer: Some("/kind".into()), ..taxi() };
+        let e = x.decode(br#"{"mediaId":"u","timestamp":1,"eventId":"e-1","kind":"rank"}"#).unwrap();
+        assert_eq!((e.id, e.tag), (key_hash("e-1"), key_hash("rank")));
+        assert_eq!(x.decode(br#"{"mediaId":"u","timestamp":1,"kind":"rank"}"#), Err(DecodeError::BadId));
+        let plain = taxi().decode(br#"{"mediaId":"u","timestamp":1,"eventId":"e-1"}"#).unwrap();
+        assert_eq!((plain.id, plain.tag), (0, 0));
+    }
+}

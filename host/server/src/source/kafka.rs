@@ -1,0 +1,162 @@
+//! The Kafka source: one consumer per tenant in the shared consumer group. Offsets are
+//! stored only after the batch holding their messages is on the bus, so a crash or a
+//! rebalance redelivers rather than loses (at-least-once; dedupe policies absorb it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use serde::Deserialize;
+
+use super::{BatchPublisher, Extractor};
+use crate::bus::{Bus, BusConfig};
+use crate::event::DecodeError;
+use crate::metrics::TenantMetrics;
+use crate::tenant::TenantConfig;
+
+/// `[kafka]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers (env `STREAMGATE_KAFKA_BROKERS`).
+    pub brokers: String,
+    /// Consumer group; each tenant's consumer joins `<group_id>.<tenant>`.
+    pub group_id: String,
+    #[serde(rename = "session_timeout_ms", with = "streamgate_runtime::duration_ms")]
+    pub session_timeout: Duration,
+    /// Extra librdkafka properties, passed through as they are.
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "streamgate".into(),
+            session_timeout: Duration::from_secs(10),
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("kafka consumer for tenant {tenant}: {source}")]
+pub struct KafkaSourceError {
+    tenant: String,
+    source: rdkafka::error::KafkaError,
+}
+
+/// Builds the tenant's consumer and subscribes it; errors mean bad config.
+pub fn consumer(kafka: &KafkaConfig, tenant: &TenantConfig) -> Result<StreamConsumer, KafkaSourceError> {
+    let err = |source| KafkaSourceError { tenant: tenant.name.clone(), source };
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", format!("{}.{}", kafka.group_id, tenant.name))
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", kafka.session_timeout.as_millis().to_string());
+    for (k, v) in &kafka.options {
+        cfg.set(k, v);
+    }
+    let consumer: StreamConsumer = cfg.create().map_err(err)?;
+    consumer.subscribe(&[&tenant.topic]).map_err(err)?;
+    Ok(consumer)
+}
+
+/// Consumes until `cancel`, then publishes what it holds, commits and leaves the group.
+pub async fn run(
+    consumer: StreamConsumer,
+    tenant: TenantConfig,
+    bus: Bus,
+    bus_config: BusConfig,
+    metrics: Arc<TenantMetrics>,
+    cancel: CancellationToken,
+) {
+    let extractor = Extractor::for_tenant(&tenant);
+    let linger = tenant.linger(&bus_config);
+    let mut publisher =
+        BatchPublisher::new(&tenant.name, bus, metrics.clone(), bus_config.batch_max_events, linger);
+    // Highest offset seen per partition since the last flush.
+    let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                if flush(&consumer, &tenant.topic, &mut publisher, &mut offsets, &cancel).await.is_err() { break }
+                deadline = None;
+            }
+            received = consumer.recv() => {
+                let msg = match received {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(tenant = %tenant.name, error = %e, "kafka receive failed");
+                        continue;
+                    }
+                };
+                metrics.consumed.fetch_add(1, Relaxed);
+                match msg.payload().ok_or(DecodeError::NotJson).and_then(|p| extractor.decode(p)) {
+                    Ok(event) => publisher.push(event),
+                    Err(e) => {
+                        metrics.count_decode_error(e);
+                        tracing::debug!(tenant = %tenant.name, partition = msg.partition(), offset = msg.offset(), error = %e, "dropped a source message");
+                    }
+                }
+                offsets.insert(msg.partition(), msg.offset());
+                deadline.get_or_insert_with(|| Instant::now() + linger);
+                if publisher.is_full() {
+                    if flush(&consumer, &tenant.topic, &mut publisher, &mut offsets, &cancel).await.is_err() { break }
+                    deadline = None;
+                }
+            }
+        }
+    }
+    // Shutdown: publish what is held with a fresh token (bounded: one retry window), then commit.
+    let grace = CancellationToken::new();
+    let guard = grace.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        guard.cancel();
+    });
+    let _ = flush(&consumer, &tenant.topic, &mut publisher, &mut offsets, &grace).await;
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(tenant = %tenant.name, error = %e, "final offset commit");
+    }
+    consumer.unsubscribe();
+    tracing::info!(tenant = %tenant.name, "kafka source stopped");
+}
+
+/// Publishes the batch, then stores the offsets it covered.
+async fn flush(
+    consumer: &StreamConsumer,
+    topic: &str,
+    publisher: &mut BatchPublisher,
+    offsets: &mut BTreeMap<i32, i64>,
+    cancel: &CancellationToken,
+) -> Result<(), super::Cancelled> {
+    publisher.flush(cancel).await?;
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (&partition, &offset) in offsets.iter() {
+        // The stored offset is the next one to read.
+        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1));
+    }
+    offsets.clear();
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        // A revoked partition: its new owner re-reads from the last commit (duplicates, not loss).
+        tracing::debug!(error = %e, "storing offsets");
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The built-in simulators, sources like Kafka: the taxi fleet ([`taxi`]) and the
+//! waiting queue ([`queue`]). Deterministic for a seed. They feed the embedded demo
+//! straight onto the bus ([`run_on_bus`]) and `streamgate simulate` into a Kafka topic
+//! ([`run_into_kafka`]). A tenant names its simulator with `simulator = "taxi"|"queue"`.
+
+pub mod queue;
+pub mod taxi;
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use super::{BatchPublisher, Extractor};
+use crate::bus::wall_clock_ms;
+pub use crate::tenant::SimulatorKind;
+pub use queue::QueueSim;
+pub use taxi::{FaultRates, TaxiSim};
+
+/// Something that produces raw payloads, tick by tick.
+pub trait Simulator: Send + 'static {
+    fn tick(&mut self, now_ms: i64) -> Vec<Vec<u8>>;
+}
+
+/// A simulator of `kind`: `size` taxis, or a line of `size / 3` users.
+pub fn build(kind: SimulatorKind, size: usize) -> Box<dyn Simulator> {
+    match kind {
+        SimulatorKind::Taxi => Box::new(TaxiSim::new(size, 42, FaultRates::default())),
+        SimulatorKind::Queue => Box::new(QueueSim::new(size / 3, 7)),
+    }
+}
+
+/// How often a simulator of `kind` ticks when taxis report every `every` (the queue
+/// moves half as often).
+pub fn tick_every(kind: SimulatorKind, every: Duration) -> Duration {
+    match kind {
+        SimulatorKind::Taxi => every,
+        SimulatorKind::Queue => every * 2,
+    }
+}
+
+/// Drives a simulator straight onto the bus (the embedded demo's source).
+pub async fn run_on_bus(
+    mut sim: Box<dyn Simulator>,
+    every: Duration,
+    extractor: Extractor,
+    mut publisher: BatchPublisher,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for raw in sim.tick(wall_clock_ms()) {
+            match extractor.decode(&raw) {
+                Ok(e) => publisher.push(e),
+                Err(e) => tracing::warn!(error = %e, "simulator produced an undecodable report"),
+            }
+        }
+        if publisher.flush(&cancel).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Produces simulated reports into a Kafka topic (`streamgate simulate`), keyed by
+/// taxi id. Returns how many messages were delivered.
+pub async fn run_into_kafka(
+    brokers: &str,
+    topic: &str,
+    taxis: usize,
+    every: Duration,
+    ticks: u64,
+    seed: u64,
+    cancel: CancellationToken,
+) -> Result<u64, rdkafka::error::KafkaError> {
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create()?;
+    let mut sim = TaxiSim::new(taxis, seed, FaultRates::default());
+    let mut tick = tokio::time::interval(every);
+    let mut delivered = 0u64;
+    for _ in 0..ticks {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let reports = sim.tick(wall_clock_ms());
+        let sends = reports.iter().map(|raw| {
+            let key = serde_json::from_slice::<serde_json::Value>(raw)
+                .ok()
+                .and_then(|v| v["mediaId"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let producer = producer.clone();
+            async move {
+                producer
+                    .send(FutureRecord::to(topic).key(&key).payload(raw), Duration::from_secs(10))
+                    .await
+                    .map_err(|(e, _)| e)
+            }
+        });
+        for result in futures::future::join_all(sends).await {
+            result?;
+            delivered += 1;
+        }
+    }
+    Ok(delivered)
+}

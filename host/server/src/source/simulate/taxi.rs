@@ -1,0 +1,171 @@
+//! The built-in taxi simulator: taxis driving around Seoul, reporting positions with
+//! the faults real fleets have mixed in: duplicates, late (out-of-order) reports,
+//! reports that go back in time, and stale reports from a lagging device.
+//!
+//! Deterministic for a seed.
+
+use serde_json::json;
+
+use super::Simulator;
+
+/// Seoul, roughly: (south, north, west, east).
+const BOUNDS: (f64, f64, f64, f64) = (37.45, 37.68, 126.85, 127.15);
+
+/// Share of reports given each fault, per mille.
+#[derive(Clone, Copy, Debug)]
+pub struct FaultRates {
+    pub duplicate: u32,
+    pub late: u32,
+    pub backwards: u32,
+    pub stale: u32,
+}
+
+impl Default for FaultRates {
+    fn default() -> Self {
+        FaultRates { duplicate: 30, late: 30, backwards: 20, stale: 10 }
+    }
+}
+
+struct Taxi {
+    id: String,
+    lat: f64,
+    lng: f64,
+    heading: f64,
+    last: Option<(f64, f64, i64)>,
+}
+
+impl Simulator for TaxiSim {
+    fn tick(&mut self, now_ms: i64) -> Vec<Vec<u8>> {
+        TaxiSim::tick(self, now_ms)
+    }
+}
+
+pub struct TaxiSim {
+    taxis: Vec<Taxi>,
+    rng: u64,
+    faults: FaultRates,
+    late: Vec<Vec<u8>>,
+}
+
+impl TaxiSim {
+    pub fn new(taxis: usize, seed: u64, faults: FaultRates) -> Self {
+        let mut sim = TaxiSim { taxis: Vec::with_capacity(taxis), rng: seed | 1, faults, late: Vec::new() };
+        for i in 0..taxis {
+            let lat = BOUNDS.0 + sim.unit() * (BOUNDS.1 - BOUNDS.0);
+            let lng = BOUNDS.2 + sim.unit() * (BOUNDS.3 - BOUNDS.2);
+            let heading = sim.unit() * std::f64::consts::TAU;
+            sim.taxis.push(Taxi { id: format!("taxi-{i:04}"), lat, lng, heading, last: None });
+        }
+        sim
+    }
+
+    /// xorshift64*: tiny, deterministic, good enough for traffic.
+    fn next_u64(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn per_mille(&mut self) -> u32 {
+        (self.next_u64() % 1000) as u32
+    }
+
+    /// One report per taxi at `now_ms`, plus faults; last tick's late reports come last.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.taxis.len() + self.late.len());
+        for i in 0..self.taxis.len() {
+            let turn = (self.unit() - 0.5) * 0.6;
+            let speed = 0.0003 + self.unit() * 0.0006;
+            let jitter = (self.next_u64() % 200) as i64;
+            let roll = self.per_mille();
+            let FaultRates { duplicate, late, backwards, stale } = self.faults;
+            let t = &mut self.taxis[i];
+            t.heading += turn;
+            t.lat += speed * t.heading.cos();
+            t.lng += speed * t.heading.sin() / 0.79;
+            if !(BOUNDS.0..BOUNDS.1).contains(&t.lat) || !(BOUNDS.2..BOUNDS.3).contains(&t.lng) {
+                t.heading += std::f64::consts::PI;
+                t.lat = t.lat.clamp(BOUNDS.0, BOUNDS.1);
+                t.lng = t.lng.clamp(BOUNDS.2, BOUNDS.3);
+            }
+            let ts = now_ms - jitter;
+            let report = report(&t.id, t.lat, t.lng, ts);
+            let previous = t.last.replace((t.lat, t.lng, ts));
+            let mut threshold = duplicate;
+            if roll < threshold {
+                out.push(report.clone());
+                out.push(report);
+                continue;
+            }
+            threshold += late;
+            if roll < threshold {
+                self.late.push(report);
+                continue;
+            }
+            out.push(report);
+            threshold += backwards;
+            if roll < threshold {
+                if let Some((lat, lng, old_ts)) = previous {
+                    out.push(self::report(&self.taxis[i].id, lat, lng, old_ts - 1_000));
+                }
+                continue;
+            }
+            threshold += stale;
+            if roll < threshold {
+                let t = &self.taxis[i];
+                out.push(self::report(&t.id, t.lat, t.lng, now_ms - 45_000));
+            }
+        }
+        let late = std::mem::take(&mut self.late);
+        out.extend(late);
+        out
+    }
+}
+
+fn report(id: &str, lat: f64, lng: f64, timestamp: i64) -> Vec<u8> {
+    let round = |x: f64| (x * 1e6).round() / 1e6;
+    serde_json::to_vec(
+        &json!({ "mediaId": id, "lat": round(lat), "lng": round(lng), "timestamp": timestamp }),
+    )
+    .expect("a JSON object serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_parse_stay_in_seoul_and_include_faults() {
+        let mut sim = TaxiSim::new(300, 7, FaultRates::default());
+        let extractor = crate::source::Extractor::for_tenant(&crate::demo::taxi_tenant());
+        let mut total = 0;
+        let mut stale = 0;
+        for n in 0..20 {
+            let now = 1_763_900_000_000 + n * 1_000;
+            for raw in sim.tick(now) {
+                let e = extractor.decode(&raw).expect("simulator output decodes");
+                let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+                let lat = v["lat"].as_f64().unwrap();
+                assert!((BOUNDS.0..=BOUNDS.1).contains(&lat));
+                if e.event_time < now - 30_000 {
+                    stale += 1;
+                }
+                total += 1;
+            }
+        }
+        assert!(total > 300 * 20, "duplicates and extras add reports: {total}");
+        assert!(stale > 0, "some reports are stale");
+    }
+
+    #[test]
+    fn same_seed_same_traffic() {
+        let mut a = TaxiSim::new(10, 3, FaultRates::default());
+        let mut b = TaxiSim::new(10, 3, FaultRates::default());
+        assert_eq!(a.tick(1000), b.tick(1000));
+    }
+}

@@ -1,0 +1,122 @@
+//! Between the log reader and the policy worker: forwards entries in log order and
+//! turns each control entry into a swap order whose chain is prepared (plugins fetched,
+//! compiled, stages created) concurrently, off the event path. The worker switches
+//! when it reaches the order's position, so every instance switches at the same entry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use streamgate_runtime::{ChainSpec, PreparedChain, StageLimits};
+
+use crate::bus::{Content, Control, LogEntry, LogPosition};
+use crate::policy::{Catalog, CatalogError};
+
+/// Attempts to prepare a chain when the plugin store is unreachable.
+const PREPARE_ATTEMPTS: u32 = 5;
+
+/// What the worker gets, in log order.
+pub enum Work {
+    Entry(LogEntry),
+    Swap(SwapOrder),
+}
+
+/// Switch to a chain at a log position.
+pub struct SwapOrder {
+    pub position: LogPosition,
+    pub log_time: i64,
+    pub version: u64,
+    pub reason: String,
+    pub prepared: oneshot::Receiver<Result<PreparedChain, String>>,
+}
+
+pub struct Dispatcher {
+    tenant: String,
+    catalog: Arc<Catalog>,
+    limits: StageLimits,
+}
+
+impl Dispatcher {
+    pub fn new(tenant: String, catalog: Arc<Catalog>, limits: StageLimits) -> Self {
+        Dispatcher { tenant, catalog, limits }
+    }
+
+    /// Starts preparing `chain` now; the order carries the result to the worker.
+    fn order(&self, chain: ChainSpec, reason: String, position: LogPosition, log_time: i64) -> SwapOrder {
+        let (tx, rx) = oneshot::channel();
+        let (catalog, limits, tenant) = (self.catalog.clone(), self.limits, self.tenant.clone());
+        let version = chain.version;
+        tokio::spawn(async move {
+            let mut attempt = 1;
+            let result = loop {
+                match catalog.prepare(&chain, limits, false, false).await {
+                    Err(CatalogError::Store(e)) if attempt < PREPARE_ATTEMPTS => {
+                        tracing::warn!(tenant, version, error = %e, "plugin store unreachable; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                        attempt += 1;
+                    }
+                    other => break other.map_err(|e| e.to_string()),
+                }
+            };
+            let _ = tx.send(result);
+        });
+        SwapOrder { position, log_time, version, reason, prepared: rx }
+    }
+
+    /// The chain set through the admin API that was active before `first` (the oldest
+    /// entry this instance reads): later ones arrive as control entries in the log.
+    async fn startup_order(&self, first: &LogEntry) -> Option<SwapOrder> {
+        let history = match self.catalog.store().chain_history(&self.tenant).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(tenant = %self.tenant, error = %e,
+                    "cannot read the chain history; running the configured chain");
+                return None;
+            }
+        };
+        let active = history
+            .into_iter()
+            .rev()
+            .find(|r| r.position.parse::<LogPosition>().is_ok_and(|p| p < first.position))?;
+        tracing::info!(tenant = %self.tenant, version = active.chain.version, since = %active.position,
+            "starting with the chain set through the admin API");
+        let reason = format!("active since {} ({})", active.position, active.reason);
+        Some(self.order(active.chain, reason, first.position, first.log_time))
+    }
+}
+
+/// Runs until the reader stops or `cancel`.
+pub async fn dispatch(
+    dispatcher: Dispatcher,
+    mut log: mpsc::Receiver<LogEntry>,
+    work: mpsc::Sender<Work>,
+    cancel: CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        let entry = tokio::select! {
+            _ = cancel.cancelled() => return,
+            e = log.recv() => match e { Some(e) => e, None => return },
+        };
+        let mut items = Vec::with_capacity(2);
+        if std::mem::take(&mut first)
+            && let Some(order) = dispatcher.startup_order(&entry).await
+        {
+            items.push(Work::Swap(order));
+        }
+        match entry.content {
+            Content::Control(Control::SetChain { chain, reason }) => {
+                items.push(Work::Swap(dispatcher.order(chain, reason, entry.position, entry.log_time)))
+            }
+            _ => items.push(Work::Entry(entry)),
+        }
+        for item in items {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                sent = work.send(item) => if sent.is_err() { return },
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Runs one tenant on this instance, in data-path order: the log reader (the bus), the
+//! dispatcher that turns control entries into prepared chain swaps ([`dispatch`]),
+//! [`heartbeat`]s that move log time on while the tenant is idle, and the policy
+//! [`worker`] (a blocking-pool thread, so plugin calls never stall the async runtime)
+//! that runs the chain and publishes frames to the hub. What a tenant is: [`config`].
+
+pub mod config;
+mod dispatch;
+mod heartbeat;
+mod status;
+mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{PolicyRef, SimulatorKind, TenantConfig};
+pub use status::{ChainStatus, SwapStatus};
+use streamgate_runtime::{Chain, ChainOptions, ChainSpec};
+
+use crate::bus::{Bus, BusConfig};
+use crate::hub::Hub;
+use crate::metrics::TenantMetrics;
+use crate::policy::{Catalog, CatalogError};
+
+/// Frames a client may have queued before it counts as lagging.
+const CLIENT_BUFFER_FRAMES: usize = 256;
+/// Log entries between the reader, the dispatcher and the policy worker.
+const WORKER_QUEUE: usize = 64;
+
+/// What the HTTP side needs of a running tenant.
+pub struct TenantHandle {
+    pub config: TenantConfig,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<TenantMetrics>,
+    /// Cancelled once the log reader is connected and caught up.
+    pub ready: CancellationToken,
+    /// Checks subscribers' tokens, when the tenant requires them.
+    pub auth: Option<crate::auth::Verifier>,
+    /// The chain this instance runs and how far it has read, kept by the worker.
+    pub chain: watch::Receiver<ChainStatus>,
+}
+
+impl TenantHandle {
+    /// The chain the tenant's config declares (version 0).
+    pub fn configured_chain(&self, plugins_dir: bool) -> ChainSpec {
+        self.config.configured_chain(plugins_dir)
+    }
+}
+
+/// Builds the tenant's configured chain and starts its tasks on `tasks`.
+pub async fn start(
+    config: TenantConfig,
+    auth: Option<crate::auth::Verifier>,
+    bus: Bus,
+    bus_config: &BusConfig,
+    catalog: Arc<Catalog>,
+    tasks: &TaskTracker,
+    cancel: CancellationToken,
+) -> Result<Arc<TenantHandle>, CatalogError> {
+    let options = chain_options(&catalog, &config);
+    let spec = config.configured_chain(catalog.plugins_dir().is_some());
+    let chain = Chain::new(catalog.prepare(&spec, options.limits, false, false).await?, options);
+    let metrics = Arc::new(TenantMetrics::new(&config.name));
+    let hub = Arc::new(Hub::new(
+        &config.event,
+        config.latest_value,
+        config.history_frames,
+        CLIENT_BUFFER_FRAMES,
+        metrics.clone(),
+    ));
+    let ready = CancellationToken::new();
+    let (status_tx, status_rx) = watch::channel(ChainStatus::new(&chain));
+    let handle = Arc::new(TenantHandle {
+        config: config.clone(),
+        hub: hub.clone(),
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        auth,
+        chain: status_rx,
+    });
+    let clock = Instant::now();
+    let last_entry_ms = Arc::new(AtomicU64::new(0));
+
+    let (log_tx, log_rx) = mpsc::channel(WORKER_QUEUE);
+    let (work_tx, work_rx) = mpsc::channel(WORKER_QUEUE);
+    tasks.spawn({
+        let (bus, name, cancel) = (bus.clone(), config.name.clone(), cancel.clone());
+        async move { bus.read(&name, log_tx, ready, cancel).await }
+    });
+    tasks.spawn(dispatch::dispatch(
+        dispatch::Dispatcher::new(config.name.clone(), catalog, options.limits),
+        log_rx,
+        work_tx,
+        cancel.clone(),
+    ));
+    tasks.spawn(heartbeat::heartbeat(
+        config.name.clone(),
+        bus,
+        bus_config.heartbeat,
+        clock,
+        last_entry_ms.clone(),
+        cancel.clone(),
+    ));
+    let worker = worker::Worker { chain, hub, metrics, status: status_tx, clock, last_entry_ms };
+    let worker_cancel = cancel.clone();
+    tasks.spawn_blocking(move || worker.run(work_rx, &worker_cancel));
+    tracing::info!(tenant = %config.name, chain = ?handle.chain.borrow().labels, "tenant started");
+    Ok(handle)
+}
+
+/// How the tenant's chain runs: the sandbox's limits, its own call budget and failure
+/// policy.
+pub fn chain_options(catalog: &Catalog, config: &TenantConfig) -> ChainOptions {
+    ChainOptions::new(catalog.runtime(), config.failure_policy, config.call_timeout)
+}

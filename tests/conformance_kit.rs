@@ -1,0 +1,177 @@
+//! The conformance kit from outside: streamgate's own plugins pass it with their
+//! default configs and the demo tenants' configs; every broken fixture fails it with the
+//! check and the reason asserted here; the CLI's exit codes and JSON report.
+
+use std::process::Command;
+
+use streamgate::demo;
+use streamgate_conformance::{Outcome, Report, Suite};
+use streamgate_runtime::SandboxConfig;
+
+/// Fixed so every run of this file is reproducible; set STREAMGATE_CONFORMANCE_SEED to
+/// run the builtins on other generated inputs.
+const SEED: u64 = 20_260_223;
+
+use streamgate_runtime::builtin::component_path;
+
+fn component(name: &str) -> Vec<u8> {
+    std::fs::read(component_path(name)).unwrap()
+}
+
+fn failed(report: &Report) -> Vec<&str> {
+    report.failures().map(|c| c.id).collect()
+}
+
+#[test]
+fn every_builtin_passes_with_its_default_config_and_the_demo_tenants_configs() {
+    let mut runs: Vec<(String, String)> =
+        streamgate_runtime::builtin::NAMES.iter().map(|name| (name.to_string(), String::new())).collect();
+    for tenant in [demo::taxi_tenant(), demo::queue_tenant()] {
+        for p in &tenant.policies {
+            let name = p.plugin.strip_prefix("builtin:").expect("demo tenants use builtins");
+            runs.push((name.to_string(), p.config_json()));
+        }
+    }
+    assert_eq!(runs.len(), 9);
+    for (name, config) in runs {
+        let seed =
+            std::env::var("STREAMGATE_CONFORMANCE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(SEED);
+        let report = Suite::new(&component(&name)).config(config.clone()).seed(seed).run();
+        println!("{name} {config:?}: seed {}, {:.2} s", report.seed, report.elapsed.as_secs_f64());
+        assert!(report.passed(), "builtin {name} with config {config:?}:\n{report}");
+        let ran = report.checks.iter().filter(|c| c.outcome == Outcome::Pass).count();
+        assert!(ran >= 13, "{name}: only {ran} checks passed, the rest skipped:\n{report}");
+        assert!(report.checks.iter().all(|c| c.outcome != Outcome::Warn), "{name}:\n{report}");
+    }
+}
+
+#[test]
+fn each_lie_of_the_liar_fixture_fails_exactly_its_check() {
+    let cases = [
+        ("none", None, ""),
+        ("ordering", Some("claim/ordering"), "in the same frame"),
+        ("staleness", Some("claim/staleness"), "older than max_age_ms = 30000"),
+        ("dedupe", Some("claim/dedupe"), "a key's time must strictly increase"),
+        ("coalesce", Some("claim/coalesce"), "of the same key and tag in one frame"),
+        ("nondeterministic", Some("determinism/heartbeats"), "the released sequence differs"),
+        ("snapshot", Some("snapshot/restore"), "restored into a fresh stage"),
+    ];
+    let liar = component("fixture_liar");
+    for (lie, check, reason) in cases {
+        let config = format!(r#"{{"lie":"{lie}","newest_per_frame":true}}"#);
+        let report = Suite::new(&liar).config(config).seed(SEED).run();
+        let Some(check) = check else {
+            assert!(report.passed(), "the honest liar passes:\n{report}");
+            assert_eq!(report.check("claim/coalesce").unwrap().outcome, Outcome::Pass);
+            continue;
+        };
+        assert_eq!(failed(&report), vec![check], "lie {lie}:\n{report}");
+        let c = report.check(check).unwrap();
+        assert!(c.reason.contains(reason), "lie {lie}: {}", c.reason);
+        let input = c.input_log.as_ref().expect("a generated failure shows its input");
+        assert!(input.events() <= 3, "lie {lie}: shrunk to {} events:\n{report}", input.events());
+        assert!(c.input.as_ref().unwrap().contains("(the flush)"), "{report}");
+        assert!(report.to_string().contains(&format!("reproduce with --seed {SEED}")));
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_smallest_failing_input() {
+    let liar = component("fixture_liar");
+    let run = || Suite::new(&liar).config(r#"{"lie":"dedupe"}"#).seed(7).cases(16).run();
+    let (a, b) = (run(), run());
+    let input = |r: &Report| r.check("claim/dedupe").unwrap().input.clone();
+    assert!(input(&a).is_some(), "{a}");
+    assert_eq!(input(&a), input(&b));
+}
+
+#[test]
+fn every_misbehaving_fixture_fails_with_the_fault_named() {
+    // A short call budget keeps the spinning fixture quick; the others get production's
+    // limits (under a short budget, a slow machine could interrupt the memory bomb
+    // before it reaches the cap).
+    let sandbox = |fault: &str| match fault {
+        "loop" => {
+            SandboxConfig { call_timeout: std::time::Duration::from_millis(100), ..SandboxConfig::default() }
+        }
+        _ => SandboxConfig::default(),
+    };
+    let cases = [
+        ("loop", "batch/empty", "ran past the call budget of 100 ms"),
+        ("memory-bomb", "batch/empty", "hit the sandbox memory cap"),
+        ("trap", "batch/empty", "trapped: wasm `unreachable` instruction executed"),
+        ("panic", "batch/empty", "how a Rust panic or abort ends in Wasm"),
+        ("unknown-seq", "batch/empty", "released seq 18446744073709551615, which it was never given"),
+        ("duplicate-seq", "decisions/valid", "twice in one answer"),
+    ];
+    let misbehave = component("fixture_misbehave");
+    for (fault, check, reason) in cases {
+        let report = Suite::new(&misbehave)
+            .config(format!(r#"{{"fault":"{fault}"}}"#))
+            .seed(SEED)
+            .cases(8)
+            .sandbox(sandbox(fault))
+            .run();
+        let c = report.check(check).unwrap();
+        assert_eq!(c.outcome, Outcome::Fail, "{fault}:\n{report}");
+        assert!(c.reason.contains(reason), "{fault}: {}", c.reason);
+        assert_eq!(report.check("config/given").unwrap().outcome, Outcome::Pass, "the kit did not crash");
+        if fault == "memory-bomb" {
+            assert!(c.memory_high_water > 60 << 20, "the high-water shows the bomb: {}", c.memory_high_water);
+        }
+    }
+    let slow = Suite::new(&misbehave).config(r#"{"fault":"slow","spin":100000}"#).seed(SEED).run();
+    assert!(slow.passed(), "slow but within budget is no failure:\n{slow}");
+}
+
+#[test]
+fn what_is_not_a_policy_component_fails_the_world_check_and_skips_the_rest() {
+    let report = Suite::new(b"\0asm\x01\0\0\0").run();
+    assert_eq!(failed(&report), vec!["component/world"]);
+    assert!(report.check("component/world").unwrap().reason.contains("core Wasm module"));
+    assert!(report.checks.iter().skip(1).all(|c| c.outcome == Outcome::Skip));
+}
+
+fn cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamgate")).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn the_cli_reports_json_and_exits_non_zero_on_failure() {
+    let (code, stdout, stderr) = cli(&["conformance", &component_path("dedupe"), "--json", "--seed", "5"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["passed"], true);
+    assert_eq!(json["seed"], 5);
+    assert_eq!(json["plugin"]["name"], "dedupe");
+    let checks = json["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 19);
+    assert!(checks.iter().all(|c| c["outcome"] == "pass" || c["outcome"] == "skip"), "{stdout}");
+    assert!(checks.iter().all(|c| c["elapsed_ms"].is_number() && c["memory_high_water_bytes"].is_u64()));
+    assert!(stderr.contains("[19/19] claim/filter ... skip"), "progress on stderr: {stderr}");
+
+    let config = r#"{"lie":"ordering"}"#;
+    let (code, stdout, _) =
+        cli(&["conformance", &component_path("fixture_liar"), "--config", config, "--json", "--seed", "5"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["passed"], false);
+    let failed: Vec<&serde_json::Value> =
+        json["checks"].as_array().unwrap().iter().filter(|c| c["outcome"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert_eq!(failed[0]["id"], "claim/ordering");
+    assert!(failed[0]["input_log"]["batches"][0]["events"].is_array(), "{stdout}");
+
+    let (code, stdout, _) =
+        cli(&["conformance", &component_path("fixture_liar"), "--config", config, "--seed", "5"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stdout.contains("FAIL  claim/ordering") && stdout.contains("smallest failing input:"),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = cli(&["conformance", "/nonexistent/plugin.wasm"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("cannot read plugin file /nonexistent/plugin.wasm"), "{stderr}");
+}
