@@ -19,7 +19,7 @@ fn streamgate(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[test]
 fn the_template_plugin_builds_from_the_guide_and_passes_the_kit() {
-    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/template");
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/template");
     let template_target = target_dir().join("template");
 
     let cargo = |args: &[&str]| {

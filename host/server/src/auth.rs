@@ -3,7 +3,10 @@
 //!
 //! Claims: `tenant` (must be this tenant), `keys` (the keys the holder may read; `"*"`
 //! for all) and `exp`. A missing, malformed, badly signed or expired token is 401; a
-//! token for another tenant, or a request for a key not granted, is 403.
+//! token for another tenant, one that grants no key (`keys` empty or missing), or a
+//! request for a key not granted, is 403. A grant is `*` or a non-empty set of keys,
+//! never "nothing, so everything": a token granting some keys that asks for all of them
+//! gets exactly its keys.
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,8 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub tenant: String,
+    /// Missing reads as empty, which grants nothing (403).
+    #[serde(default)]
     pub keys: Vec<String>,
     pub exp: u64,
 }
@@ -47,12 +52,14 @@ pub enum AuthError {
     WrongTenant(String),
     #[error("the token does not grant key {0:?}")]
     KeyNotGranted(String),
+    #[error("the token grants no key; its `keys` claim must list keys, or \"*\" for all")]
+    NoKeysGranted,
 }
 
 impl AuthError {
     /// 401 when the caller is not authenticated, 403 when it is but may not read this.
     pub fn forbidden(&self) -> bool {
-        matches!(self, AuthError::WrongTenant(_) | AuthError::KeyNotGranted(_))
+        matches!(self, AuthError::WrongTenant(_) | AuthError::KeyNotGranted(_) | AuthError::NoKeysGranted)
     }
 }
 
@@ -116,6 +123,9 @@ impl Verifier {
         if claims.tenant != self.tenant {
             return Err(AuthError::WrongTenant(claims.tenant));
         }
+        if claims.keys.is_empty() {
+            return Err(AuthError::NoKeysGranted);
+        }
         if claims.keys.iter().any(|k| k == "*") {
             return Ok(if requested.is_empty() { Grant::AllKeys } else { Grant::Keys(requested.to_vec()) });
         }
@@ -162,6 +172,26 @@ mod tests {
         assert_eq!(v.check(Some(&t), &["u-2".into()]), Err(AuthError::KeyNotGranted("u-2".into())));
         let all = token("queue", &["*"], 60);
         assert_eq!(v.check(Some(&all), &[]), Ok(Grant::AllKeys));
+    }
+
+    #[test]
+    fn a_token_granting_no_key_reads_nothing() {
+        let v = verifier();
+        let empty = token("queue", &[], 60);
+        assert_eq!(v.check(Some(&empty), &[]), Err(AuthError::NoKeysGranted));
+        assert_eq!(v.check(Some(&empty), &["u-1".into()]), Err(AuthError::NoKeysGranted));
+        assert!(AuthError::NoKeysGranted.forbidden(), "403, not 401");
+        let missing = {
+            #[derive(Serialize)]
+            struct NoKeys {
+                tenant: &'static str,
+                exp: u64,
+            }
+            let claims = NoKeys { tenant: "queue", exp: jsonwebtoken::get_current_timestamp() + 60 };
+            let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+            jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key).unwrap()
+        };
+        assert_eq!(v.check(Some(&missing), &[]), Err(AuthError::NoKeysGranted));
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl Chain {
                 self.slots.push(from);
                 continue;
             }
+            let mut clean = true;
             let transfer = match from.stage.as_mut().map(|s| s.snapshot()) {
                 None => StateTransfer::Empty { why: format!("{} was quarantined", from.label) },
                 Some(Err(e)) => {
@@ -88,21 +89,26 @@ impl Chain {
                 Some(Ok(state)) => match p.stage.restore(from.plugin.description().state_version, &state) {
                     Ok(()) => {
                         moved[i] = Some(j);
-                        origin.push(Some(i));
                         StateTransfer::Restored { from: from.label.clone(), bytes: state.len() }
                     }
                     Err(e) => {
-                        origin.push(None);
-                        // Whatever it half-loaded goes with the store; start clean.
-                        if let Ok(fresh) = p.plugin.stage(&p.config, limits) {
-                            p.stage = fresh;
+                        // Whatever it half-loaded goes with the store; start clean, or
+                        // quarantined (never half-restored) if no clean stage can be made.
+                        match p.plugin.stage(&p.config, limits) {
+                            Ok(fresh) => p.stage = fresh,
+                            Err(_) => clean = false,
                         }
                         StateTransfer::Empty { why: format!("{} {e}", p.plugin.label()) }
                     }
                 },
             };
+            origin.push(moved[i].map(|_| i));
             stages.push(transfer);
-            self.slots.push(Slot::new(p, &self.options));
+            let mut slot = Slot::new(p, &self.options);
+            if !clean {
+                slot.stage = None;
+            }
+            self.slots.push(slot);
         }
         // Left over by an earlier swap and not yet pushed: not in any stage's state.
         let waiting = self.held.take_waiting();

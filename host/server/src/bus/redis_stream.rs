@@ -12,7 +12,7 @@ use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{BusError, EntryBody, LogEntry, LogPosition, wall_clock_ms};
+use super::{BusError, Content, EntryBody, LogEntry, LogPosition, wall_clock_ms};
 
 const READ_COUNT: usize = 256;
 const BLOCK_MS: u64 = 500;
@@ -129,7 +129,9 @@ impl RedisStreamBus {
     }
 }
 
-/// Parses an `XREAD` reply for one stream (nil when the block timed out).
+/// Parses an `XREAD` reply for one stream (nil when the block timed out). A damaged
+/// entry is kept in place as [`Content::Undecodable`] (the reader moves past it), so one
+/// bad write never stops a tenant.
 fn parse_xread(reply: Value) -> Result<Vec<LogEntry>, BusError> {
     let malformed = |position: &str, reason: &str| BusError::Malformed {
         position: position.to_string(),
@@ -154,24 +156,67 @@ fn parse_xread(reply: Value) -> Result<Vec<LogEntry>, BusError> {
                 _ => return Err(malformed("?", "entry id missing")),
             };
             let position: LogPosition = id.parse().map_err(|_| malformed(&id, "bad id"))?;
-            let Some(Value::Array(mut fields)) = fields else { return Err(malformed(&id, "no fields")) };
-            if fields.len() != 2 {
-                return Err(malformed(&id, "expected exactly one field"));
-            }
-            let value = fields.pop().unwrap();
-            let name = fields.pop().unwrap();
-            let body = match (name, value) {
-                (Value::BulkString(n), Value::BulkString(v)) if n == FIELD_BATCH.as_bytes() => {
-                    EntryBody::Batch(v.into())
-                }
-                (Value::BulkString(n), _) if n == FIELD_HEARTBEAT.as_bytes() => EntryBody::Heartbeat,
-                (Value::BulkString(n), Value::BulkString(v)) if n == FIELD_CONTROL.as_bytes() => {
-                    EntryBody::Control(v.into())
-                }
-                _ => return Err(malformed(&id, "unknown field")),
-            };
-            entries.push(LogEntry::decode(position, position.major as i64, &body));
+            let log_time = position.major as i64;
+            entries.push(match entry_body(fields) {
+                Ok(body) => LogEntry::decode(position, log_time, &body),
+                Err(why) => LogEntry { position, log_time, content: Content::Undecodable(why.into()) },
+            });
         }
     }
     Ok(entries)
+}
+
+/// The one field of a stream entry as an [`EntryBody`].
+fn entry_body(fields: Option<Value>) -> Result<EntryBody, &'static str> {
+    let Some(Value::Array(mut fields)) = fields else { return Err("no fields") };
+    if fields.len() != 2 {
+        return Err("expected exactly one field");
+    }
+    let value = fields.pop().unwrap();
+    let name = fields.pop().unwrap();
+    match (name, value) {
+        (Value::BulkString(n), Value::BulkString(v)) if n == FIELD_BATCH.as_bytes() => {
+            Ok(EntryBody::Batch(v.into()))
+        }
+        (Value::BulkString(n), _) if n == FIELD_HEARTBEAT.as_bytes() => Ok(EntryBody::Heartbeat),
+        (Value::BulkString(n), Value::BulkString(v)) if n == FIELD_CONTROL.as_bytes() => {
+            Ok(EntryBody::Control(v.into()))
+        }
+        _ => Err("unknown field"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, fields: Vec<Value>) -> Value {
+        Value::Array(vec![Value::BulkString(id.into()), Value::Array(fields)])
+    }
+
+    fn bulk(s: &[u8]) -> Value {
+        Value::BulkString(s.to_vec())
+    }
+
+    #[test]
+    fn a_damaged_entry_is_skipped_in_place_and_its_neighbours_read() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk(b"k"),
+            Value::Array(vec![
+                entry("1-0", vec![bulk(b"h"), bulk(b"")]),
+                entry("2-0", vec![bulk(b"zz"), bulk(b"?")]),
+                entry("3-0", vec![bulk(b"b"), bulk(b"not a batch")]),
+                entry("4-0", vec![]),
+                entry("5-0", vec![bulk(b"h"), bulk(b"")]),
+            ]),
+        ])]);
+        let entries = parse_xread(reply).unwrap();
+        let positions: Vec<u64> = entries.iter().map(|e| e.position.major).collect();
+        assert_eq!(positions, [1, 2, 3, 4, 5], "every entry keeps its place");
+        assert_eq!(entries[0].content, Content::Heartbeat);
+        for e in &entries[1..4] {
+            assert!(matches!(e.content, Content::Undecodable(_)), "{e:?}");
+        }
+        assert_eq!(entries[4].content, Content::Heartbeat);
+    }
 }

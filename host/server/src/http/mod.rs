@@ -182,6 +182,45 @@ mod tests {
         assert!(text(resp).await.contains("Last-Event-ID"));
     }
 
+    /// The `id:` lines of an SSE text, in order.
+    fn ids(text: &str) -> Vec<LogPosition> {
+        text.lines().filter_map(|l| l.strip_prefix("id: ")).map(|id| id.parse().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn resumed_ids_only_move_forward_whatever_the_last_event_id() {
+        // 40 frames through a 16-frame ring (ids 1-0 .. 40-0), then one live frame.
+        for (resume, first) in [("39-0", 40), ("30-0", 31), ("1-0", 40), ("0-0", 40)] {
+            let (app, handle) = app();
+            for n in 1..=40 {
+                publish(&handle, n, &format!("taxi-{}", n % 3));
+            }
+            let resp = get(&app, "/tenants/taxi/events", Some(("last-event-id", resume))).await;
+            let mut body = resp.into_body().into_data_stream();
+            let mut seen = String::new();
+            read_until(&mut body, &mut seen, "id: 40-0").await;
+            publish(&handle, 41, "taxi-1");
+            read_until(&mut body, &mut seen, "id: 41-0").await;
+            let ids = ids(&seen);
+            assert_eq!(ids[0], LogPosition { major: first, minor: 0 }, "resume from {resume}: {seen}");
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "resume from {resume}: ids go back: {ids:?}");
+        }
+        let (app, handle) = app();
+        // From the future: nothing older is sent, the stream waits for newer ids.
+        let resp = get(&app, "/tenants/taxi/events", Some(("last-event-id", "1000-0"))).await;
+        let mut body = resp.into_body().into_data_stream();
+        publish(&handle, 999, "taxi-1");
+        publish(&handle, 1001, "taxi-1");
+        let mut seen = String::new();
+        read_until(&mut body, &mut seen, "id: 1001-0").await;
+        assert_eq!(ids(&seen), vec![LogPosition { major: 1001, minor: 0 }], "{seen}");
+        // Malformed ids are refused with the reason.
+        for bad in ["abc", "1-", "-1", "1-2-3", "18446744073709551616-0"] {
+            let resp = get(&app, "/tenants/taxi/events", Some(("last-event-id", bad))).await;
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
     const SECRET: &str = "a-secret-for-the-http-tests";
 
     fn token(keys: &[&str], exp_from_now: i64) -> String {
@@ -232,6 +271,28 @@ mod tests {
         let resp = get(&app, "/tenants/taxi/snapshot", Some(("authorization", &bearer))).await;
         assert_eq!(status(&resp), StatusCode::OK);
         assert_eq!(text(resp).await, r#"[{"mediaId":"u-2","timestamp":2}]"#);
+    }
+
+    #[tokio::test]
+    async fn a_token_granting_no_key_is_refused_everywhere() {
+        let config = crate::auth::AuthConfig {
+            hs256_secret: Some(SECRET.into()),
+            public_key_pem: None,
+            algorithm: None,
+        };
+        let (app, handle) = app_with(Some(crate::auth::Verifier::new("taxi", &config).unwrap()));
+        publish(&handle, 1, "u-1");
+        let empty = token(&[], 60);
+        for uri in [
+            format!("/tenants/taxi/events?token={empty}"),
+            format!("/tenants/taxi/events?lastEventId=0-0&token={empty}"),
+            format!("/tenants/taxi/events?key=u-1&token={empty}"),
+            format!("/tenants/taxi/snapshot?token={empty}"),
+        ] {
+            let resp = get(&app, &uri, None).await;
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{uri}");
+            assert!(text(resp).await.contains("grants no key"), "{uri}");
+        }
     }
 
     #[tokio::test]

@@ -96,14 +96,16 @@ async fn events(
     }
     let mut backlog: VecDeque<Bytes> = VecDeque::new();
     backlog.push_back(Bytes::from_static(b"retry: 1000\n\n"));
-    if sub.gap
-        && !keyed
-        && let Some(state) = tenant.hub.conflated_frame()
-    {
-        backlog.push_back(state.wire.clone());
+    // Ids only move forward on the wire: a catch-up state (at the newest position)
+    // replaces the older frames it already covers.
+    let mut last_sent = resume;
+    let catch_up = if sub.gap && !keyed { tenant.hub.conflated_frame() } else { None };
+    for frame in catch_up.iter().chain(&sub.backlog) {
+        if last_sent.is_none_or(|p| frame.position > p) {
+            last_sent = Some(frame.position);
+            backlog.push_back(frame.wire.clone());
+        }
     }
-    let last_sent = sub.backlog.last().map(|f| f.position).or(resume);
-    backlog.extend(sub.backlog.iter().map(|f| f.wire.clone()));
     tenant.metrics.sse_clients.fetch_add(1, Relaxed);
     let client = Client {
         backlog,
@@ -187,7 +189,8 @@ async fn recv(live: &mut Live) -> Result<Arc<Frame>, RecvError> {
     }
 }
 
-/// The keys a request may read: as asked, or as its token grants (empty = all).
+/// The keys a request may read: as asked, or as its token grants (empty = all, which
+/// only a tenant without auth or a `*` token gives).
 fn authorize(
     tenant: &TenantHandle,
     headers: &HeaderMap,
@@ -201,6 +204,8 @@ fn authorize(
         .and_then(|v| v.strip_prefix("Bearer "));
     match verifier.check(bearer.or(query_token), &requested)? {
         Grant::AllKeys => Ok(Vec::new()),
+        // The verifier never grants an empty set; refuse one all the same.
+        Grant::Keys(keys) if keys.is_empty() => Err(crate::auth::AuthError::NoKeysGranted.into()),
         Grant::Keys(keys) => Ok(keys),
     }
 }

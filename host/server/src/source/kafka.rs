@@ -21,6 +21,10 @@ use crate::event::DecodeError;
 use crate::metrics::TenantMetrics;
 use crate::tenant::TenantConfig;
 
+/// Back-off after a failed receive, so a broken broker connection is not a busy loop.
+const RECEIVE_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const RECEIVE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 /// `[kafka]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -88,6 +92,8 @@ pub async fn run(
     // Highest offset seen per partition since the last flush.
     let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut deadline: Option<Instant> = None;
+    // After a receive error, wait before asking again (doubling, reset by a message).
+    let mut error_backoff = RECEIVE_BACKOFF_MIN;
     loop {
         tokio::select! {
             biased;
@@ -100,10 +106,16 @@ pub async fn run(
                 let msg = match received {
                     Ok(m) => m,
                     Err(e) => {
-                        tracing::warn!(tenant = %tenant.name, error = %e, "kafka receive failed");
+                        tracing::warn!(tenant = %tenant.name, error = %e, retry_in = ?error_backoff, "kafka receive failed");
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(error_backoff) => {}
+                        }
+                        error_backoff = (error_backoff * 2).min(RECEIVE_BACKOFF_MAX);
                         continue;
                     }
                 };
+                error_backoff = RECEIVE_BACKOFF_MIN;
                 metrics.consumed.fetch_add(1, Relaxed);
                 match msg.payload().ok_or(DecodeError::NotJson).and_then(|p| extractor.decode(p)) {
                     Ok(event) => publisher.push(event),

@@ -25,7 +25,7 @@ pub(super) async fn heartbeat(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let quiet_for = clock.elapsed().as_millis() as u64 - last_entry_ms.load(Relaxed);
+        let quiet_for = (clock.elapsed().as_millis() as u64).saturating_sub(last_entry_ms.load(Relaxed));
         if quiet_for < every.as_millis() as u64 {
             continue;
         }
