@@ -14,7 +14,7 @@ use streamgate::demo;
 use streamgate::tenant::{PolicyRef, TenantConfig};
 use streamgate_runtime::builtin::component_path;
 use streamgate_runtime::{
-    Chain, ChainOptions, ChainSpec, Counts, Event as SourceEvent, FailurePolicy, PolicyRuntime, SandboxConfig,
+    Chain, ChainOptions, ChainSpec, Counts, Event, FailurePolicy, PolicyRuntime, SandboxConfig,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -29,9 +29,9 @@ fn proc_status_kib(field: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-fn batch(t: i64) -> Vec<SourceEvent> {
+fn batch(t: i64) -> Vec<Event> {
     (0..3)
-        .map(|i| SourceEvent {
+        .map(|i| Event {
             key: format!("k{i}"),
             event_time: t,
             payload: Bytes::from_static(b"{}"),

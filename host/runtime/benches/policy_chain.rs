@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use streamgate_plugin_sdk::{Decisions, Event, Policy};
 use streamgate_runtime::{
-    Chain, ChainOptions, ChainSpec, Counts, Event as SourceEvent, PolicyRuntime, SandboxConfig, StageSpec,
+    Chain, ChainOptions, ChainSpec, Counts, Event as HostEvent, PolicyRuntime, SandboxConfig, StageSpec,
     key_hash,
 };
 
@@ -19,7 +19,7 @@ const BATCHES: usize = 300;
 const KEYS: usize = 200;
 const STEP_MS: i64 = 100;
 
-fn batch(n: usize) -> Vec<SourceEvent> {
+fn batch(n: usize) -> Vec<HostEvent> {
     let base = 1_763_900_000_000 + n as i64 * STEP_MS;
     (0..BATCH)
         .map(|i| {
@@ -27,7 +27,7 @@ fn batch(n: usize) -> Vec<SourceEvent> {
             let t = base + (i / KEYS) as i64 * 10 - (i % 7) as i64 * 15;
             let payload =
                 Bytes::from(format!(r#"{{"mediaId":"{key}","lat":37.5,"lng":127.0,"timestamp":{t}}}"#));
-            SourceEvent { key, event_time: t, payload, ..SourceEvent::default() }
+            HostEvent { key, event_time: t, payload, ..HostEvent::default() }
         })
         .collect()
 }
@@ -36,7 +36,7 @@ fn now_of(n: usize) -> i64 {
     1_763_900_000_000 + n as i64 * STEP_MS
 }
 
-fn wasm_chain(batches: &[Vec<SourceEvent>]) -> (f64, u64) {
+fn wasm_chain(batches: &[Vec<HostEvent>]) -> (f64, u64) {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let taxi = ChainSpec {
         version: 0,
@@ -58,7 +58,7 @@ fn wasm_chain(batches: &[Vec<SourceEvent>]) -> (f64, u64) {
 }
 
 /// One pass-through stage (the misbehave fixture, behaving): the boundary's own cost.
-fn wasm_boundary(batches: &[Vec<SourceEvent>]) -> f64 {
+fn wasm_boundary(batches: &[Vec<HostEvent>]) -> f64 {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let pass = streamgate_runtime::builtin::component_path("fixture_misbehave");
     let spec = ChainSpec { version: 0, policies: vec![StageSpec::new(&pass, "")] };
@@ -72,7 +72,7 @@ fn wasm_boundary(batches: &[Vec<SourceEvent>]) -> f64 {
 }
 
 /// The host's chain bookkeeping with no stage at all.
-fn host_only(batches: &[Vec<SourceEvent>]) -> f64 {
+fn host_only(batches: &[Vec<HostEvent>]) -> f64 {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let mut chain = Chain::build(&runtime, &ChainSpec::default(), ChainOptions::defaults(&runtime)).unwrap();
     let metrics = Counts::new("bench");
@@ -83,7 +83,7 @@ fn host_only(batches: &[Vec<SourceEvent>]) -> f64 {
     start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64
 }
 
-fn native_chain(batches: &[Vec<SourceEvent>]) -> (f64, u64) {
+fn native_chain(batches: &[Vec<HostEvent>]) -> (f64, u64) {
     let mut ordering = streamgate_ordering::Ordering::create(r#"{"window_ms":1000}"#).unwrap();
     let mut staleness = streamgate_staleness::Staleness::create(r#"{"max_age_ms":30000}"#).unwrap();
     let mut dedupe =
@@ -128,7 +128,7 @@ fn native_chain(batches: &[Vec<SourceEvent>]) -> (f64, u64) {
 }
 
 fn main() {
-    let batches: Vec<Vec<SourceEvent>> = (0..BATCHES).map(batch).collect();
+    let batches: Vec<Vec<HostEvent>> = (0..BATCHES).map(batch).collect();
     // Warm up both paths once (compilation, allocator).
     wasm_chain(&batches[..10]);
     native_chain(&batches[..10]);

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use streamgate_runtime::{
-    Chain, ChainOptions, ChainSpec, Counts, Event as SourceEvent, PolicyRuntime, PreparedChain,
-    SandboxConfig, StageSpec,
+    Chain, ChainOptions, ChainSpec, Counts, Event as HostEvent, PolicyRuntime, PreparedChain, SandboxConfig,
+    StageSpec,
 };
 
 const TAXIS: usize = 2_000;
@@ -30,14 +30,14 @@ fn chain_refs(dedupe: &str) -> ChainSpec {
     }
 }
 
-fn batch(n: usize) -> Vec<SourceEvent> {
+fn batch(n: usize) -> Vec<HostEvent> {
     let base = 1_763_900_000_000 + n as i64 * STEP_MS;
     (0..BATCH)
         .map(|i| {
             let key = format!("taxi-{:04}", (n * BATCH + i) % TAXIS);
             let t = base - (i % 9) as i64 * 20;
             let payload = Bytes::from(format!(r#"{{"mediaId":"{key}","timestamp":{t}}}"#));
-            SourceEvent { key, event_time: t, payload, ..SourceEvent::default() }
+            HostEvent { key, event_time: t, payload, ..HostEvent::default() }
         })
         .collect()
 }

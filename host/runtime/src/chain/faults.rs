@@ -1,9 +1,11 @@
 //! When a stage's call fails: the stage's store is dropped (quarantine, freeing its
 //! memory), what it held is passed on or dropped by the tenant's [`FailurePolicy`], and
-//! a fresh stage is tried after a back-off that doubles while faults continue.
+//! a fresh stage is tried after a back-off that doubles while faults continue. The
+//! back-off is counted in log time (the `now` of the entries), never an instance's
+//! clock, so every instance that saw the same fault restarts at the same entry.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,8 +51,8 @@ pub(super) struct Slot {
     pub(super) label: String,
     /// `None` while quarantined after a fault.
     pub(super) stage: Option<WasmStage>,
-    /// When a quarantined stage is next restarted.
-    restart_at: Instant,
+    /// Log time (ms) from which a quarantined stage is restarted.
+    restart_at: i64,
     /// Quarantine length after the next fault; doubles on faults in a row.
     pub(super) backoff: Duration,
 }
@@ -62,29 +64,40 @@ impl Slot {
             plugin: p.plugin,
             config: p.config,
             stage: Some(p.stage),
-            restart_at: Instant::now(),
+            restart_at: i64::MIN,
             backoff: options.restart_backoff,
         }
     }
 }
 
+/// Log time `backoff` after `now`.
+fn after(now: i64, backoff: Duration) -> i64 {
+    now.saturating_add(backoff.as_millis().min(i64::MAX as u128) as i64)
+}
+
 impl Chain {
     /// Drops the faulted stage's store (freeing its memory) until its backoff ends.
-    pub(super) fn quarantine(&mut self, index: usize, fault: &StageFault, observer: &dyn ChainObserver) {
+    pub(super) fn quarantine(
+        &mut self,
+        index: usize,
+        now: i64,
+        fault: &StageFault,
+        observer: &dyn ChainObserver,
+    ) {
         let max = self.options.restart_backoff_max;
         let slot = &mut self.slots[index];
         slot.stage = None;
-        slot.restart_at = Instant::now() + slot.backoff;
+        slot.restart_at = after(now, slot.backoff);
         observer.fault(&slot.label);
         tracing::error!(tenant = %observer.tenant(), plugin = %slot.label, stage = index, %fault,
             quarantine = ?slot.backoff, policy = ?self.options.failure_policy, "policy stage faulted");
         slot.backoff = (slot.backoff * 2).min(max);
     }
 
-    pub(super) fn restart_if_due(&mut self, index: usize, observer: &dyn ChainObserver) {
+    pub(super) fn restart_if_due(&mut self, index: usize, now: i64, observer: &dyn ChainObserver) {
         let (limits, max) = (self.options.limits, self.options.restart_backoff_max);
         let slot = &mut self.slots[index];
-        if slot.stage.is_some() || Instant::now() < slot.restart_at {
+        if slot.stage.is_some() || now < slot.restart_at {
             return;
         }
         match slot.plugin.stage(&slot.config, limits) {
@@ -94,7 +107,7 @@ impl Chain {
             }
             Err(e) => {
                 observer.fault(&slot.label);
-                slot.restart_at = Instant::now() + slot.backoff;
+                slot.restart_at = after(now, slot.backoff);
                 slot.backoff = (slot.backoff * 2).min(max);
                 tracing::error!(tenant = %observer.tenant(), plugin = %slot.label, error = %e, "policy stage restart failed");
             }

@@ -160,7 +160,7 @@ impl Chain {
                 older.append(&mut input);
                 input = older;
             }
-            self.restart_if_due(index, observer);
+            self.restart_if_due(index, now, observer);
             let slot = &mut self.slots[index];
             let answer = match &mut slot.stage {
                 Some(stage) => {
@@ -188,7 +188,7 @@ impl Chain {
                 Err(fault) => {
                     let new_fault = !matches!(fault, StageFault::Quarantined);
                     if new_fault {
-                        self.quarantine(index, &fault, observer);
+                        self.quarantine(index, now, &fault, observer);
                         if self.options.failure_policy == FailurePolicy::LastGood
                             && self.revert_to_last_good(observer)
                         {

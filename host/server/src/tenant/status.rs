@@ -45,8 +45,8 @@ impl ChainStatus {
         status
     }
 
-    /// A status with no chain (handler tests).
-    pub fn empty() -> Self {
+    /// A status with no chain yet.
+    pub(crate) fn empty() -> Self {
         ChainStatus {
             version: 0,
             policies: Vec::new(),

@@ -133,6 +133,19 @@ fn a_quarantined_stage_restarts_after_its_backoff() {
 }
 
 #[test]
+fn quarantine_lasts_its_backoff_in_log_time_not_wall_time() {
+    let mut chain = fixture_chain("trap", FailurePolicy::FailClosed, Duration::from_secs(1));
+    let m = Counts::new("t");
+    chain.push(1_000, three(1), &m);
+    assert!(chain.push(2_000, three(2), &m).released.is_empty(), "faults at log time 2 000");
+    assert!(chain.push(2_999, three(3), &m).released.is_empty(), "still quarantined 999 ms later");
+    assert!(chain.quarantined(0));
+    // Well under a second of wall time has passed: log time alone decides.
+    assert_eq!(chain.push(3_000, three(4), &m).released.len(), 3, "restarted 1 000 ms of log time later");
+    assert!(!chain.quarantined(0));
+}
+
+#[test]
 fn a_slow_plugin_within_budget_is_no_fault() {
     let mut chain = fixture_chain("slow", FailurePolicy::FailClosed, Duration::from_secs(3600));
     let m = Counts::new("t");

@@ -1,0 +1,259 @@
+//! Handler tests through `oneshot`: health, snapshot, SSE resume and ids, tokens, keys, lag.
+
+use super::*;
+use crate::bus::LogPosition;
+use crate::event::Event;
+use crate::hub::Hub;
+use crate::metrics::TenantMetrics;
+use axum::body::Body;
+use axum::http::Request;
+use futures::StreamExt;
+use tower::ServiceExt;
+
+fn app() -> (Router, Arc<TenantHandle>) {
+    app_with(None)
+}
+
+fn app_with(auth: Option<crate::auth::Verifier>) -> (Router, Arc<TenantHandle>) {
+    let handle = Arc::new(TenantHandle {
+        config: crate::demo::taxi_tenant(),
+        hub: Arc::new(Hub::new("liveMapLocation", true, 16, 16, Arc::new(TenantMetrics::new("taxi")))),
+        metrics: Arc::new(TenantMetrics::new("taxi")),
+        ready: CancellationToken::new(),
+        auth,
+        chain: tokio::sync::watch::channel(crate::tenant::ChainStatus::empty()).1,
+    });
+    let tenants = BTreeMap::from([("taxi".to_string(), handle.clone())]);
+    (router(AppState { tenants: Arc::new(tenants), cancel: CancellationToken::new(), admin: None }), handle)
+}
+
+fn publish(handle: &TenantHandle, n: u64, taxi: &str) {
+    let payload = bytes::Bytes::from(format!(r#"{{"mediaId":"{taxi}","timestamp":{n}}}"#));
+    let e = Event { key: taxi.into(), event_time: n as i64, payload, ..Default::default() };
+    handle.hub.publish(LogPosition { major: n, minor: 0 }, vec![e]);
+}
+
+async fn get(app: &Router, uri: &str, header: Option<(&str, &str)>) -> axum::response::Response {
+    let mut req = Request::get(uri);
+    if let Some((k, v)) = header {
+        req = req.header(k, v);
+    }
+    app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
+}
+
+/// Reads an SSE body until it holds `needle` (5 s per chunk at most); all text read.
+async fn read_until(body: &mut axum::body::BodyDataStream, seen: &mut String, needle: &str) {
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} within 5 s; got {seen}"))
+            .unwrap()
+            .unwrap();
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+async fn text(resp: axum::response::Response) -> String {
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn health_readiness_and_unknown_tenants() {
+    let (app, handle) = app();
+    assert_eq!(get(&app, "/healthz", None).await.status(), StatusCode::OK);
+    let resp = get(&app, "/readyz", None).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text(resp).await.contains("taxi"));
+    handle.ready.cancel();
+    assert_eq!(get(&app, "/readyz", None).await.status(), StatusCode::OK);
+    let resp = get(&app, "/tenants/nope/events", None).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(text(resp).await.contains("unknown tenant \"nope\""));
+}
+
+#[tokio::test]
+async fn snapshot_holds_the_newest_payload_per_key() {
+    let (app, handle) = app();
+    publish(&handle, 1, "taxi-1");
+    publish(&handle, 2, "taxi-2");
+    publish(&handle, 3, "taxi-1");
+    let resp = get(&app, "/tenants/taxi/snapshot", None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        text(resp).await,
+        r#"[{"mediaId":"taxi-2","timestamp":2},{"mediaId":"taxi-1","timestamp":3}]"#
+    );
+}
+
+#[tokio::test]
+async fn sse_resumes_after_last_event_id_and_rejects_bad_ids() {
+    let (app, handle) = app();
+    for n in 1..=3 {
+        publish(&handle, n, "taxi-1");
+    }
+    let resp = get(&app, "/tenants/taxi/events", Some(("last-event-id", "1-0"))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body().into_data_stream();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "id: 3-0").await;
+    publish(&handle, 4, "taxi-1");
+    read_until(&mut body, &mut seen, "id: 4-0").await;
+    assert!(!seen.contains("id: 1-0"), "frames up to Last-Event-ID are not resent: {seen}");
+    assert!(
+        seen.contains(
+            "event: liveMapLocation\nid: 2-0\ndata: [{\"mediaId\":\"taxi-1\",\"timestamp\":2}]\n\n"
+        )
+    );
+
+    let resp = get(&app, "/tenants/taxi/events?lastEventId=bogus", None).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(text(resp).await.contains("Last-Event-ID"));
+}
+
+/// The `id:` lines of an SSE text, in order.
+fn ids(text: &str) -> Vec<LogPosition> {
+    text.lines().filter_map(|l| l.strip_prefix("id: ")).map(|id| id.parse().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn resumed_ids_only_move_forward_whatever_the_last_event_id() {
+    // 40 frames through a 16-frame ring (ids 1-0 .. 40-0), then one live frame.
+    for (resume, first) in [("39-0", 40), ("30-0", 31), ("1-0", 40), ("0-0", 40)] {
+        let (app, handle) = app();
+        for n in 1..=40 {
+            publish(&handle, n, &format!("taxi-{}", n % 3));
+        }
+        let resp = get(&app, "/tenants/taxi/events", Some(("last-event-id", resume))).await;
+        let mut body = resp.into_body().into_data_stream();
+        let mut seen = String::new();
+        read_until(&mut body, &mut seen, "id: 40-0").await;
+        publish(&handle, 41, "taxi-1");
+        read_until(&mut body, &mut seen, "id: 41-0").await;
+        let ids = ids(&seen);
+        assert_eq!(ids[0], LogPosition { major: first, minor: 0 }, "resume from {resume}: {seen}");
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "resume from {resume}: ids go back: {ids:?}");
+    }
+    let (app, handle) = app();
+    // From the future: nothing older is sent, the stream waits for newer ids.
+    let resp = get(&app, "/tenants/taxi/events", Some(("last-event-id", "1000-0"))).await;
+    let mut body = resp.into_body().into_data_stream();
+    publish(&handle, 999, "taxi-1");
+    publish(&handle, 1001, "taxi-1");
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "id: 1001-0").await;
+    assert_eq!(ids(&seen), vec![LogPosition { major: 1001, minor: 0 }], "{seen}");
+    // Malformed ids are refused with the reason.
+    for bad in ["abc", "1-", "-1", "1-2-3", "18446744073709551616-0"] {
+        let resp = get(&app, "/tenants/taxi/events", Some(("last-event-id", bad))).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+const SECRET: &str = "a-secret-for-the-http-tests";
+
+fn token(keys: &[&str], exp_from_now: i64) -> String {
+    let exp = (jsonwebtoken::get_current_timestamp() as i64 + exp_from_now) as u64;
+    let keys = keys.iter().map(|k| k.to_string()).collect();
+    crate::auth::issue_hs256(SECRET, &crate::auth::Claims { tenant: "taxi".into(), keys, exp }).unwrap()
+}
+
+/// The taxi tenant requiring HS256 tokens signed with [`SECRET`].
+fn app_with_tokens() -> (Router, Arc<TenantHandle>) {
+    let config =
+        crate::auth::AuthConfig { hs256_secret: Some(SECRET.into()), public_key_pem: None, algorithm: None };
+    app_with(Some(crate::auth::Verifier::new("taxi", &config).unwrap()))
+}
+
+#[tokio::test]
+async fn subscribers_need_a_token_granting_their_keys() {
+    let (app, handle) = app_with_tokens();
+    publish(&handle, 1, "u-1");
+    publish(&handle, 2, "u-2");
+    let status = |resp: &axum::response::Response| resp.status();
+    let resp = get(&app, "/tenants/taxi/events?key=u-1", None).await;
+    assert_eq!(status(&resp), StatusCode::UNAUTHORIZED);
+    assert!(text(resp).await.contains("token is required"));
+    let forged = crate::auth::issue_hs256(
+        "not-the-secret-at-all",
+        &crate::auth::Claims { tenant: "taxi".into(), keys: vec!["*".into()], exp: u64::MAX / 2 },
+    )
+    .unwrap();
+    let resp = get(&app, &format!("/tenants/taxi/events?token={forged}"), None).await;
+    assert_eq!(status(&resp), StatusCode::UNAUTHORIZED);
+    let resp = get(&app, &format!("/tenants/taxi/events?token={}", token(&["u-1"], -60)), None).await;
+    assert_eq!(status(&resp), StatusCode::UNAUTHORIZED);
+    assert!(text(resp).await.contains("expired"));
+    let resp = get(&app, &format!("/tenants/taxi/events?key=u-2&token={}", token(&["u-1"], 60)), None).await;
+    assert_eq!(status(&resp), StatusCode::FORBIDDEN);
+    assert!(text(resp).await.contains("u-2"));
+
+    // A good token in ?token= (EventSource cannot set headers) reads its own key only.
+    let uri = format!("/tenants/taxi/events?lastEventId=0-0&token={}", token(&["u-1"], 60));
+    let resp = get(&app, &uri, None).await;
+    assert_eq!(status(&resp), StatusCode::OK);
+    let mut body = resp.into_body().into_data_stream();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "id: 1-0").await;
+    assert!(!seen.contains("u-2"), "{seen}");
+    // The header works too, for the snapshot as well.
+    let bearer = format!("Bearer {}", token(&["u-2"], 60));
+    let resp = get(&app, "/tenants/taxi/snapshot", Some(("authorization", &bearer))).await;
+    assert_eq!(status(&resp), StatusCode::OK);
+    assert_eq!(text(resp).await, r#"[{"mediaId":"u-2","timestamp":2}]"#);
+}
+
+#[tokio::test]
+async fn a_token_granting_no_key_is_refused_everywhere() {
+    let (app, handle) = app_with_tokens();
+    publish(&handle, 1, "u-1");
+    let empty = token(&[], 60);
+    for uri in [
+        format!("/tenants/taxi/events?token={empty}"),
+        format!("/tenants/taxi/events?lastEventId=0-0&token={empty}"),
+        format!("/tenants/taxi/events?key=u-1&token={empty}"),
+        format!("/tenants/taxi/snapshot?token={empty}"),
+    ] {
+        let resp = get(&app, &uri, None).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{uri}");
+        assert!(text(resp).await.contains("grants no key"), "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_client_is_counted_and_gets_the_newest_state_not_the_backlog() {
+    let (app, handle) = app();
+    let resp = get(&app, "/tenants/taxi/events", None).await;
+    let mut body = resp.into_body().into_data_stream();
+    // The client reads nothing while 40 frames go by: more than its 16-frame buffer.
+    for n in 1..=40 {
+        publish(&handle, n, &format!("taxi-{}", n % 3));
+    }
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "id: 40-0").await;
+    assert!(handle.metrics.sse_lagged.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(!seen.contains("id: 1-0\n"), "the oldest frames were skipped: {seen}");
+    // The catch-up frame holds every key's newest payload, oldest first.
+    let catch_up = r#"data: [{"mediaId":"taxi-2","timestamp":38},{"mediaId":"taxi-0","timestamp":39},{"mediaId":"taxi-1","timestamp":40}]"#;
+    assert!(seen.contains(catch_up), "{seen}");
+}
+
+#[tokio::test]
+async fn key_parameters_select_keys_and_are_checked() {
+    let (app, handle) = app();
+    publish(&handle, 1, "taxi-1");
+    publish(&handle, 2, "taxi 2");
+    let resp = get(&app, "/tenants/taxi/events?key=taxi%202&lastEventId=0-0", None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body().into_data_stream();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "id: 2-0").await;
+    assert!(!seen.contains("taxi-1"), "only the requested key: {seen}");
+    let resp = get(&app, "/tenants/taxi/events?key=", None).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let many: String = (0..1001).map(|i| format!("key=k{i}&")).collect();
+    let resp = get(&app, &format!("/tenants/taxi/events?{many}"), None).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(text(resp).await.contains("at most 1000"));
+}
