@@ -87,17 +87,15 @@ fn the_same_seed_gives_the_same_smallest_failing_input() {
 
 #[test]
 fn every_misbehaving_fixture_fails_with_the_fault_named() {
-    // A short call budget keeps the spinning fixture quick; the others get production's
-    // limits (under a short budget, a slow machine could interrupt the memory bomb
-    // before it reaches the cap).
+    // A small fuel budget keeps the spinning fixture quick; the bomb gets all the fuel it
+    // wants, so the memory cap is what stops it; the others get production's limits.
     let sandbox = |fault: &str| match fault {
-        "loop" => {
-            SandboxConfig { call_timeout: std::time::Duration::from_millis(100), ..SandboxConfig::default() }
-        }
+        "loop" => SandboxConfig { fuel_per_call: 1_000_000, ..SandboxConfig::default() },
+        "memory-bomb" => SandboxConfig { fuel_per_call: u64::MAX / 4, ..SandboxConfig::default() },
         _ => SandboxConfig::default(),
     };
     let cases = [
-        ("loop", "batch/empty", "ran past the call budget of 100 ms"),
+        ("loop", "batch/empty", "ran out of its fuel budget (1000000 units"),
         ("memory-bomb", "batch/empty", "hit the sandbox memory cap"),
         ("trap", "batch/empty", "trapped: wasm `unreachable` instruction executed"),
         ("panic", "batch/empty", "how a Rust panic or abort ends in Wasm"),

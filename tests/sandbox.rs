@@ -46,6 +46,8 @@ fn memory_returns_after_a_memory_bomb_is_quarantined() {
     let runtime = PolicyRuntime::new(&SandboxConfig {
         max_memory_bytes: (CAP_MIB << 20) as usize,
         call_timeout: Duration::from_secs(10),
+        // All the fuel it wants: the memory cap is what must stop the bomb.
+        fuel_per_call: u64::MAX / 4,
         ..SandboxConfig::default()
     });
     let options =

@@ -183,7 +183,7 @@ impl<'c> Probe<'c> {
     pub fn restore_into_fresh(&self, state: &[u8]) -> Result<Probe<'c>, Failure> {
         let mut fresh = Probe::create(self.ctx)?;
         let version = self.ctx.plugin.description().state_version;
-        fresh.stage.restore(version, state).map_err(|e| match e {
+        fresh.stage.restore(version, state, self.held.len()).map_err(|e| match e {
             StageError::Restore(m) => Failure::new(format!(
                 "a fresh stage refused the snapshot ({} bytes, state version {version}) that another wrote: {m}",
                 state.len()
@@ -223,7 +223,7 @@ pub fn run_log(ctx: &Ctx, log: &Log) -> Result<Trace, Failure> {
 /// Says what a fault was, in the sandbox's terms.
 fn describe_fault(what: &str, e: StageError) -> Failure {
     match e {
-        StageError::Fault(fault @ Fault::Timeout { .. }) => {
+        StageError::Fault(fault @ (Fault::Timeout { .. } | Fault::OutOfFuel { .. })) => {
             // Reproducing costs a full budget per try: not shrunk.
             Failure { message: format!("{what}: {fault}"), timed_out: true }
         }

@@ -24,7 +24,7 @@ impl PolicyRuntime {
     /// Creates the engine and starts its epoch ticker (stops when the engine is gone).
     pub fn new(sandbox: &SandboxConfig) -> Self {
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
+        config.wasm_component_model(true).epoch_interruption(true).consume_fuel(true);
         let engine = Engine::new(&config).expect("static engine config is valid");
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -46,7 +46,7 @@ impl PolicyRuntime {
         &self.sandbox
     }
 
-    /// The sandbox limits, with a tenant's own call budget if it has one.
+    /// The sandbox limits, with a tenant's own wall-clock backstop if it has one.
     pub fn limits(&self, call_timeout: Option<std::time::Duration>) -> StageLimits {
         self.sandbox.limits(call_timeout)
     }

@@ -8,11 +8,26 @@ use serde::Deserialize;
 /// How often the engine's epoch ticks; a call's wall-clock budget is counted in ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// `[sandbox]`: limits of every policy stage (a tenant may set its own call budget).
+/// Fuel of a call before its events: tens of milliseconds of a plugin's own work.
+pub const DEFAULT_FUEL_PER_CALL: u64 = 50_000_000;
+/// Fuel per event: hundreds of times what the builtins use.
+pub const DEFAULT_FUEL_PER_EVENT: u64 = 1_000_000;
+/// Calls that move state or set a stage up (describe, create, snapshot, restore) get
+/// this many calls' worth of fuel.
+pub const STATE_CALL_FACTOR: u64 = 10;
+
+/// `[sandbox]`: limits of every policy stage (a tenant may set its own wall-clock
+/// backstop). A call's budget is counted in work (wasmtime fuel: the same for the same
+/// component and input on every instance), so whether a call faults never depends on
+/// how fast the machine is; the wall-clock timeout only stops a machine that is stuck.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
-    /// Wall-clock budget of one plugin call.
+    /// Fuel (about one unit per Wasm instruction) every call gets...
+    pub fuel_per_call: u64,
+    /// ...plus this much per event in the batch.
+    pub fuel_per_event: u64,
+    /// Wall-clock backstop of one plugin call (a stuck machine, not a slow plugin).
     #[serde(rename = "call_timeout_ms", with = "crate::duration_ms")]
     pub call_timeout: Duration,
     /// Linear memory cap per stage.
@@ -30,6 +45,8 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
+            fuel_per_call: DEFAULT_FUEL_PER_CALL,
+            fuel_per_event: DEFAULT_FUEL_PER_EVENT,
             call_timeout: Duration::from_secs(1),
             max_memory_bytes: 64 << 20,
             max_table_elements: 10_000,
@@ -43,6 +60,8 @@ impl SandboxConfig {
     /// The limits of one stage, with a tenant's own call budget if it has one.
     pub fn limits(&self, call_timeout: Option<Duration>) -> StageLimits {
         StageLimits {
+            fuel_per_call: self.fuel_per_call,
+            fuel_per_event: self.fuel_per_event,
             call_timeout: call_timeout.unwrap_or(self.call_timeout),
             max_memory_bytes: self.max_memory_bytes,
             max_table_elements: self.max_table_elements,
@@ -53,13 +72,25 @@ impl SandboxConfig {
 /// Limits applied to one stage's store and to each call into it.
 #[derive(Clone, Copy, Debug)]
 pub struct StageLimits {
+    pub fuel_per_call: u64,
+    pub fuel_per_event: u64,
     pub call_timeout: Duration,
     pub max_memory_bytes: usize,
     pub max_table_elements: usize,
 }
 
 impl StageLimits {
-    /// The call budget in epoch ticks (at least one).
+    /// The fuel of a call deciding `events` events.
+    pub fn fuel_for(&self, events: usize) -> u64 {
+        self.fuel_per_call.saturating_add(self.fuel_per_event.saturating_mul(events as u64))
+    }
+
+    /// The fuel of a state or set-up call.
+    pub fn state_fuel(&self) -> u64 {
+        self.fuel_per_call.saturating_mul(STATE_CALL_FACTOR)
+    }
+
+    /// The wall-clock backstop in epoch ticks (at least one).
     pub(crate) fn deadline_ticks(&self) -> u64 {
         (self.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }

@@ -1,6 +1,7 @@
 //! One policy stage: a plugin instance in its own [`Store`], living exactly as long as
-//! the stage (its memory is freed when the stage drops). Every call runs under an epoch
-//! deadline; the store caps memory and tables. A failed call is a typed [`Fault`].
+//! the stage (its memory is freed when the stage drops). Every call runs on a fuel
+//! budget (deterministic) under an epoch deadline (a wall-clock backstop); the store caps
+//! memory and tables. A failed call is a typed [`Fault`].
 
 use std::fmt;
 
@@ -18,7 +19,9 @@ pub struct StageState {
 /// Why a call into a stage did not return: the stage is unusable afterwards.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// Ran past its call budget and was interrupted.
+    /// Used up the call's fuel: the same on every instance, for the same input.
+    OutOfFuel { budget: u64 },
+    /// Ran past the wall-clock backstop and was interrupted (this machine only).
     Timeout { budget_ms: u64 },
     /// Asked for more linear memory than the cap, then trapped.
     MemoryCap { refused_bytes: usize, cap_bytes: usize, trap: String },
@@ -29,8 +32,12 @@ pub enum Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Fault::OutOfFuel { budget } => write!(
+                f,
+                "ran out of its fuel budget ({budget} units: fuel_per_call + fuel_per_event × events) and was stopped"
+            ),
             Fault::Timeout { budget_ms } => {
-                write!(f, "ran past the call budget of {budget_ms} ms and was interrupted")
+                write!(f, "ran past the wall-clock backstop of {budget_ms} ms and was interrupted")
             }
             Fault::MemoryCap { refused_bytes, cap_bytes, trap } => write!(
                 f,
@@ -72,14 +79,24 @@ pub enum StageError {
 fn new_store(engine: &Engine, limits: StageLimits) -> Store<StageState> {
     let mut store = Store::new(engine, StageState { limits: MeteredLimits::new(&limits) });
     store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(limits.deadline_ticks());
+    arm(&mut store, &limits, limits.state_fuel());
     store
 }
 
+/// Gives the next call `fuel` and a fresh wall-clock backstop.
+fn arm(store: &mut Store<StageState>, limits: &StageLimits, fuel: u64) {
+    store.set_fuel(fuel).expect("the engine meters fuel");
+    store.set_epoch_deadline(limits.deadline_ticks());
+}
+
 /// Tells a timeout and a memory overrun from other traps.
-fn classify(store: &Store<StageState>, limits: &StageLimits, e: wasmtime::Error) -> StageError {
-    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return StageError::Fault(Fault::Timeout { budget_ms: limits.call_timeout.as_millis() as u64 });
+fn classify(store: &Store<StageState>, limits: &StageLimits, fuel: u64, e: wasmtime::Error) -> StageError {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            return StageError::Fault(Fault::Timeout { budget_ms: limits.call_timeout.as_millis() as u64 });
+        }
+        Some(Trap::OutOfFuel) => return StageError::Fault(Fault::OutOfFuel { budget: fuel }),
+        _ => {}
     }
     let detail = format!("{e:#}");
     // The wasm backtrace names no functions in a stripped plugin: keep the cause.
@@ -98,6 +115,9 @@ pub struct WasmStage {
     store: Store<StageState>,
     bindings: PolicyPlugin,
     stage: ResourceAny,
+    /// Events given to the stage and not yet decided: a call may work on all of them
+    /// (a flush releasing a window), so its fuel counts them with the new batch.
+    held: usize,
 }
 
 impl WasmStage {
@@ -108,11 +128,13 @@ impl WasmStage {
         limits: StageLimits,
     ) -> Result<wit::Description, StageError> {
         let mut store = new_store(engine, limits);
-        let bindings = pre.instantiate(&mut store).map_err(|e| classify(&store, &limits, e))?;
+        let fuel = limits.state_fuel();
+        let bindings = pre.instantiate(&mut store).map_err(|e| classify(&store, &limits, fuel, e))?;
+        arm(&mut store, &limits, fuel);
         bindings
             .streamgate_policy_policy()
             .call_describe(&mut store)
-            .map_err(|e| classify(&store, &limits, e))
+            .map_err(|e| classify(&store, &limits, fuel, e))
     }
 
     pub(crate) fn create(
@@ -122,54 +144,69 @@ impl WasmStage {
         config: &str,
     ) -> Result<Self, StageError> {
         let mut store = new_store(engine, limits);
-        let bindings = pre.instantiate(&mut store).map_err(|e| classify(&store, &limits, e))?;
+        let fuel = limits.state_fuel();
+        let bindings = pre.instantiate(&mut store).map_err(|e| classify(&store, &limits, fuel, e))?;
+        arm(&mut store, &limits, fuel);
         let created = bindings
             .streamgate_policy_policy()
             .stage()
             .call_create(&mut store, config)
-            .map_err(|e| classify(&store, &limits, e))?;
+            .map_err(|e| classify(&store, &limits, fuel, e))?;
         let stage = created.map_err(|e| {
             StageError::Config(match e {
                 wit::ConfigError::Malformed(m) => format!("malformed config: {m}"),
                 wit::ConfigError::Invalid(m) => format!("invalid config: {m}"),
             })
         })?;
-        Ok(WasmStage { limits, store, bindings, stage })
+        Ok(WasmStage { limits, store, bindings, stage, held: 0 })
     }
 
     /// Decides a batch at log time `now`.
     pub fn push(&mut self, now: i64, events: &[wit::Event]) -> Result<wit::Decisions, StageError> {
-        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let fuel = self.limits.fuel_for(self.held.saturating_add(events.len()));
+        arm(&mut self.store, &self.limits, fuel);
         let result = self.bindings.streamgate_policy_policy().stage().call_push(
             &mut self.store,
             self.stage,
             now,
             events,
         );
-        result.map_err(|e| classify(&self.store, &self.limits, e))
+        let answer = result.map_err(|e| classify(&self.store, &self.limits, fuel, e))?;
+        self.held = (self.held + events.len()).saturating_sub(answer.released.len() + answer.dropped.len());
+        Ok(answer)
     }
 
     pub fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
-        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let fuel = self.limits.state_fuel();
+        arm(&mut self.store, &self.limits, fuel);
         let result =
             self.bindings.streamgate_policy_policy().stage().call_snapshot(&mut self.store, self.stage);
-        result.map_err(|e| classify(&self.store, &self.limits, e))
+        result.map_err(|e| classify(&self.store, &self.limits, fuel, e))
     }
 
-    pub fn restore(&mut self, state_version: u32, state: &[u8]) -> Result<(), StageError> {
-        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+    /// Loads another stage's snapshot; `held` is how many undecided events come with it
+    /// (they count towards the next calls' fuel).
+    pub fn restore(&mut self, state_version: u32, state: &[u8], held: usize) -> Result<(), StageError> {
+        self.held = held;
+        let fuel = self.limits.state_fuel();
+        arm(&mut self.store, &self.limits, fuel);
         let result = self.bindings.streamgate_policy_policy().stage().call_restore(
             &mut self.store,
             self.stage,
             state_version,
             state,
         );
-        result.map_err(|e| classify(&self.store, &self.limits, e))?.map_err(|e| {
+        result.map_err(|e| classify(&self.store, &self.limits, fuel, e))?.map_err(|e| {
             StageError::Restore(match e {
                 wit::RestoreError::UnsupportedVersion(v) => format!("unsupported state version {v}"),
                 wit::RestoreError::Corrupt(m) => format!("corrupt state: {m}"),
             })
         })
+    }
+
+    /// Events given to this stage and not yet decided.
+    pub fn held(&self) -> usize {
+        self.held
     }
 
     /// The largest linear memory (bytes) this stage's store has grown to so far.

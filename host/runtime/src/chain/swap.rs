@@ -81,26 +81,29 @@ impl Chain {
                 continue;
             }
             let mut clean = true;
+            let held = from.stage.as_ref().map_or(0, |s| s.held());
             let transfer = match from.stage.as_mut().map(|s| s.snapshot()) {
                 None => StateTransfer::Empty { why: format!("{} was quarantined", from.label) },
                 Some(Err(e)) => {
                     StateTransfer::Empty { why: format!("{} could not snapshot: {e}", from.label) }
                 }
-                Some(Ok(state)) => match p.stage.restore(from.plugin.description().state_version, &state) {
-                    Ok(()) => {
-                        moved[i] = Some(j);
-                        StateTransfer::Restored { from: from.label.clone(), bytes: state.len() }
-                    }
-                    Err(e) => {
-                        // Whatever it half-loaded goes with the store; start clean, or
-                        // quarantined (never half-restored) if no clean stage can be made.
-                        match p.plugin.stage(&p.config, limits) {
-                            Ok(fresh) => p.stage = fresh,
-                            Err(_) => clean = false,
+                Some(Ok(state)) => {
+                    match p.stage.restore(from.plugin.description().state_version, &state, held) {
+                        Ok(()) => {
+                            moved[i] = Some(j);
+                            StateTransfer::Restored { from: from.label.clone(), bytes: state.len() }
                         }
-                        StateTransfer::Empty { why: format!("{} {e}", p.plugin.label()) }
+                        Err(e) => {
+                            // Whatever it half-loaded goes with the store; start clean, or
+                            // quarantined (never half-restored) if no clean stage can be made.
+                            match p.plugin.stage(&p.config, limits) {
+                                Ok(fresh) => p.stage = fresh,
+                                Err(_) => clean = false,
+                            }
+                            StateTransfer::Empty { why: format!("{} {e}", p.plugin.label()) }
+                        }
                     }
-                },
+                }
             };
             origin.push(moved[i].map(|_| i));
             stages.push(transfer);

@@ -1,6 +1,7 @@
 //! Faults: quarantine, fail-open, fail-closed, restarts, named load errors.
 
 use super::*;
+use crate::StageError;
 
 fn ev(key: &str, t: i64) -> Event {
     Event {
@@ -153,4 +154,32 @@ fn a_slow_plugin_within_budget_is_no_fault() {
         assert_eq!(chain.push(t, three(t), &m).released.len(), 3);
     }
     assert_eq!(m.plugin_count(FIXTURE, "fault"), 0);
+}
+
+#[test]
+fn a_call_budget_is_work_not_time() {
+    // A minute of wall clock, two million units of fuel: the fuel decides, every run.
+    let runtime = PolicyRuntime::new(&SandboxConfig {
+        fuel_per_call: 2_000_000,
+        call_timeout: Duration::from_secs(60),
+        ..SandboxConfig::default()
+    });
+    let plugin = runtime.load_ref(&fixture("fixture_misbehave")).unwrap();
+    let push = |config: &str| plugin.stage(config, runtime.limits(None)).unwrap().push(1, &[]);
+    for _ in 0..2 {
+        match push(r#"{"fault":"loop"}"#) {
+            Err(StageError::Fault(crate::Fault::OutOfFuel { budget })) => assert_eq!(budget, 2_000_000),
+            other => panic!("a spinning stage must run out of fuel: {other:?}"),
+        }
+        assert!(
+            matches!(
+                push(r#"{"fault":"slow","spin":10000000}"#),
+                Err(StageError::Fault(crate::Fault::OutOfFuel { .. }))
+            ),
+            "ten million iterations are over budget"
+        );
+        assert!(push(r#"{"fault":"slow","spin":1000}"#).is_ok(), "a thousand are within it");
+    }
+    let message = crate::Fault::OutOfFuel { budget: 7 }.to_string();
+    assert!(message.contains("fuel budget (7 units"), "{message}");
 }
