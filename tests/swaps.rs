@@ -135,7 +135,9 @@ fn replay(log: &[LogEntry]) -> Vec<(String, Vec<Value>)> {
             Content::Control(_) => continue,
             Content::Heartbeat => Vec::new(),
             Content::Events(events) => events.clone(),
-            Content::Undecodable(why) => panic!("undecodable entry at {}: {why}", entry.position),
+            Content::Undecodable { detail, .. } => {
+                panic!("undecodable entry at {}: {detail}", entry.position)
+            }
         };
         now = now.max(entry.log_time);
         let out = chain.push(now, events, &metrics);

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use streamgate_runtime::Counts;
 
+use crate::bus::SkipReason;
 use crate::event::DecodeError;
 
 #[derive(Default)]
@@ -22,7 +23,8 @@ pub struct TenantMetrics {
     /// Log entries and the events in them read by this instance.
     pub log_entries: AtomicU64,
     pub log_events: AtomicU64,
-    pub malformed_entries: AtomicU64,
+    /// Log entries skipped as undecodable, by [`SkipReason`].
+    skipped: [AtomicU64; SkipReason::ALL.len()],
     /// Events released by the chain, and the frames they formed.
     pub released: AtomicU64,
     pub frames: AtomicU64,
@@ -47,6 +49,16 @@ impl TenantMetrics {
         self.decode_errors[i].fetch_add(1, Relaxed);
     }
 
+    pub fn count_skipped(&self, reason: SkipReason) {
+        let i = SkipReason::ALL.iter().position(|x| *x == reason).expect("listed");
+        self.skipped[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn skipped(&self, reason: SkipReason) -> u64 {
+        let i = SkipReason::ALL.iter().position(|x| *x == reason).expect("listed");
+        self.skipped[i].load(Relaxed)
+    }
+
     pub fn decode_errors(&self, e: DecodeError) -> u64 {
         let i = DecodeError::ALL.iter().position(|x| *x == e).expect("listed");
         self.decode_errors[i].load(Relaxed)
@@ -60,7 +72,7 @@ type Series = (&'static str, &'static str, &'static str, fn(&TenantMetrics) -> i
 pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> String {
     let tenants: Vec<&TenantMetrics> = tenants.into_iter().collect();
     let mut out = String::new();
-    let simple: [Series; 14] = [
+    let simple: [Series; 13] = [
         ("streamgate_source_messages_total", "counter", "Messages read from the source.", |m| {
             m.consumed.load(Relaxed) as i64
         }),
@@ -78,9 +90,6 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
         }),
         ("streamgate_log_events_total", "counter", "Events in log entries read.", |m| {
             m.log_events.load(Relaxed) as i64
-        }),
-        ("streamgate_log_malformed_entries_total", "counter", "Log entries that did not decode.", |m| {
-            m.malformed_entries.load(Relaxed) as i64
         }),
         ("streamgate_released_events_total", "counter", "Events released by the policy chain.", |m| {
             m.released.load(Relaxed) as i64
@@ -132,6 +141,15 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
                 e.as_str(),
                 m.decode_errors(e)
             );
+        }
+    }
+    let name = "streamgate_log_entries_skipped_total";
+    let _ =
+        writeln!(out, "# HELP {name} Log entries skipped as undecodable, by reason.\n# TYPE {name} counter");
+    for m in &tenants {
+        for r in SkipReason::ALL {
+            let _ =
+                writeln!(out, "{name}{{tenant=\"{}\",reason=\"{}\"}} {}", m.tenant, r.as_str(), m.skipped(r));
         }
     }
     let name = "streamgate_policy_outcomes_total";

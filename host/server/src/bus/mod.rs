@@ -89,7 +89,34 @@ pub enum Content {
     Control(Control),
     /// Written by another version, or damaged: every instance skips it alike (time
     /// still moves on).
-    Undecodable(String),
+    Undecodable {
+        reason: SkipReason,
+        detail: String,
+    },
+}
+
+/// Why a log entry was skipped (the `reason` label of
+/// `streamgate_log_entries_skipped_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Not one field this version knows (`b`, `h`, `c`).
+    Fields,
+    /// A batch that does not decode.
+    Batch,
+    /// A control message this version does not understand.
+    Control,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 3] = [SkipReason::Fields, SkipReason::Batch, SkipReason::Control];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Fields => "bad_fields",
+            SkipReason::Batch => "bad_batch",
+            SkipReason::Control => "bad_control",
+        }
+    }
 }
 
 /// One entry of a tenant's log, as every instance reads it.
@@ -107,14 +134,12 @@ impl LogEntry {
         let content = match body {
             EntryBody::Batch(bytes) => match decode_batch(bytes) {
                 Ok(events) => Content::Events(events),
-                Err(e) => Content::Undecodable(e.to_string()),
+                Err(e) => Content::Undecodable { reason: SkipReason::Batch, detail: e.to_string() },
             },
             EntryBody::Heartbeat => Content::Heartbeat,
             EntryBody::Control(bytes) => match Control::decode(bytes) {
                 Ok(control) => Content::Control(control),
-                Err(e) => {
-                    Content::Undecodable(format!("control entry this version does not understand: {e}"))
-                }
+                Err(e) => Content::Undecodable { reason: SkipReason::Control, detail: e.to_string() },
             },
         };
         LogEntry { position, log_time, content }

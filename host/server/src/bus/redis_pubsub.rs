@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(e.log_time, 1_763_900_000_123);
         assert_eq!(e.content, Content::Heartbeat);
         let e = parse_message(b"1 2 B\x00 x").unwrap();
-        assert!(matches!(e.content, Content::Undecodable(_)), "a damaged batch is skipped: {e:?}");
+        assert!(matches!(e.content, Content::Undecodable { .. }), "a damaged batch is skipped: {e:?}");
         assert!(parse_message(b"garbage").is_err());
     }
 }

@@ -12,7 +12,7 @@ use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{BusError, Content, EntryBody, LogEntry, LogPosition, wall_clock_ms};
+use super::{BusError, Content, EntryBody, LogEntry, LogPosition, SkipReason, wall_clock_ms};
 
 const READ_COUNT: usize = 256;
 const BLOCK_MS: u64 = 500;
@@ -159,7 +159,10 @@ fn parse_xread(reply: Value) -> Result<Vec<LogEntry>, BusError> {
             let log_time = position.major as i64;
             entries.push(match entry_body(fields) {
                 Ok(body) => LogEntry::decode(position, log_time, &body),
-                Err(why) => LogEntry { position, log_time, content: Content::Undecodable(why.into()) },
+                Err(why) => {
+                    let content = Content::Undecodable { reason: SkipReason::Fields, detail: why.into() };
+                    LogEntry { position, log_time, content }
+                }
             });
         }
     }
@@ -215,7 +218,7 @@ mod tests {
         assert_eq!(positions, [1, 2, 3, 4, 5], "every entry keeps its place");
         assert_eq!(entries[0].content, Content::Heartbeat);
         for e in &entries[1..4] {
-            assert!(matches!(e.content, Content::Undecodable(_)), "{e:?}");
+            assert!(matches!(e.content, Content::Undecodable { .. }), "{e:?}");
         }
         assert_eq!(entries[4].content, Content::Heartbeat);
     }

@@ -180,7 +180,7 @@ impl Hub {
             let live = keyed_live.unwrap_or_else(|| Live::All(self.live.subscribe()));
             match after {
                 Some(after) => {
-                    let gap = state.ring.missed_since(after, state.last_position);
+                    let gap = state.ring.missed_since(after);
                     (state.ring.after(after), gap, None, live)
                 }
                 None if snapshot_first && self.latest_value => {

@@ -9,17 +9,19 @@ use crate::bus::LogPosition;
 pub(super) struct Ring {
     frames: VecDeque<Arc<Frame>>,
     capacity: usize,
+    /// Position of the newest frame that fell out.
+    evicted: Option<LogPosition>,
 }
 
 impl Ring {
     pub(super) fn new(capacity: usize) -> Self {
-        Ring { frames: VecDeque::with_capacity(capacity.min(4096)), capacity }
+        Ring { frames: VecDeque::with_capacity(capacity.min(4096)), capacity, evicted: None }
     }
 
     pub(super) fn push(&mut self, frame: Arc<Frame>) {
         self.frames.push_back(frame);
         if self.frames.len() > self.capacity {
-            self.frames.pop_front();
+            self.evicted = self.frames.pop_front().map(|f| f.position);
         }
     }
 
@@ -28,9 +30,9 @@ impl Ring {
         self.frames.iter().filter(|f| f.position > after).cloned().collect()
     }
 
-    /// Whether frames after `after` fell out of the ring (the resume point is older
-    /// than its oldest frame while newer frames exist).
-    pub(super) fn missed_since(&self, after: LogPosition, last: Option<LogPosition>) -> bool {
-        self.frames.front().is_some_and(|f| f.position > after) && last.is_some_and(|p| p > after)
+    /// Whether frames after `after` fell out of the ring (so a resume from there cannot
+    /// be replayed whole).
+    pub(super) fn missed_since(&self, after: LogPosition) -> bool {
+        self.evicted.is_some_and(|e| e > after)
     }
 }

@@ -54,9 +54,10 @@ impl Worker {
             Content::Events(events) => events,
             // Control entries became swap orders in the dispatcher.
             Content::Heartbeat | Content::Control(_) => Vec::new(),
-            Content::Undecodable(why) => {
-                self.metrics.malformed_entries.fetch_add(1, Relaxed);
-                tracing::warn!(tenant = %self.metrics.tenant, position = %entry.position, why, "skipping a log entry");
+            Content::Undecodable { reason, detail } => {
+                self.metrics.count_skipped(reason);
+                tracing::warn!(tenant = %self.metrics.tenant, position = %entry.position, reason = reason.as_str(),
+                    detail, "skipping a log entry");
                 Vec::new()
             }
         };
