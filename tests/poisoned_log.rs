@@ -16,6 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 const PREFIX: &str = "poison";
 
+/// The fields of one stream entry.
+type Fields = Vec<(&'static str, Vec<u8>)>;
+/// What a client saw: each frame's id and payloads.
+type Seen = Vec<((u64, u64), Vec<serde_json::Value>)>;
+
 fn instance_config(redis: &Redis) -> Config {
     let mut config =
         Config::parse(&format!("[redis]\nurl = \"{}\"\nkey_prefix = \"{PREFIX}\"", redis.url())).unwrap();
@@ -26,7 +31,7 @@ fn instance_config(redis: &Redis) -> Config {
 }
 
 /// Writes `fields` as one entry of the taxi tenant's stream; its id.
-async fn xadd(conn: &mut redis::aio::MultiplexedConnection, fields: &[(&str, Vec<u8>)]) -> String {
+async fn xadd(conn: &mut redis::aio::MultiplexedConnection, fields: &Fields) -> String {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(format!("{PREFIX}:taxi:log")).arg("*");
     for (name, value) in fields {
@@ -73,7 +78,7 @@ async fn garbage_entries_are_skipped_alike_and_every_good_frame_is_served() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     // Good traffic first, then each piece of garbage after a new good entry.
     let mut len = grown(&mut conn, 2).await;
-    let garbage: [(&str, Vec<(&str, Vec<u8>)>); 5] = [
+    let garbage: [(&str, Fields); 5] = [
         ("bad_fields", vec![("zz", b"?".to_vec())]),
         ("bad_batch", vec![("b", b"not a batch".to_vec())]),
         ("bad_control", vec![("c", b"{\"op\":\"explode\"".to_vec())]),
@@ -102,12 +107,10 @@ async fn garbage_entries_are_skipped_alike_and_every_good_frame_is_served() {
             .await;
         clients.push(client);
     }
-    let frames: Vec<Vec<((u64, u64), Vec<serde_json::Value>)>> =
+    let frames: Vec<Seen> =
         clients.iter().map(|c| c.frames().iter().map(|f| (f.position(), f.payloads())).collect()).collect();
     let common_end = frames[0].last().unwrap().0.min(frames[1].last().unwrap().0);
-    let upto = |f: &Vec<((u64, u64), Vec<serde_json::Value>)>| {
-        f.iter().filter(|(p, _)| *p <= common_end).cloned().collect::<Vec<_>>()
-    };
+    let upto = |f: &Seen| f.iter().filter(|(p, _)| *p <= common_end).cloned().collect::<Vec<_>>();
     assert!(common_end > last, "both compared streams go past the garbage");
     assert!(upto(&frames[0]).len() >= 5, "enough frames to compare: {}", upto(&frames[0]).len());
     assert_eq!(upto(&frames[0]), upto(&frames[1]), "both instances serve the same frames and ids");
