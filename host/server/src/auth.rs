@@ -2,7 +2,10 @@
 //! secret, or RS256/ES256 with a public key).
 //!
 //! Claims: `tenant` (must be this tenant), `keys` (the keys the holder may read; `"*"`
-//! for all) and `exp`. A missing, malformed, badly signed or expired token is 401; a
+//! for all), `exp` (required) and optionally `nbf`, both with the tenant's clock-skew
+//! leeway. Only the tenant's algorithm is accepted, and tokens over [`MAX_TOKEN_BYTES`]
+//! are refused unparsed. A missing, malformed, badly signed, expired or not yet valid
+//! token is 401; a
 //! token for another tenant, one that grants no key (`keys` empty or missing), or a
 //! request for a key not granted, is 403. A grant is `*` or a non-empty set of keys,
 //! never "nothing, so everything": a token granting some keys that asks for all of them
@@ -21,6 +24,9 @@ pub struct AuthConfig {
     pub public_key_pem: Option<String>,
     /// `RS256` or `ES256`, with `public_key_pem`.
     pub algorithm: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds (default 5).
+    #[serde(default)]
+    pub leeway_secs: Option<u64>,
 }
 
 /// What a subscriber's token says.
@@ -46,6 +52,10 @@ pub enum AuthError {
     Missing,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet (its nbf is in the future)")]
+    NotYetValid,
+    #[error("the token is larger than {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
     #[error("the token is not valid: {0}")]
     Invalid(String),
     #[error("the token is for tenant {0:?}, not this one")]
@@ -62,6 +72,11 @@ impl AuthError {
         matches!(self, AuthError::WrongTenant(_) | AuthError::KeyNotGranted(_) | AuthError::NoKeysGranted)
     }
 }
+
+/// Longer tokens are refused before they are parsed.
+pub const MAX_TOKEN_BYTES: usize = 8 << 10;
+/// Clock skew allowed on `exp` and `nbf` unless the tenant sets `leeway_secs`.
+pub const DEFAULT_LEEWAY_SECS: u64 = 5;
 
 /// Checks tokens for one tenant.
 pub struct Verifier {
@@ -105,8 +120,11 @@ impl Verifier {
                     );
                 }
             };
+        // Only this algorithm (no `none`, no HS256 keyed with a public key), `exp`
+        // required, `nbf` honoured when present.
         let mut validation = Validation::new(algorithm);
-        validation.leeway = 5;
+        validation.leeway = config.leeway_secs.unwrap_or(DEFAULT_LEEWAY_SECS);
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp"]);
         Ok(Verifier { tenant: tenant.to_string(), key, validation })
     }
@@ -114,9 +132,13 @@ impl Verifier {
     /// Checks `token` and which of `requested` keys (none = all it may) it can read.
     pub fn check(&self, token: Option<&str>, requested: &[String]) -> Result<Grant, AuthError> {
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 other => AuthError::Invalid(format!("{other:?}")),
             })?
             .claims;
@@ -152,7 +174,12 @@ mod tests {
     const SECRET: &str = "a-test-secret-of-some-length";
 
     fn verifier() -> Verifier {
-        let config = AuthConfig { hs256_secret: Some(SECRET.into()), public_key_pem: None, algorithm: None };
+        let config = AuthConfig {
+            hs256_secret: Some(SECRET.into()),
+            public_key_pem: None,
+            algorithm: None,
+            leeway_secs: None,
+        };
         Verifier::new("queue", &config).unwrap()
     }
 
@@ -210,6 +237,63 @@ mod tests {
         assert!(err.forbidden());
     }
 
+    /// A token with any header and claims, signed with the tenant's secret.
+    fn raw_token(header: serde_json::Value, claims: serde_json::Value) -> String {
+        use base64::Engine;
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+        };
+        let signing_input = format!("{}.{}", b64(&header), b64(&claims));
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+        let signature = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::HS256).unwrap();
+        format!("{signing_input}.{signature}")
+    }
+
+    #[test]
+    fn hostile_tokens_are_refused() {
+        let v = verifier();
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({"tenant": "queue", "keys": ["*"], "exp": now + 60});
+        // `alg: none`, unsigned and signed.
+        let none = serde_json::json!({"alg": "none", "typ": "JWT"});
+        let unsigned = raw_token(none.clone(), claims.clone());
+        let unsigned = format!("{}.", unsigned.rsplit_once('.').unwrap().0);
+        assert!(matches!(v.check(Some(&unsigned), &[]), Err(AuthError::Invalid(_))), "alg none, unsigned");
+        assert!(matches!(v.check(Some(&raw_token(none, claims.clone())), &[]), Err(AuthError::Invalid(_))));
+        // Another algorithm than the tenant's.
+        let hs512 = serde_json::json!({"alg": "HS512", "typ": "JWT"});
+        assert!(matches!(v.check(Some(&raw_token(hs512, claims.clone())), &[]), Err(AuthError::Invalid(_))));
+        // No `exp`, or `nbf` in the future beyond the leeway.
+        let hs256 = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+        let no_exp = serde_json::json!({"tenant": "queue", "keys": ["*"]});
+        assert!(matches!(v.check(Some(&raw_token(hs256.clone(), no_exp)), &[]), Err(AuthError::Invalid(_))));
+        let later = serde_json::json!({"tenant": "queue", "keys": ["*"], "exp": now + 600, "nbf": now + 300});
+        assert_eq!(v.check(Some(&raw_token(hs256.clone(), later)), &[]), Err(AuthError::NotYetValid));
+        // A `kid` names no other key: the tenant's one key decides.
+        let kid = serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": "someone-elses"});
+        assert_eq!(v.check(Some(&raw_token(kid, claims.clone())), &[]), Ok(Grant::AllKeys));
+        // Oversized: refused before it is parsed.
+        let huge = serde_json::json!({"tenant": "queue", "keys": vec!["k"; 4000], "exp": now + 60});
+        assert_eq!(v.check(Some(&raw_token(hs256, huge)), &[]), Err(AuthError::TooLarge));
+        assert_eq!(v.check(Some(&"x".repeat(MAX_TOKEN_BYTES + 1)), &[]), Err(AuthError::TooLarge));
+    }
+
+    #[test]
+    fn clock_skew_is_the_configured_leeway() {
+        let config = |leeway_secs| AuthConfig {
+            hs256_secret: Some(SECRET.into()),
+            public_key_pem: None,
+            algorithm: None,
+            leeway_secs,
+        };
+        let expired_3s_ago = token("queue", &["u-1"], -3);
+        assert!(verifier().check(Some(&expired_3s_ago), &[]).is_ok(), "within the default 5 s");
+        let strict = Verifier::new("queue", &config(Some(0))).unwrap();
+        assert_eq!(strict.check(Some(&expired_3s_ago), &[]), Err(AuthError::Expired));
+        let lenient = Verifier::new("queue", &config(Some(120))).unwrap();
+        assert!(lenient.check(Some(&token("queue", &["u-1"], -60)), &[]).is_ok());
+    }
+
     /// A throwaway P-256 key pair, made for this test only.
     const ES256_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgRqbELd+jo4Ttc/9n\nHvU1TJKosl13kag+fiGI1/2Bs5GhRANCAASoTg9cucNd1NkDfCf90JntOQqbU7L7\nmme77Suir3DLzagwYZg8od5Kn7YNZ/6sqN0XFbWC2AyDGazYCKQNYDSg\n-----END PRIVATE KEY-----\n";
     const ES256_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqE4PXLnDXdTZA3wn/dCZ7TkKm1Oy\n+5pnu+0roq9wy82oMGGYPKHeSp+2DWf+rKjdFxW1gtgMgxms2AikDWA0oA==\n-----END PUBLIC KEY-----\n";
@@ -220,6 +304,7 @@ mod tests {
             hs256_secret: None,
             public_key_pem: Some(ES256_PUBLIC.into()),
             algorithm: Some("ES256".into()),
+            leeway_secs: None,
         };
         let v = Verifier::new("queue", &config).unwrap();
         let claims = Claims {
@@ -241,6 +326,7 @@ mod tests {
             hs256_secret: s.map(String::from),
             public_key_pem: p.map(String::from),
             algorithm: a.map(String::from),
+            leeway_secs: None,
         };
         assert!(Verifier::new("q", &cfg(Some("short"), None, None)).unwrap_err().contains("16 bytes"));
         assert!(

@@ -161,8 +161,12 @@ fn token(keys: &[&str], exp_from_now: i64) -> String {
 
 /// The taxi tenant requiring HS256 tokens signed with [`SECRET`].
 fn app_with_tokens() -> (Router, Arc<TenantHandle>) {
-    let config =
-        crate::auth::AuthConfig { hs256_secret: Some(SECRET.into()), public_key_pem: None, algorithm: None };
+    let config = crate::auth::AuthConfig {
+        hs256_secret: Some(SECRET.into()),
+        public_key_pem: None,
+        algorithm: None,
+        leeway_secs: None,
+    };
     app_with(Some(crate::auth::Verifier::new("taxi", &config).unwrap()))
 }
 
