@@ -7,15 +7,16 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Receives a chain's outcomes; called once per stage per batch, never per event
-/// (drops are counted per event, through a cheap call).
+/// Receives a chain's outcomes; called per stage per batch (drops once per reason),
+/// never per event.
 pub trait ChainObserver {
     /// The tenant, for log lines.
     fn tenant(&self) -> &str;
     /// One batch call into the stage of `plugin` (`name@version`).
     fn call(&self, plugin: &str);
-    /// `plugin` dropped an event for `reason` (`stale`, ..., or `dropped_on_fault`).
-    fn dropped(&self, plugin: &str, reason: &'static str);
+    /// `plugin` dropped `count` events of one batch for `reason` (`stale`, ..., or
+    /// `dropped_on_fault`).
+    fn dropped(&self, plugin: &str, reason: &'static str, count: u64);
     /// `plugin`'s stage faulted (trap, timeout, memory cap, invalid answer).
     fn fault(&self, plugin: &str);
     /// `last-good` went back to the previous chain.
@@ -52,8 +53,8 @@ impl Counts {
         self.calls.lock().unwrap().clone()
     }
 
-    fn bump(&self, plugin: &str, what: &'static str) {
-        *self.outcomes.lock().unwrap().entry((plugin.to_string(), what)).or_default() += 1;
+    fn bump(&self, plugin: &str, what: &'static str, count: u64) {
+        *self.outcomes.lock().unwrap().entry((plugin.to_string(), what)).or_default() += count;
     }
 }
 
@@ -72,12 +73,12 @@ impl ChainObserver for Counts {
         }
     }
 
-    fn dropped(&self, plugin: &str, reason: &'static str) {
-        self.bump(plugin, reason);
+    fn dropped(&self, plugin: &str, reason: &'static str, count: u64) {
+        self.bump(plugin, reason, count);
     }
 
     fn fault(&self, plugin: &str) {
-        self.bump(plugin, "fault");
+        self.bump(plugin, "fault", 1);
     }
 
     fn last_good_revert(&self) {

@@ -183,8 +183,8 @@ mod tests {
         let m = TenantMetrics::new("taxi");
         m.consumed.fetch_add(3, Relaxed);
         m.count_decode_error(DecodeError::NotJson);
-        m.policy.dropped("dedupe@0.1.0", "duplicate");
-        m.policy.dropped("dedupe@0.1.0", "duplicate");
+        m.policy.dropped("dedupe@0.1.0", "duplicate", 1);
+        m.policy.dropped("dedupe@0.1.0", "duplicate", 1);
         let text = render([&m]);
         assert!(text.contains("streamgate_source_messages_total{tenant=\"taxi\"} 3"), "{text}");
         assert!(text.contains("streamgate_source_dropped_total{tenant=\"taxi\",reason=\"not_json\"} 1"));

@@ -127,9 +127,11 @@ impl Chain {
                 held.into_iter().map(|seq| self.held.advance(seq, index + 1)).collect()
             }
             FailurePolicy::FailClosed => {
-                for seq in held {
+                for &seq in &held {
                     self.held.remove(seq);
-                    observer.dropped(&self.slots[index].label, "dropped_on_fault");
+                }
+                if !held.is_empty() {
+                    observer.dropped(&self.slots[index].label, "dropped_on_fault", held.len() as u64);
                 }
                 Vec::new()
             }

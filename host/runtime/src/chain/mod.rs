@@ -25,6 +25,8 @@ pub use faults::FailurePolicy;
 pub use prepare::{ChainError, PreparedChain, PreparedStage, trial_batch};
 pub use swap::{StateTransfer, SwapReport};
 
+use streamgate_plugin_sdk::DropReason;
+
 use crate::bindings::wit;
 use crate::event::Event;
 use crate::observer::ChainObserver;
@@ -178,10 +180,16 @@ impl Chain {
             match answer {
                 Ok(d) => {
                     self.slots[index].backoff = self.options.restart_backoff;
-                    let label = &self.slots[index].label;
+                    // Counted once per reason per batch, not per event.
+                    let mut drops = [0u64; DropReason::ALL.len()];
                     for x in &d.dropped {
                         self.held.remove(x.seq);
-                        observer.dropped(label, streamgate_plugin_sdk::DropReason::from(x.reason).as_str());
+                        let reason = DropReason::from(x.reason);
+                        drops[DropReason::ALL.iter().position(|r| *r == reason).expect("listed")] += 1;
+                    }
+                    let label = &self.slots[index].label;
+                    for (reason, n) in DropReason::ALL.iter().zip(drops).filter(|(_, n)| *n > 0) {
+                        observer.dropped(label, reason.as_str(), n);
                     }
                     input.extend(d.released.iter().map(|&seq| self.held.advance(seq, index + 1)));
                 }
