@@ -27,7 +27,7 @@ pub fn for_generated_logs(
         events += log.events();
         if let Err(failure) = property(ctx, &log) {
             let original = (log.batches.len(), log.events());
-            let (small, failure) = if failure.timed_out {
+            let (small, failure) = if failure.costly {
                 (log, failure)
             } else {
                 shrink(log, failure, |candidate| property(ctx, candidate).err())

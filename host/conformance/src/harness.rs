@@ -20,14 +20,14 @@ use crate::generate::{Batch, Generator, Log};
 #[derive(Clone, Debug)]
 pub struct Failure {
     pub message: String,
-    /// The stage ran past its call budget: reproducing costs a full budget per try,
+    /// The stage used up its fuel or hit the wall-clock backstop: reproducing costs a full budget per try,
     /// so such failures are not shrunk.
-    pub timed_out: bool,
+    pub costly: bool,
 }
 
 impl Failure {
     pub fn new(message: impl Into<String>) -> Self {
-        Failure { message: message.into(), timed_out: false }
+        Failure { message: message.into(), costly: false }
     }
 }
 
@@ -36,7 +36,6 @@ pub struct Ctx {
     pub plugin: Arc<Plugin>,
     pub config: String,
     pub limits: StageLimits,
-    pub call_timeout_ms: u64,
     pub expect: Expectations,
     pub generator: Generator,
     pub seed: u64,
@@ -47,27 +46,10 @@ pub struct Ctx {
 impl Ctx {
     /// Reads the plugin's claims from its description and `config`, and sets up the
     /// generator to match them.
-    pub fn new(
-        plugin: Arc<Plugin>,
-        config: String,
-        limits: StageLimits,
-        call_timeout_ms: u64,
-        seed: u64,
-        cases: usize,
-    ) -> Self {
+    pub fn new(plugin: Arc<Plugin>, config: String, limits: StageLimits, seed: u64, cases: usize) -> Self {
         let expect = Expectations::new(&plugin.description().capabilities, &config);
         let generator = Generator::new(expect.max_age_ms, &expect.tag_names);
-        Ctx {
-            plugin,
-            config,
-            limits,
-            call_timeout_ms,
-            expect,
-            generator,
-            seed,
-            cases,
-            memory_high_water: Cell::new(0),
-        }
+        Ctx { plugin, config, limits, expect, generator, seed, cases, memory_high_water: Cell::new(0) }
     }
 
     /// The largest linear memory of any stage since the last call, then resets.
@@ -225,7 +207,7 @@ fn describe_fault(what: &str, e: StageError) -> Failure {
     match e {
         StageError::Fault(fault @ (Fault::Timeout { .. } | Fault::OutOfFuel { .. })) => {
             // Reproducing costs a full budget per try: not shrunk.
-            Failure { message: format!("{what}: {fault}"), timed_out: true }
+            Failure { message: format!("{what}: {fault}"), costly: true }
         }
         StageError::Fault(fault) => Failure::new(format!("{what}: {fault}")),
         other => Failure::new(format!("{what}: {other}")),

@@ -144,14 +144,7 @@ impl<'a> Suite<'a> {
             capabilities: d.capabilities.iter().map(|c| expect::capability_name(*c).to_string()).collect(),
             state_version: d.state_version,
         });
-        let ctx = Ctx::new(
-            plugin,
-            self.config.clone(),
-            runtime.limits(None),
-            self.sandbox.call_timeout.as_millis() as u64,
-            self.seed,
-            self.cases,
-        );
+        let ctx = Ctx::new(plugin, self.config.clone(), runtime.limits(None), self.seed, self.cases);
         let mut config_refused = false;
         for (i, (id, check)) in CHECKS.iter().enumerate() {
             self.notify(Progress::Started { index: i + 2, total, id });

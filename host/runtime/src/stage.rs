@@ -213,9 +213,4 @@ impl WasmStage {
     pub fn memory_high_water(&self) -> usize {
         self.store.data().limits.memory_high_water
     }
-
-    /// The limits this stage runs under.
-    pub fn limits(&self) -> &StageLimits {
-        &self.limits
-    }
 }

@@ -45,24 +45,25 @@ impl TenantMetrics {
     }
 
     pub fn count_decode_error(&self, e: DecodeError) {
-        let i = DecodeError::ALL.iter().position(|x| *x == e).expect("listed");
-        self.decode_errors[i].fetch_add(1, Relaxed);
-    }
-
-    pub fn count_skipped(&self, reason: SkipReason) {
-        let i = SkipReason::ALL.iter().position(|x| *x == reason).expect("listed");
-        self.skipped[i].fetch_add(1, Relaxed);
-    }
-
-    pub fn skipped(&self, reason: SkipReason) -> u64 {
-        let i = SkipReason::ALL.iter().position(|x| *x == reason).expect("listed");
-        self.skipped[i].load(Relaxed)
+        self.decode_errors[slot(&DecodeError::ALL, e)].fetch_add(1, Relaxed);
     }
 
     pub fn decode_errors(&self, e: DecodeError) -> u64 {
-        let i = DecodeError::ALL.iter().position(|x| *x == e).expect("listed");
-        self.decode_errors[i].load(Relaxed)
+        self.decode_errors[slot(&DecodeError::ALL, e)].load(Relaxed)
     }
+
+    pub fn count_skipped(&self, reason: SkipReason) {
+        self.skipped[slot(&SkipReason::ALL, reason)].fetch_add(1, Relaxed);
+    }
+
+    pub fn skipped(&self, reason: SkipReason) -> u64 {
+        self.skipped[slot(&SkipReason::ALL, reason)].load(Relaxed)
+    }
+}
+
+/// The counter slot of `x` in its kind's list of every value.
+fn slot<T: PartialEq>(all: &[T], x: T) -> usize {
+    all.iter().position(|v| *v == x).expect("every value is listed")
 }
 
 /// One single-valued series: name, type, help, and how to read it.
