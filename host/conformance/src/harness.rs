@@ -20,7 +20,7 @@ use crate::generate::{Batch, Generator, Log};
 #[derive(Clone, Debug)]
 pub struct Failure {
     pub message: String,
-    /// The stage used up its fuel or hit the wall-clock backstop: reproducing costs a full budget per try,
+    /// The stage used up its fuel or overran the call timeout: reproducing costs a full budget per try,
     /// so such failures are not shrunk.
     pub costly: bool,
 }
@@ -127,6 +127,13 @@ impl<'c> Probe<'c> {
         let answer = self.stage.push(now, &batch);
         self.last_call = called.elapsed();
         let answer = answer.map_err(|e| describe_fault(&what, e))?;
+        if self.stage.overran() {
+            // In production the instance reports it and every instance faults the stage.
+            return Err(Failure {
+                message: format!("{what}: ran past the call timeout ({:?} of wall time)", self.last_call),
+                costly: true,
+            });
+        }
         let mut frame =
             Answer { now, released: Vec::with_capacity(answer.released.len()), dropped: Vec::new() };
         decisions::validate(&answer, |seq| self.held.contains_key(&seq)).map_err(|e| {
@@ -205,7 +212,7 @@ pub fn run_log(ctx: &Ctx, log: &Log) -> Result<Trace, Failure> {
 /// Says what a fault was, in the sandbox's terms.
 fn describe_fault(what: &str, e: StageError) -> Failure {
     match e {
-        StageError::Fault(fault @ (Fault::Timeout { .. } | Fault::OutOfFuel { .. })) => {
+        StageError::Fault(fault @ Fault::OutOfFuel { .. }) => {
             // Reproducing costs a full budget per try: not shrunk.
             Failure { message: format!("{what}: {fault}"), costly: true }
         }

@@ -46,7 +46,7 @@ impl PolicyRuntime {
         &self.sandbox
     }
 
-    /// The sandbox limits, with a tenant's own wall-clock backstop if it has one.
+    /// The sandbox limits, with a tenant's own call timeout if it has one.
     pub fn limits(&self, call_timeout: Option<std::time::Duration>) -> StageLimits {
         self.sandbox.limits(call_timeout)
     }

@@ -32,7 +32,7 @@ pub mod stage;
 
 pub use bindings::wit;
 pub use chain::{Chain, ChainError, ChainOptions, ChainOutput, FailurePolicy, PreparedChain, PreparedStage};
-pub use chain::{StateTransfer, SwapReport};
+pub use chain::{Overrun, StateTransfer, SwapReport};
 pub use engine::PolicyRuntime;
 pub use event::{Event, key_hash};
 pub use observer::{ChainObserver, Counts};

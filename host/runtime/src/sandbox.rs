@@ -16,10 +16,12 @@ pub const DEFAULT_FUEL_PER_EVENT: u64 = 1_000_000;
 /// this many calls' worth of fuel.
 pub const STATE_CALL_FACTOR: u64 = 10;
 
-/// `[sandbox]`: limits of every policy stage (a tenant may set its own wall-clock
-/// backstop). A call's budget is counted in work (wasmtime fuel: the same for the same
-/// component and input on every instance), so whether a call faults never depends on
-/// how fast the machine is; the wall-clock timeout only stops a machine that is stuck.
+/// `[sandbox]`: limits of every policy stage (a tenant may set its own call timeout).
+/// A call's budget is counted in work (wasmtime fuel: the same for the same component
+/// and input on every instance), so whether a call faults never depends on how fast the
+/// machine is. The wall-clock timeout does not stop a call (fuel bounds it): a call that
+/// overruns it on one instance is reported through the tenant's log, and every instance
+/// faults that stage at the report's position.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
@@ -27,7 +29,8 @@ pub struct SandboxConfig {
     pub fuel_per_call: u64,
     /// ...plus this much per event in the batch.
     pub fuel_per_event: u64,
-    /// Wall-clock backstop of one plugin call (a stuck machine, not a slow plugin).
+    /// Wall time one plugin call may take on any instance before the stage is faulted
+    /// cluster-wide (through the log); fuel, not this, stops the call itself.
     #[serde(rename = "call_timeout_ms", with = "crate::duration_ms")]
     pub call_timeout: Duration,
     /// Linear memory cap per stage.
@@ -90,7 +93,7 @@ impl StageLimits {
         self.fuel_per_call.saturating_mul(STATE_CALL_FACTOR)
     }
 
-    /// The wall-clock backstop in epoch ticks (at least one).
+    /// The call timeout in epoch ticks (at least one).
     pub(crate) fn deadline_ticks(&self) -> u64 {
         (self.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }

@@ -1,28 +1,34 @@
 //! One policy stage: a plugin instance in its own [`Store`], living exactly as long as
 //! the stage (its memory is freed when the stage drops). Every call runs on a fuel
-//! budget (deterministic) under an epoch deadline (a wall-clock backstop); the store caps
-//! memory and tables. A failed call is a typed [`Fault`].
+//! budget (deterministic: running out is a [`Fault`] on every instance alike); the store
+//! caps memory and tables. The wall clock never stops a call: a call still running at
+//! its epoch deadline (`call_timeout`) goes on to the end of its fuel and is marked
+//! [`WasmStage::overran`], for the chain to report to the whole cluster.
 
 use std::fmt;
 
 use wasmtime::component::ResourceAny;
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::bindings::{PolicyPlugin, PolicyPluginPre, wit};
 use crate::sandbox::{MeteredLimits, StageLimits};
 
-/// Per-store data: only the resource limiter (plugins get no host state).
+/// Per-store data: the resource limiter and whether the current call overran its
+/// wall-clock deadline (plugins get no host state).
 pub struct StageState {
     limits: MeteredLimits,
+    overran: bool,
 }
+
+/// Epoch ticks a call that overran gets before the deadline callback runs again: the
+/// callback only marks the call, so once is enough.
+const AFTER_OVERRUN_TICKS: u64 = 1 << 40;
 
 /// Why a call into a stage did not return: the stage is unusable afterwards.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Used up the call's fuel: the same on every instance, for the same input.
     OutOfFuel { budget: u64 },
-    /// Ran past the wall-clock backstop and was interrupted (this machine only).
-    Timeout { budget_ms: u64 },
     /// Asked for more linear memory than the cap, then trapped.
     MemoryCap { refused_bytes: usize, cap_bytes: usize, trap: String },
     /// Any other trap (`unreachable` is how a Rust panic ends in Wasm).
@@ -36,9 +42,6 @@ impl fmt::Display for Fault {
                 f,
                 "ran out of its fuel budget ({budget} units: fuel_per_call + fuel_per_event × events) and was stopped"
             ),
-            Fault::Timeout { budget_ms } => {
-                write!(f, "ran past the wall-clock backstop of {budget_ms} ms and was interrupted")
-            }
             Fault::MemoryCap { refused_bytes, cap_bytes, trap } => write!(
                 f,
                 "hit the sandbox memory cap: growing linear memory to {} was refused (cap {}), \
@@ -71,32 +74,33 @@ pub enum StageError {
     /// The plugin refused a snapshot (typed failure).
     #[error("refused the snapshot: {0}")]
     Restore(String),
-    /// A trap, timeout or limit hit: the stage is unusable.
+    /// A trap, fuel or memory limit hit: the stage is unusable.
     #[error("faulted: {0}")]
     Fault(Fault),
 }
 
 fn new_store(engine: &Engine, limits: StageLimits) -> Store<StageState> {
-    let mut store = Store::new(engine, StageState { limits: MeteredLimits::new(&limits) });
+    let mut store = Store::new(engine, StageState { limits: MeteredLimits::new(&limits), overran: false });
     store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_callback(|mut ctx| {
+        ctx.data_mut().overran = true;
+        Ok(UpdateDeadline::Continue(AFTER_OVERRUN_TICKS))
+    });
     arm(&mut store, &limits, limits.state_fuel());
     store
 }
 
-/// Gives the next call `fuel` and a fresh wall-clock backstop.
+/// Gives the next call `fuel` and a fresh wall-clock deadline.
 fn arm(store: &mut Store<StageState>, limits: &StageLimits, fuel: u64) {
     store.set_fuel(fuel).expect("the engine meters fuel");
     store.set_epoch_deadline(limits.deadline_ticks());
+    store.data_mut().overran = false;
 }
 
-/// Tells a timeout and a memory overrun from other traps.
+/// Tells running out of fuel and a memory overrun from other traps.
 fn classify(store: &Store<StageState>, limits: &StageLimits, fuel: u64, e: wasmtime::Error) -> StageError {
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
-            return StageError::Fault(Fault::Timeout { budget_ms: limits.call_timeout.as_millis() as u64 });
-        }
-        Some(Trap::OutOfFuel) => return StageError::Fault(Fault::OutOfFuel { budget: fuel }),
-        _ => {}
+    if let Some(Trap::OutOfFuel) = e.downcast_ref::<Trap>() {
+        return StageError::Fault(Fault::OutOfFuel { budget: fuel });
     }
     let detail = format!("{e:#}");
     // The wasm backtrace names no functions in a stripped plugin: keep the cause.
@@ -202,6 +206,12 @@ impl WasmStage {
                 wit::RestoreError::Corrupt(m) => format!("corrupt state: {m}"),
             })
         })
+    }
+
+    /// Whether the last call was still running at its wall-clock deadline
+    /// (`call_timeout`): a fact about this machine, not the plugin's answer.
+    pub fn overran(&self) -> bool {
+        self.store.data().overran
     }
 
     /// Events given to this stage and not yet decided.

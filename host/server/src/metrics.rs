@@ -34,6 +34,9 @@ pub struct TenantMetrics {
     /// Chain swaps applied from the log, and ones that failed to prepare.
     pub swaps: AtomicU64,
     pub swap_failures: AtomicU64,
+    /// Decisions only this instance could make (a call past the timeout, a chain it could
+    /// not prepare), published to the log for every instance to follow.
+    pub reports: AtomicU64,
     /// What the policy chain reports: calls, drops and faults per plugin, `last-good`
     /// reverts.
     pub policy: Counts,
@@ -73,7 +76,7 @@ type Series = (&'static str, &'static str, &'static str, fn(&TenantMetrics) -> i
 pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> String {
     let tenants: Vec<&TenantMetrics> = tenants.into_iter().collect();
     let mut out = String::new();
-    let simple: [Series; 13] = [
+    let simple: [Series; 14] = [
         ("streamgate_source_messages_total", "counter", "Messages read from the source.", |m| {
             m.consumed.load(Relaxed) as i64
         }),
@@ -111,6 +114,12 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
             "counter",
             "Chain swaps that could not be prepared (the running chain stayed).",
             |m| m.swap_failures.load(Relaxed) as i64,
+        ),
+        (
+            "streamgate_cluster_reports_total",
+            "counter",
+            "Faults only this instance saw (wall-clock overruns, local swap failures), published to the log.",
+            |m| m.reports.load(Relaxed) as i64,
         ),
         (
             "streamgate_chain_last_good_reverts_total",

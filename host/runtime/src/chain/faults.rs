@@ -42,6 +42,9 @@ pub(super) enum StageFault {
     Invalid(#[from] InvalidAnswer),
     #[error("quarantined")]
     Quarantined,
+    /// An instance reported a fault through the log (a wall-clock overrun).
+    #[error("faulted on the cluster's word: {0}")]
+    Reported(String),
 }
 
 /// One stage of a running chain, with its quarantine state.
@@ -51,6 +54,8 @@ pub(super) struct Slot {
     pub(super) label: String,
     /// `None` while quarantined after a fault.
     pub(super) stage: Option<WasmStage>,
+    /// A fault the cluster reported, applied at this stage's next turn.
+    pub(super) reported: Option<String>,
     /// Log time (ms) from which a quarantined stage is restarted.
     restart_at: i64,
     /// Quarantine length after the next fault; doubles on faults in a row.
@@ -64,6 +69,7 @@ impl Slot {
             plugin: p.plugin,
             config: p.config,
             stage: Some(p.stage),
+            reported: None,
             restart_at: i64::MIN,
             backoff: options.restart_backoff,
         }

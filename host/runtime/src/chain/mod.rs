@@ -7,9 +7,12 @@
 //! - [`prepare`]: creating (and trying) the stages of a chain off the event path.
 //! - [`swap`]: replacing a running chain between two log entries, and `last-good`.
 //!
-//! Every answer is checked by [`crate::decisions::validate`]; an invalid one, a trap, a
-//! timeout or a memory overrun is a fault, handled in [`faults`]. Other tenants never
-//! notice.
+//! Every answer is checked by [`crate::decisions::validate`]; an invalid one, a trap,
+//! running out of fuel or a memory overrun is a fault, handled in [`faults`]: the same on
+//! every instance. A call that overruns the wall-clock timeout is not a fault here (only
+//! this machine measured it): the chain reports it ([`ChainOutput::overran`]) and the
+//! host publishes it through the log, where every instance applies it at the same
+//! position ([`Chain::fault_stage`]). Other tenants never notice.
 
 mod faults;
 mod held;
@@ -72,6 +75,17 @@ impl ChainOptions {
 pub struct ChainOutput {
     /// Released by the last stage, in emission order.
     pub released: Vec<Event>,
+    /// Stages whose call ran past the wall-clock timeout on this instance.
+    pub overran: Vec<Overrun>,
+}
+
+/// A stage call that was still running at its wall-clock deadline (it went on to finish
+/// on its fuel): which stage of which chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overrun {
+    pub version: u64,
+    pub stage: usize,
+    pub plugin: String,
 }
 
 /// The chain that ran before the last swap, kept for `last-good`.
@@ -86,6 +100,8 @@ pub struct Chain {
     held: HeldEvents,
     spec: ChainSpec,
     previous: Option<PreviousChain>,
+    /// Overruns seen during the current `push`.
+    overran: Vec<Overrun>,
 }
 
 impl Chain {
@@ -102,7 +118,14 @@ impl Chain {
     /// Starts a chain from prepared stages.
     pub fn new(prepared: PreparedChain, options: ChainOptions) -> Chain {
         let slots = prepared.stages.into_iter().map(|p| Slot::new(p, &options)).collect();
-        Chain { slots, options, held: HeldEvents::default(), spec: prepared.spec, previous: None }
+        Chain {
+            slots,
+            options,
+            held: HeldEvents::default(),
+            spec: prepared.spec,
+            previous: None,
+            overran: Vec::new(),
+        }
     }
 
     /// What this chain runs (version 0: the configured chain).
@@ -140,12 +163,32 @@ impl Chain {
         let mut input: Vec<wit::Event> = events.into_iter().map(|e| self.held.admit(e, now)).collect();
         loop {
             match self.run_stages(now, input, injected, observer) {
-                Some(released) => return ChainOutput { released },
+                Some(released) => {
+                    return ChainOutput { released, overran: std::mem::take(&mut self.overran) };
+                }
                 // `last-good` replaced the chain: what the faulted chain held goes on
                 // through the restored one.
                 None => (input, injected) = (Vec::new(), self.held.take_reinjected()),
             }
         }
+    }
+
+    /// Faults stage `stage` of chain `version` at log time `now`, as if its call had
+    /// failed there: the failure policy takes what it holds, it is quarantined, and the
+    /// rest of the chain runs (an entry without events). How every instance applies an
+    /// overrun one of them reported. `None` (nothing done) if the chain is no longer
+    /// that version or the stage is already quarantined.
+    pub fn fault_stage(
+        &mut self,
+        version: u64,
+        stage: usize,
+        reason: String,
+        now: i64,
+        observer: &dyn ChainObserver,
+    ) -> Option<ChainOutput> {
+        let slot = self.slots.get_mut(stage).filter(|s| s.stage.is_some() && self.spec.version == version)?;
+        slot.reported = Some(reason);
+        Some(self.push(now, Vec::new(), observer))
     }
 
     /// Passes `input` through every stage, adding `injected` events before the stage
@@ -164,12 +207,19 @@ impl Chain {
             }
             self.restart_if_due(index, now, observer);
             let slot = &mut self.slots[index];
-            let answer = match &mut slot.stage {
-                Some(stage) => {
+            let answer = match (&mut slot.stage, slot.reported.take()) {
+                (Some(_), Some(reason)) => Err(StageFault::Reported(reason)),
+                (Some(stage), None) => {
                     observer.call(&slot.label);
-                    stage.push(now, &input).map_err(StageFault::from)
+                    let answer = stage.push(now, &input).map_err(StageFault::from);
+                    // A call that faulted anyway is handled alike everywhere already.
+                    if stage.overran() && answer.is_ok() {
+                        let plugin = slot.label.clone();
+                        self.overran.push(Overrun { version: self.spec.version, stage: index, plugin });
+                    }
+                    answer
                 }
-                None => Err(StageFault::Quarantined),
+                (None, _) => Err(StageFault::Quarantined),
             };
             let held = &self.held;
             let answer = answer.and_then(|d| {

@@ -1,5 +1,8 @@
 //! Control entries: changes to a tenant's chain carried in its log as JSON, so every
-//! instance applies them at the same position.
+//! instance applies them at the same position. Most come from the admin API; two come
+//! from an instance that saw something the others could not (its own wall clock, its
+//! own connection to the plugin store): it publishes what it decided, and every
+//! instance, itself included, follows at the entry's position.
 
 use serde::{Deserialize, Serialize};
 use streamgate_runtime::ChainSpec;
@@ -10,6 +13,13 @@ use streamgate_runtime::ChainSpec;
 pub enum Control {
     /// From this log position on, run `chain` (state moves over from the old stages).
     SetChain { chain: ChainSpec, reason: String },
+    /// Stage `stage` (`plugin`) of chain `version` faults here: one instance measured a
+    /// call of it past the tenant's call timeout. Ignored by a chain of another version.
+    FaultStage { version: u64, stage: usize, plugin: String, reason: String },
+    /// If the running chain is `from_version`, go back to `chain`: one instance could
+    /// not prepare `from_version` (its plugin store was out of reach), kept `chain`,
+    /// and every instance follows it.
+    Revert { from_version: u64, chain: ChainSpec, reason: String },
 }
 
 impl Control {
@@ -37,5 +47,10 @@ mod tests {
         assert_eq!(Control::decode(&bytes).unwrap(), c);
         assert!(std::str::from_utf8(&bytes).unwrap().contains(r#""op":"set-chain""#));
         assert!(Control::decode(br#"{"op":"explode"}"#).is_err());
+        let fault = Control::FaultStage { version: 3, stage: 1, plugin: "p@1".into(), reason: "slow".into() };
+        assert_eq!(Control::decode(&fault.encode()).unwrap(), fault);
+        let revert = Control::Revert { from_version: 4, chain: ChainSpec::default(), reason: "store".into() };
+        assert!(std::str::from_utf8(&revert.encode()).unwrap().contains(r#""op":"revert""#));
+        assert_eq!(Control::decode(&revert.encode()).unwrap(), revert);
     }
 }

@@ -162,7 +162,36 @@ pub enum Bus {
     RedisPubSub(RedisPubSubBus),
 }
 
+/// A list entry written in the same atomic step as a log entry, with the entry's
+/// position spliced between `before` and `after`: a chain's history record, so the
+/// control entry and its record exist together or not at all.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub list: String,
+    pub before: String,
+    pub after: String,
+    /// Newest list items kept.
+    pub kept: usize,
+}
+
 impl Bus {
+    /// Appends `body` and, where the bus can do both in one step (a Redis stream, with
+    /// the list on the same server), `record`. Returns the position, and whether the
+    /// record was written (if not, the caller writes it).
+    pub async fn publish_recorded(
+        &self,
+        tenant: &str,
+        body: &EntryBody,
+        record: Option<&Recorded>,
+    ) -> Result<(LogPosition, bool), BusError> {
+        match (self, record) {
+            (Bus::RedisStream(b), Some(record)) => {
+                Ok((b.publish_recorded(tenant, body, record).await?, true))
+            }
+            _ => Ok((self.publish(tenant, body).await?, false)),
+        }
+    }
+
     /// Appends an entry; returns its position once the log has it.
     pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<LogPosition, BusError> {
         match self {

@@ -20,6 +20,14 @@ const FIELD_BATCH: &str = "b";
 const FIELD_HEARTBEAT: &str = "h";
 const FIELD_CONTROL: &str = "c";
 
+/// XADD a control entry and RPUSH its record (with the new id spliced in) as one step.
+const PUBLISH_RECORDED: &str = r"
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[1], '*', ARGV[2], ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[4] .. id .. ARGV[5])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
+return id
+";
+
 #[derive(Clone)]
 pub struct RedisStreamBus {
     client: Client,
@@ -61,6 +69,32 @@ impl RedisStreamBus {
             EntryBody::Control(bytes) => cmd.arg(FIELD_CONTROL).arg(&bytes[..]),
         };
         let id: String = cmd.query_async(&mut conn).await?;
+        id.parse().map_err(|_| BusError::Malformed { position: id, reason: "XADD returned a bad id".into() })
+    }
+
+    /// Appends a control entry and its record in one script: both or neither.
+    pub async fn publish_recorded(
+        &self,
+        tenant: &str,
+        body: &EntryBody,
+        record: &super::Recorded,
+    ) -> Result<LogPosition, BusError> {
+        let EntryBody::Control(bytes) = body else {
+            return self.publish(tenant, body).await;
+        };
+        let mut conn = self.publisher.get_or_try_init(|| self.client.get_connection_manager()).await?.clone();
+        let min_id = (wall_clock_ms().max(0) as u64).saturating_sub(self.retention.as_millis() as u64);
+        let id: String = redis::Script::new(PUBLISH_RECORDED)
+            .key(self.key(tenant))
+            .key(&record.list)
+            .arg(min_id)
+            .arg(FIELD_CONTROL)
+            .arg(&bytes[..])
+            .arg(&record.before)
+            .arg(&record.after)
+            .arg(record.kept)
+            .invoke_async(&mut conn)
+            .await?;
         id.parse().map_err(|_| BusError::Malformed { position: id, reason: "XADD returned a bad id".into() })
     }
 

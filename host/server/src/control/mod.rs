@@ -166,14 +166,20 @@ impl ChainControl {
         self.catalog.prepare(&chain, limits, shared_only, true).await?;
         chain.version = self.catalog.store().next_version(tenant).await?;
         let control = Control::SetChain { chain: chain.clone(), reason: reason.to_string() };
-        let position = self.bus.publish(tenant, &EntryBody::control(&control)).await?;
-        let record = ChainRecord {
+        let mut record = ChainRecord {
             chain: chain.clone(),
             reason: reason.to_string(),
-            position: position.to_string(),
+            position: String::new(),
             published_ms: wall_clock_ms(),
         };
-        self.catalog.store().record_chain(tenant, &record).await?;
+        // The control entry and its history record in one step where the bus can.
+        let together = self.catalog.store().history_entry(tenant, &record);
+        let (position, recorded) =
+            self.bus.publish_recorded(tenant, &EntryBody::control(&control), together.as_ref()).await?;
+        record.position = position.to_string();
+        if !recorded {
+            self.catalog.store().record_chain(tenant, &record).await?;
+        }
         tracing::info!(tenant, version = chain.version, %position, reason, "policy chain change published");
         Ok(self.wait_applied(handle, chain.version, position).await)
     }

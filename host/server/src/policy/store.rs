@@ -14,6 +14,8 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use streamgate_runtime::ChainSpec;
 
+use crate::bus::Recorded;
+
 /// Chains kept per tenant (older ones are trimmed).
 const HISTORY_KEPT: isize = 100;
 
@@ -159,6 +161,23 @@ impl Store {
         }
     }
 
+    /// `record` as a list entry the bus writes with its control entry in one step (the
+    /// position spliced in), where the store shares the bus's Redis; `None` otherwise.
+    pub fn history_entry(&self, tenant: &str, record: &ChainRecord) -> Option<Recorded> {
+        let Store::Redis(r) = self else { return None };
+        const MARK: &str = "\u{1}";
+        let json = serde_json::to_string(&ChainRecord { position: MARK.into(), ..record.clone() }).ok()?;
+        // Quotes inside a JSON string are escaped, so this sequence is only the field.
+        let field = r#""position":"\u0001""#;
+        let (before, after) = json.split_once(field)?;
+        Some(Recorded {
+            list: r.key(&format!("{tenant}:chains")),
+            before: format!(r#"{before}"position":""#),
+            after: format!(r#""{after}"#),
+            kept: HISTORY_KEPT as usize,
+        })
+    }
+
     /// Chains set for `tenant`, oldest first.
     pub async fn chain_history(&self, tenant: &str) -> Result<Vec<ChainRecord>, StoreError> {
         match self {
@@ -206,5 +225,22 @@ mod tests {
         s.record_chain("t", &rec).await.unwrap();
         assert_eq!(s.chain_history("t").await.unwrap(), vec![rec]);
         assert!(s.chain_history("u").await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_history_entry_takes_the_position_it_is_published_at() {
+        let rec = ChainRecord {
+            chain: ChainSpec { version: 4, policies: vec![] },
+            reason: "a \"quoted\" \\u0001 reason".into(),
+            position: String::new(),
+            published_ms: 9,
+        };
+        assert!(Store::memory().history_entry("t", &rec).is_none(), "memory writes its record itself");
+        let redis = Store::redis("redis://127.0.0.1:1", "sg").unwrap();
+        let entry = redis.history_entry("t", &rec).expect("redis records with the entry");
+        assert_eq!(entry.list, "sg:t:chains");
+        let json = format!("{}1700000000000-3{}", entry.before, entry.after);
+        let back: ChainRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ChainRecord { position: "1700000000000-3".into(), ..rec });
     }
 }

@@ -1,7 +1,8 @@
 //! Between the log reader and the policy worker: forwards entries in log order and
-//! turns each control entry into a swap order whose chain is prepared (plugins fetched,
-//! compiled, stages created) concurrently, off the event path. The worker switches
-//! when it reaches the order's position, so every instance switches at the same entry.
+//! turns each control entry into an order: a chain change becomes a swap order whose
+//! chain is prepared (plugins fetched, compiled, stages created) concurrently, off the
+//! event path; a reported stage fault becomes a fault order. The worker acts when it
+//! reaches the order's position, so every instance acts at the same entry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ const PREPARE_ATTEMPTS: u32 = 5;
 pub enum Work {
     Entry(LogEntry),
     Swap(SwapOrder),
+    Fault(FaultOrder),
 }
 
 /// Switch to a chain at a log position.
@@ -28,8 +30,29 @@ pub struct SwapOrder {
     pub position: LogPosition,
     pub log_time: i64,
     pub version: u64,
+    /// Switch only if the running chain has this version (a revert).
+    pub only_from: Option<u64>,
     pub reason: String,
-    pub prepared: oneshot::Receiver<Result<PreparedChain, String>>,
+    pub prepared: oneshot::Receiver<Result<PreparedChain, PrepareFailure>>,
+}
+
+/// Why a chain could not be prepared on this instance.
+#[derive(Debug)]
+pub struct PrepareFailure {
+    pub message: String,
+    /// Only this instance failed (its plugin store was out of reach): the others may
+    /// have switched, so this one must tell them it did not.
+    pub local: bool,
+}
+
+/// Fault a stage at a log position (an overrun some instance reported).
+pub struct FaultOrder {
+    pub position: LogPosition,
+    pub log_time: i64,
+    pub version: u64,
+    pub stage: usize,
+    pub plugin: String,
+    pub reason: String,
 }
 
 pub struct Dispatcher {
@@ -57,12 +80,17 @@ impl Dispatcher {
                         tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                         attempt += 1;
                     }
-                    other => break other.map_err(|e| e.to_string()),
+                    other => {
+                        break other.map_err(|e| PrepareFailure {
+                            local: matches!(e, CatalogError::Store(_)),
+                            message: e.to_string(),
+                        });
+                    }
                 }
             };
             let _ = tx.send(result);
         });
-        SwapOrder { position, log_time, version, reason, prepared: rx }
+        SwapOrder { position, log_time, version, only_from: None, reason, prepared: rx }
     }
 
     /// The chain set through the admin API that was active before `first` (the oldest
@@ -106,9 +134,17 @@ pub async fn dispatch(
         {
             items.push(Work::Swap(order));
         }
+        let (position, log_time) = (entry.position, entry.log_time);
         match entry.content {
             Content::Control(Control::SetChain { chain, reason }) => {
-                items.push(Work::Swap(dispatcher.order(chain, reason, entry.position, entry.log_time)))
+                items.push(Work::Swap(dispatcher.order(chain, reason, position, log_time)))
+            }
+            Content::Control(Control::Revert { from_version, chain, reason }) => {
+                let order = dispatcher.order(chain, reason, position, log_time);
+                items.push(Work::Swap(SwapOrder { only_from: Some(from_version), ..order }))
+            }
+            Content::Control(Control::FaultStage { version, stage, plugin, reason }) => {
+                items.push(Work::Fault(FaultOrder { position, log_time, version, stage, plugin, reason }))
             }
             _ => items.push(Work::Entry(entry)),
         }

@@ -1,13 +1,17 @@
 //! Runs one tenant on this instance, in data-path order: the log reader (the bus), the
 //! dispatcher that turns control entries into prepared chain swaps ([`dispatch`]),
-//! [`heartbeat`]s that move log time on while the tenant is idle, and the policy
+//! [`heartbeat`]s that move log time on while the tenant is idle, the policy
 //! [`worker`] (a blocking-pool thread, so plugin calls never stall the async runtime)
-//! that runs the chain and publishes frames to the hub. What a tenant is: [`config`].
+//! that runs the chain and publishes frames to the hub, and the [`report`]er that puts
+//! faults only this instance saw into the log for every instance to follow. What a tenant is: [`config`].
 
 pub mod config;
 mod dispatch;
 mod heartbeat;
+mod report;
 mod status;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::sync::Arc;
@@ -98,6 +102,8 @@ pub async fn start(
         work_tx,
         cancel.clone(),
     ));
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    tasks.spawn(report::publish_reports(bus.clone(), metrics.clone(), reports_rx, cancel.clone()));
     tasks.spawn(heartbeat::heartbeat(
         config.name.clone(),
         bus,
@@ -106,7 +112,17 @@ pub async fn start(
         last_entry_ms.clone(),
         cancel.clone(),
     ));
-    let worker = worker::Worker { chain, hub, metrics, status: status_tx, clock, last_entry_ms };
+    let worker = worker::Worker {
+        chain,
+        hub,
+        metrics,
+        status: status_tx,
+        clock,
+        last_entry_ms,
+        reports: reports_tx,
+        instance: report::instance_name(),
+        reported: Default::default(),
+    };
     let worker_cancel = cancel.clone();
     tasks.spawn_blocking(move || worker.run(work_rx, &worker_cancel));
     tracing::info!(tenant = %config.name, chain = ?handle.chain.borrow().labels, "tenant started");

@@ -1,7 +1,11 @@
 //! The policy worker: applies the chain to every log entry in order and publishes the
-//! releases as frames; switches chains at swap orders. It runs on a blocking-pool
-//! thread, so a plugin call never holds up the async runtime.
+//! releases as frames; switches chains at swap orders and faults stages at fault
+//! orders. What only this instance saw (a call past the timeout, a chain it could not
+//! prepare) it does not act on alone: it sends it to be published in the log, and acts
+//! on the entry like every other instance. It runs on a blocking-pool thread, so a
+//! plugin call never holds up the async runtime.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
@@ -9,11 +13,11 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use streamgate_runtime::{Chain, StateTransfer};
+use streamgate_runtime::{Chain, ChainOutput, StateTransfer};
 
-use super::dispatch::{SwapOrder, Work};
+use super::dispatch::{FaultOrder, PrepareFailure, SwapOrder, Work};
 use super::status::{ChainStatus, SwapStatus};
-use crate::bus::{Content, LogEntry};
+use crate::bus::{Content, Control, LogEntry, LogPosition};
 use crate::hub::Hub;
 use crate::metrics::TenantMetrics;
 
@@ -24,6 +28,12 @@ pub struct Worker {
     pub status: watch::Sender<ChainStatus>,
     pub clock: Instant,
     pub last_entry_ms: Arc<AtomicU64>,
+    /// Where reports go to be published in the log.
+    pub reports: mpsc::UnboundedSender<Control>,
+    /// This instance's name in reports.
+    pub instance: String,
+    /// Overruns reported and not yet back from the log: (chain version, stage).
+    pub reported: HashSet<(u64, usize)>,
 }
 
 impl Worker {
@@ -44,6 +54,10 @@ impl Worker {
                     self.entry(now, entry);
                 }
                 Work::Swap(order) => self.swap(order),
+                Work::Fault(order) => {
+                    now = now.max(order.log_time);
+                    self.fault(now, order);
+                }
             }
         }
         tracing::debug!(tenant = %self.metrics.tenant, held = self.chain.held(), "policy worker stopped");
@@ -64,19 +78,61 @@ impl Worker {
         self.metrics.log_events.fetch_add(events.len() as u64, Relaxed);
         let version = self.chain.spec().version;
         let out = self.chain.push(now, events, &self.metrics.policy);
+        self.emit(entry.position, version, out);
+    }
+
+    /// Applies a fault some instance reported, at its position in the log.
+    fn fault(&mut self, now: i64, order: FaultOrder) {
+        self.reported.remove(&(order.version, order.stage));
+        let version = self.chain.spec().version;
+        let reason = format!("{} (reported at {})", order.reason, order.position);
+        match self.chain.fault_stage(order.version, order.stage, reason, now, &self.metrics.policy) {
+            Some(out) => {
+                tracing::error!(tenant = %self.metrics.tenant, position = %order.position, plugin = order.plugin,
+                    stage = order.stage, reason = order.reason, "policy stage faulted on a report from the log");
+                self.emit(order.position, version, out);
+                self.status.send_modify(|s| {
+                    s.last_error = Some(format!(
+                        "stage {} ({}) faulted at {}: {}",
+                        order.stage, order.plugin, order.position, order.reason
+                    ));
+                });
+            }
+            None => self.status.send_modify(|s| s.position = order.position),
+        }
+    }
+
+    /// Publishes a push's releases as the frame of `position`, reports its overruns and
+    /// notes a `last-good` revert (`version` ran before the push).
+    fn emit(&mut self, position: LogPosition, version: u64, out: ChainOutput) {
         if !out.released.is_empty() {
             self.metrics.released.fetch_add(out.released.len() as u64, Relaxed);
             self.metrics.frames.fetch_add(1, Relaxed);
-            self.hub.publish(entry.position, out.released);
+            self.hub.publish(position, out.released);
+        }
+        let timeout = self.chain.options().limits.call_timeout;
+        for o in out.overran {
+            if self.reported.insert((o.version, o.stage)) {
+                let reason = format!(
+                    "a call took longer than call_timeout_ms = {} on instance {} at {position}",
+                    timeout.as_millis(),
+                    self.instance
+                );
+                let _ = self.reports.send(Control::FaultStage {
+                    version: o.version,
+                    stage: o.stage,
+                    plugin: o.plugin,
+                    reason,
+                });
+            }
         }
         let reverted = self.chain.spec().version != version;
         self.status.send_modify(|s| {
-            s.position = entry.position;
+            s.position = position;
             if reverted {
                 s.refresh(&self.chain);
                 s.last_error = Some(format!(
-                    "last-good: a stage of version {version} faulted at {}; back to version {}",
-                    entry.position,
+                    "last-good: a stage of version {version} faulted at {position}; back to version {}",
                     self.chain.spec().version
                 ));
             }
@@ -87,9 +143,14 @@ impl Worker {
     /// switches to it; if it could not be prepared, the running chain stays.
     fn swap(&mut self, order: SwapOrder) {
         let tenant = self.metrics.tenant.clone();
-        let prepared =
-            order.prepared.blocking_recv().unwrap_or_else(|_| Err("preparation was cancelled".into()));
+        let prepared = order.prepared.blocking_recv().unwrap_or_else(|_| {
+            Err(PrepareFailure { message: "preparation was cancelled".into(), local: false })
+        });
         match prepared {
+            Ok(_) if order.only_from.is_some_and(|from| from != self.chain.spec().version) => {
+                tracing::debug!(tenant, position = %order.position, "a revert for another chain version; ignored");
+                self.status.send_modify(|s| s.position = order.position);
+            }
             Ok(next) => {
                 let report = self.chain.swap(next);
                 self.metrics.swaps.fetch_add(1, Relaxed);
@@ -116,12 +177,25 @@ impl Worker {
             }
             Err(e) => {
                 self.metrics.swap_failures.fetch_add(1, Relaxed);
-                tracing::error!(tenant, position = %order.position, version = order.version, error = %e,
+                tracing::error!(tenant, position = %order.position, version = order.version, error = e.message,
                     "policy chain swap failed; the running chain stays");
                 self.status.send_modify(|s| {
                     s.position = order.position;
-                    s.last_error = Some(format!("version {} at {}: {e}", order.version, order.position));
+                    s.last_error =
+                        Some(format!("version {} at {}: {}", order.version, order.position, e.message));
                 });
+                // Others may have switched: they come back to the chain this one kept.
+                if e.local && order.only_from.is_none() {
+                    let running = self.chain.spec();
+                    let _ = self.reports.send(Control::Revert {
+                        from_version: order.version,
+                        chain: running.clone(),
+                        reason: format!(
+                            "instance {} could not prepare version {} at {} ({}) and kept version {}",
+                            self.instance, order.version, order.position, e.message, running.version
+                        ),
+                    });
+                }
             }
         }
     }

@@ -183,3 +183,36 @@ fn a_call_budget_is_work_not_time() {
     let message = crate::Fault::OutOfFuel { budget: 7 }.to_string();
     assert!(message.contains("fuel budget (7 units"), "{message}");
 }
+
+#[test]
+fn a_wall_clock_overrun_is_reported_and_faults_where_the_log_says() {
+    // A 1 ms timeout and fuel for a long call: the call outlives the timeout, finishes.
+    let runtime = PolicyRuntime::new(&SandboxConfig {
+        fuel_per_call: 20_000_000_000,
+        call_timeout: Duration::from_millis(1),
+        ..SandboxConfig::default()
+    });
+    let slow = policy(&fixture("fixture_misbehave"), "fault = \"slow\"\nspin = 100000000");
+    let options = ChainOptions {
+        failure_policy: FailurePolicy::FailClosed,
+        restart_backoff: Duration::from_secs(1),
+        restart_backoff_max: Duration::from_secs(1),
+        ..ChainOptions::defaults(&runtime)
+    };
+    let mut chain = build(&runtime, &[policy("builtin:dedupe", ""), slow], options).unwrap();
+    let m = Counts::new("t");
+    let out = chain.push(1, three(1), &m);
+    assert_eq!(out.released.len(), 3, "the slow call's answer counts: the wall clock decides nothing");
+    assert_eq!(out.overran, vec![Overrun { version: 0, stage: 1, plugin: FIXTURE.into() }]);
+    assert!(!chain.quarantined(1));
+    assert_eq!(m.plugin_count(FIXTURE, "fault"), 0);
+
+    assert!(chain.fault_stage(3, 1, "late".into(), 2, &m).is_none(), "a report about another version");
+    let out = chain.fault_stage(0, 1, "overran on instance a".into(), 2, &m).expect("applied");
+    assert!(out.released.is_empty());
+    assert!(chain.quarantined(1), "faulted at the report's position");
+    assert_eq!(m.plugin_count(FIXTURE, "fault"), 1);
+    assert!(chain.fault_stage(0, 1, "again".into(), 2, &m).is_none(), "already quarantined");
+    assert!(chain.push(3, three(3), &m).released.is_empty(), "fail-closed while quarantined");
+    assert_eq!(chain.push(1_002, three(4), &m).released.len(), 3, "restarted after its back-off in log time");
+}

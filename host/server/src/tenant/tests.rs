@@ -1,0 +1,108 @@
+//! The worker's decisions about what only this instance saw: a chain it could not
+//! prepare for a local reason goes to the log as a revert (a deterministic refusal does
+//! not), and a revert is applied only by a chain of the version it names.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use streamgate_runtime::{
+    Chain, ChainOptions, ChainSpec, PolicyRuntime, PreparedChain, SandboxConfig, StageSpec,
+};
+
+use super::dispatch::{PrepareFailure, SwapOrder, Work};
+use super::status::ChainStatus;
+use super::worker::Worker;
+use crate::bus::{Control, LogPosition};
+use crate::hub::Hub;
+use crate::metrics::TenantMetrics;
+
+fn spec(version: u64, plugins: &[&str]) -> ChainSpec {
+    ChainSpec { version, policies: plugins.iter().map(|p| StageSpec::new(p, "")).collect() }
+}
+
+/// Runs a worker over `work` from a chain of `builtin:dedupe`; what it reported, and
+/// the chain it ended with.
+fn run(runtime: &PolicyRuntime, work: Vec<Work>) -> (Vec<Control>, ChainStatus) {
+    let chain =
+        Chain::build(runtime, &spec(0, &["builtin:dedupe"]), ChainOptions::defaults(runtime)).unwrap();
+    let metrics = Arc::new(TenantMetrics::new("t"));
+    let hub = Arc::new(Hub::new("e", false, 16, 16, metrics.clone()));
+    let (status, status_rx) = watch::channel(ChainStatus::new(&chain));
+    let (reports, mut reported) = mpsc::unbounded_channel();
+    let worker = Worker {
+        chain,
+        hub,
+        metrics,
+        status,
+        clock: Instant::now(),
+        last_entry_ms: Arc::new(AtomicU64::new(0)),
+        reports,
+        instance: "a:1".into(),
+        reported: Default::default(),
+    };
+    let (tx, rx) = mpsc::channel(work.len().max(1));
+    for w in work {
+        assert!(tx.try_send(w).is_ok(), "room for every item");
+    }
+    drop(tx);
+    worker.run(rx, &CancellationToken::new());
+    let mut controls = Vec::new();
+    while let Ok(c) = reported.try_recv() {
+        controls.push(c);
+    }
+    let status = status_rx.borrow().clone();
+    (controls, status)
+}
+
+fn order(
+    position: u64,
+    version: u64,
+    only_from: Option<u64>,
+    prepared: Result<PreparedChain, PrepareFailure>,
+) -> Work {
+    let (tx, rx) = oneshot::channel();
+    assert!(tx.send(prepared).is_ok(), "receiver alive");
+    Work::Swap(SwapOrder {
+        position: LogPosition { major: position, minor: 0 },
+        log_time: position as i64,
+        version,
+        only_from,
+        reason: "test".into(),
+        prepared: rx,
+    })
+}
+
+fn failure(local: bool) -> Result<PreparedChain, PrepareFailure> {
+    Err(PrepareFailure { message: "store out of reach".into(), local })
+}
+
+#[test]
+fn a_chain_this_instance_alone_could_not_prepare_is_reverted_through_the_log() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let (reports, status) =
+        run(&runtime, vec![order(1, 4, None, failure(true)), order(2, 5, None, failure(false))]);
+    assert_eq!(status.version, 0, "the running chain stays");
+    match reports.as_slice() {
+        [Control::Revert { from_version: 4, chain, reason }] => {
+            assert_eq!(chain, &spec(0, &["builtin:dedupe"]), "back to the chain this instance kept");
+            assert!(reason.contains("instance a:1 could not prepare version 4"), "{reason}");
+        }
+        other => panic!("one revert for the local failure, none for the refusal: {other:?}"),
+    }
+}
+
+#[test]
+fn a_revert_applies_only_to_the_chain_version_it_names() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let limits = runtime.limits(None);
+    let prepared = |v| PreparedChain::load(&runtime, &spec(v, &["builtin:staleness"]), limits).unwrap();
+    let (_, status) = run(&runtime, vec![order(1, 3, Some(7), Ok(prepared(3)))]);
+    assert_eq!(status.version, 0, "a revert of version 7 leaves version 0 alone");
+    let (reports, status) = run(&runtime, vec![order(1, 3, Some(0), Ok(prepared(3)))]);
+    assert_eq!((status.version, status.labels.as_slice()), (3, &["staleness@0.1.0".to_string()][..]));
+    assert!(reports.is_empty(), "applying a revert reports nothing");
+}
