@@ -63,6 +63,7 @@ impl PolicyRuntime {
         let pre = PolicyPluginPre::new(pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
         let limits = self.sandbox.limits(None);
         let description = WasmStage::describe(&pre, &self.engine, limits).map_err(PluginError::Describe)?;
+        crate::plugin::check_description(&description.name, &description.version)?;
         Ok(Arc::new(Plugin::new(pre, self.engine.clone(), description, bytes)))
     }
 

@@ -26,10 +26,38 @@ pub enum PluginError {
     WrongWorld(String),
     #[error("the plugin failed while describing itself: {0}")]
     Describe(#[source] StageError),
+    #[error("the plugin's description is refused: {0}")]
+    BadDescription(String),
     #[error("unknown builtin plugin {0:?}; builtins are: {1}")]
     UnknownBuiltin(String, String),
     #[error("cannot read plugin file {0}: {1}")]
     Read(String, std::io::Error),
+}
+
+/// Longest plugin name or version accepted.
+const MAX_LABEL_PART: usize = 64;
+
+/// A plugin names itself in metrics labels, log lines and the admin API, so its name and
+/// version must be short and plain: ASCII letters, digits, `.`, `_`, `-` (and `+` in a
+/// version). Anything else (quotes, newlines, braces) is refused at load, not escaped
+/// later.
+pub(crate) fn check_description(name: &str, version: &str) -> Result<(), PluginError> {
+    let plain = |s: &str, extra: &[u8]| {
+        !s.is_empty()
+            && s.len() <= MAX_LABEL_PART
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b) || extra.contains(&b))
+    };
+    if !plain(name, b"") {
+        return Err(PluginError::BadDescription(format!(
+            "name {name:?} must be 1 to {MAX_LABEL_PART} ASCII letters, digits, '.', '_' or '-'"
+        )));
+    }
+    if !plain(version, b"+") {
+        return Err(PluginError::BadDescription(format!(
+            "version {version:?} must be 1 to {MAX_LABEL_PART} ASCII letters, digits, '.', '_', '-' or '+'"
+        )));
+    }
+    Ok(())
 }
 
 /// What the first eight bytes say a binary is.
@@ -155,6 +183,27 @@ mod tests {
             let plugin = runtime.load_ref(&format!("builtin:{name}")).unwrap();
             assert_eq!(plugin.description().name, *name);
             assert_eq!(plugin.label(), format!("{name}@0.1.0"));
+        }
+    }
+
+    #[test]
+    fn descriptions_that_would_break_labels_or_logs_are_refused() {
+        assert!(check_description("dedupe", "0.1.0").is_ok());
+        assert!(check_description("my_plugin-2", "1.0.0-rc.1+build.5").is_ok());
+        let long = "x".repeat(65);
+        for (name, version) in [
+            ("", "1.0.0"),
+            ("a\"b", "1.0.0"),
+            ("evil\nstreamgate_up 0", "1.0.0"),
+            ("a}b", "1.0.0"),
+            ("naïve", "1.0.0"),
+            (long.as_str(), "1.0.0"),
+            ("ok", ""),
+            ("ok", "1.0.0\"} 9"),
+            ("ok", "1 0"),
+        ] {
+            let e = check_description(name, version).expect_err(name);
+            assert!(e.to_string().contains("description is refused"), "{e}");
         }
     }
 

@@ -144,8 +144,10 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
         max_plugin_bytes: config.admin.max_plugin_bytes,
         control,
     };
-    let state = AppState { tenants, cancel: cancel.clone(), admin: Some(Arc::new(admin)) };
-    axum::serve(listener, http::router(state))
+    let limits = Arc::new(http::limits::Limits::new(config.limits.clone()));
+    let state = AppState { tenants, cancel: cancel.clone(), admin: Some(Arc::new(admin)), limits };
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await
         .map_err(AppError::Serve)?;

@@ -43,6 +43,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub limits: crate::http::limits::LimitsConfig,
     /// Single-node development: a directory of plugin components. A tenant's
     /// `plugin = "NAME.wasm"` is read from here, and replacing a file swaps the tenants
     /// that use it (the directory is watched).

@@ -137,7 +137,7 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
     for (name, kind, help, get) in simple {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for m in &tenants {
-            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", m.tenant, get(m));
+            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(&m.tenant), get(m));
         }
     }
     let name = "streamgate_source_dropped_total";
@@ -147,7 +147,7 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
             let _ = writeln!(
                 out,
                 "{name}{{tenant=\"{}\",reason=\"{}\"}} {}",
-                m.tenant,
+                label(&m.tenant),
                 e.as_str(),
                 m.decode_errors(e)
             );
@@ -158,8 +158,13 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
         writeln!(out, "# HELP {name} Log entries skipped as undecodable, by reason.\n# TYPE {name} counter");
     for m in &tenants {
         for r in SkipReason::ALL {
-            let _ =
-                writeln!(out, "{name}{{tenant=\"{}\",reason=\"{}\"}} {}", m.tenant, r.as_str(), m.skipped(r));
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{}\",reason=\"{}\"}} {}",
+                label(&m.tenant),
+                r.as_str(),
+                m.skipped(r)
+            );
         }
     }
     let name = "streamgate_policy_outcomes_total";
@@ -169,18 +174,33 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
     );
     for m in &tenants {
         for ((plugin, what), n) in m.policy.outcomes() {
-            let _ =
-                writeln!(out, "{name}{{tenant=\"{}\",plugin=\"{plugin}\",outcome=\"{what}\"}} {n}", m.tenant);
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{}\",plugin=\"{}\",outcome=\"{}\"}} {n}",
+                label(&m.tenant),
+                label(&plugin),
+                label(what)
+            );
         }
     }
     let name = "streamgate_policy_calls_total";
     let _ = writeln!(out, "# HELP {name} Batch calls into each plugin.\n# TYPE {name} counter");
     for m in &tenants {
         for (plugin, n) in m.policy.calls() {
-            let _ = writeln!(out, "{name}{{tenant=\"{}\",plugin=\"{plugin}\"}} {n}", m.tenant);
+            let _ =
+                writeln!(out, "{name}{{tenant=\"{}\",plugin=\"{}\"}} {n}", label(&m.tenant), label(&plugin));
         }
     }
     out
+}
+
+/// A label value in the text exposition format: backslash, quote and newline escaped,
+/// so no name (a tenant's, a plugin's) can end a label or start a line.
+fn label(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").into()
 }
 
 #[cfg(test)]
@@ -200,5 +220,15 @@ mod tests {
         assert!(text.contains("streamgate_source_dropped_total{tenant=\"taxi\",reason=\"not_json\"} 1"));
         assert!(text.contains("plugin=\"dedupe@0.1.0\",outcome=\"duplicate\"} 2"));
         assert_eq!(m.policy.plugin_count("dedupe@0.1.0", "duplicate"), 2);
+    }
+
+    #[test]
+    fn label_values_cannot_break_out() {
+        let m = TenantMetrics::new("t\"x");
+        m.policy.dropped("evil\"} 1\nstreamgate_up 0\\", "duplicate", 1);
+        let text = render([&m]);
+        assert!(text.contains(r#"plugin="evil\"} 1\nstreamgate_up 0\\",outcome="duplicate"} 1"#), "{text}");
+        assert!(text.contains(r#"tenant="t\"x""#), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("streamgate_up")), "no line injected: {text}");
     }
 }

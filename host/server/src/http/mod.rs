@@ -3,6 +3,7 @@
 //! [`admin`] (plugins and chains, behind a bearer token).
 
 pub mod admin;
+pub mod limits;
 pub mod ops;
 pub mod sse;
 pub mod ui;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub cancel: CancellationToken,
     /// The admin API's token and chain control (`None`: no admin API).
     pub admin: Option<Arc<admin::AdminState>>,
+    /// Stream and request limits, and what they refused.
+    pub limits: Arc<limits::Limits>,
 }
 
 impl AppState {
@@ -43,15 +46,27 @@ pub enum ApiError {
     NoLatestValues(String),
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthError),
+    #[error("refused by a limit: {}", .0.as_str())]
+    Limited(limits::Refusal),
+}
+
+impl From<limits::Refusal> for ApiError {
+    fn from(r: limits::Refusal) -> Self {
+        ApiError::Limited(r)
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Limited(refusal) = self {
+            return refusal.into_response();
+        }
         let status = match &self {
             ApiError::UnknownTenant(_) | ApiError::NoLatestValues(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Auth(e) if e.forbidden() => StatusCode::FORBIDDEN,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Limited(_) => unreachable!("answered above"),
         };
         (status, format!("{self}\n")).into_response()
     }
@@ -64,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(ui::router())
         .merge(admin::router(max_plugin_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::rate_limit))
         .with_state(state)
 }
 

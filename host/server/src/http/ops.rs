@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use super::AppState;
+use super::limits::Refusal;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,6 +32,17 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = crate::metrics::render(state.tenants.values().map(|t| &*t.metrics));
+    let mut text = crate::metrics::render(state.tenants.values().map(|t| &*t.metrics));
+    let name = "streamgate_http_refused_total";
+    text.push_str(&format!(
+        "# HELP {name} Requests refused by a [limits] setting, by reason.\n# TYPE {name} counter\n"
+    ));
+    for reason in Refusal::ALL {
+        text.push_str(&format!(
+            "{name}{{reason=\"{}\"}} {}\n",
+            reason.as_str(),
+            state.limits.refused(reason)
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

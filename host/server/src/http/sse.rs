@@ -23,6 +23,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use super::limits::{ClientIp, StreamPermit};
 use super::{ApiError, AppState};
 use crate::auth::Grant;
 use crate::bus::LogPosition;
@@ -75,6 +76,7 @@ async fn events(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
     RawQuery(raw): RawQuery,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
@@ -106,12 +108,14 @@ async fn events(
             backlog.push_back(frame.wire.clone());
         }
     }
-    tenant.metrics.sse_clients.fetch_add(1, Relaxed);
+    let permit = state.limits.open_stream(ip)?;
+    state.limits.open_tenant_stream(&tenant.metrics.sse_clients)?;
     let client = Client {
         backlog,
         live: sub.live,
         last_sent,
         guard: ClientGuard(tenant.clone()),
+        _permit: permit,
         cancel: state.cancel.clone(),
     };
     let stream = futures::stream::unfold(client, |mut c| async move {
@@ -143,6 +147,8 @@ struct Client {
     live: Live,
     last_sent: Option<LogPosition>,
     guard: ClientGuard,
+    /// This stream's slot in its address's count.
+    _permit: StreamPermit,
     cancel: CancellationToken,
 }
 

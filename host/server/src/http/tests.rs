@@ -15,6 +15,13 @@ fn app() -> (Router, Arc<TenantHandle>) {
 }
 
 fn app_with(auth: Option<crate::auth::Verifier>) -> (Router, Arc<TenantHandle>) {
+    app_full(auth, limits::LimitsConfig::default())
+}
+
+fn app_full(
+    auth: Option<crate::auth::Verifier>,
+    limits: limits::LimitsConfig,
+) -> (Router, Arc<TenantHandle>) {
     let handle = Arc::new(TenantHandle {
         config: crate::demo::taxi_tenant(),
         hub: Arc::new(Hub::new("liveMapLocation", true, 16, 16, Arc::new(TenantMetrics::new("taxi")))),
@@ -24,7 +31,10 @@ fn app_with(auth: Option<crate::auth::Verifier>) -> (Router, Arc<TenantHandle>) 
         chain: tokio::sync::watch::channel(crate::tenant::ChainStatus::empty()).1,
     });
     let tenants = BTreeMap::from([("taxi".to_string(), handle.clone())]);
-    (router(AppState { tenants: Arc::new(tenants), cancel: CancellationToken::new(), admin: None }), handle)
+    let limits = Arc::new(limits::Limits::new(limits));
+    let state =
+        AppState { tenants: Arc::new(tenants), cancel: CancellationToken::new(), admin: None, limits };
+    (router(state), handle)
 }
 
 fn publish(handle: &TenantHandle, n: u64, taxi: &str) {
@@ -260,4 +270,24 @@ async fn key_parameters_select_keys_and_are_checked() {
     let resp = get(&app, &format!("/tenants/taxi/events?{many}"), None).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(text(resp).await.contains("at most 1000"));
+}
+
+#[tokio::test]
+async fn a_full_tenant_refuses_new_streams_with_a_reason_and_counts_them() {
+    let (app, handle) = app_full(None, limits::LimitsConfig { streams_per_tenant: 2, ..Default::default() });
+    let first = get(&app, "/tenants/taxi/events", None).await;
+    let second = get(&app, "/tenants/taxi/events", None).await;
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+    let third = get(&app, "/tenants/taxi/events", None).await;
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(third.into_body(), 1 << 10).await.unwrap();
+    assert_eq!(&body[..], b"this tenant's streams are full here\n");
+    drop(first);
+    let again = get(&app, "/tenants/taxi/events", None).await;
+    assert_eq!(again.status(), StatusCode::OK, "a closed stream makes room");
+    assert_eq!(handle.metrics.sse_clients.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let metrics = get(&app, "/metrics", None).await;
+    let text = axum::body::to_bytes(metrics.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("streamgate_http_refused_total{reason=\"tenant_streams\"} 1"), "{text}");
 }
