@@ -41,6 +41,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("tenant {tenant:?} auth: {message}")]
     Auth { tenant: String, message: String },
+    #[error("{0}")]
+    Admin(String),
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaSourceError),
     #[error(
@@ -140,7 +142,7 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
         ));
     }
     let admin = AdminState {
-        token: config.admin.token.clone(),
+        tokens: config.admin.tokens().map_err(AppError::Admin)?,
         max_plugin_bytes: config.admin.max_plugin_bytes,
         control,
     };

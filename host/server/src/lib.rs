@@ -15,6 +15,7 @@
 //! - [`hub`]: frames serialised once, history ring, latest values, keyed routing.
 //! - [`http`]: the HTTP surface (SSE, snapshot, health, metrics, web UI, admin API).
 //! - [`auth`]: optional JWT authorization of subscribers, per tenant.
+//! - [`secrets`]: admin tokens and token keys that rotate from a file without a restart.
 //!
 //! Around the path: [`control`] (changing chains cluster-wide: admin API, `plugins_dir`
 //! watcher), [`metrics`] (counters as Prometheus text), [`app`] (wires it all for `run`
@@ -32,5 +33,6 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod policy;
+pub mod secrets;
 pub mod source;
 pub mod tenant;

@@ -22,7 +22,7 @@ use crate::policy::CatalogError;
 /// What the admin routes need besides the tenants.
 pub struct AdminState {
     /// `None`: the admin API is disabled.
-    pub token: Option<String>,
+    pub tokens: Option<crate::secrets::Rotating<Vec<String>>>,
     pub max_plugin_bytes: usize,
     pub control: Arc<ChainControl>,
 }
@@ -44,14 +44,17 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let admin = state.admin.as_ref().ok_or(AdminError::Disabled)?;
-        let expected = admin.token.as_deref().ok_or(AdminError::Disabled)?;
+        let expected = admin.tokens.as_ref().ok_or(AdminError::Disabled)?.current();
         let given = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(AdminError::NoToken)?;
-        if !constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+        // Every token compared, in constant time each.
+        let matched =
+            expected.iter().fold(false, |ok, t| ok | constant_time_eq(given.trim().as_bytes(), t.as_bytes()));
+        if !matched {
             return Err(AdminError::BadToken);
         }
         Ok(Admin(admin.clone()))

@@ -176,6 +176,7 @@ fn app_with_tokens() -> (Router, Arc<TenantHandle>) {
         public_key_pem: None,
         algorithm: None,
         leeway_secs: None,
+        key_file: None,
     };
     app_with(Some(crate::auth::Verifier::new("taxi", &config).unwrap()))
 }
