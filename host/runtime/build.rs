@@ -17,6 +17,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("coalesce", "coalesce"),
     ("fixture-misbehave", "fixture_misbehave"),
     ("fixture-liar", "fixture_liar"),
+    ("fixture-badname", "fixture_badname"),
 ];
 /// Plugins that wrap another plugin's crate with its export turned off: built by a
 /// cargo of their own, since one build unifies features (and would export both).

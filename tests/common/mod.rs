@@ -191,6 +191,19 @@ impl Instance {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The process id (to read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Resident memory of the process, bytes (Linux).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let kb =
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().strip_suffix("kB"));
+        kb.and_then(|v| v.trim().parse::<u64>().ok()).expect("VmRSS in /proc/PID/status") * 1024
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -208,6 +208,14 @@ mod tests {
     }
 
     #[test]
+    fn a_component_naming_itself_with_a_fake_metric_line_is_refused_at_load() {
+        let runtime = PolicyRuntime::new(&SandboxConfig::default());
+        let path = crate::builtin::component_path("fixture_badname");
+        let e = runtime.load_ref(&path).err().expect("refused").to_string();
+        assert!(e.contains("description is refused") && e.contains("must be 1 to 64"), "{e}");
+    }
+
+    #[test]
     fn plugin_refs_are_sha256_hex() {
         let r = plugin_ref(b"abc");
         assert_eq!(r, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");

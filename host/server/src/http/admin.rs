@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -27,9 +27,10 @@ pub struct AdminState {
     pub control: Arc<ChainControl>,
 }
 
-pub fn router(max_plugin_bytes: usize) -> Router<AppState> {
+pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin/plugins", post(upload).layer(DefaultBodyLimit::max(max_plugin_bytes)))
+        // The upload reads its body itself, within admin.max_plugin_bytes.
+        .route("/admin/plugins", post(upload).layer(DefaultBodyLimit::disable()))
         .route("/admin/tenants/{tenant}", get(inspect))
         .route("/admin/tenants/{tenant}/chain", put(set_chain))
         .route("/admin/tenants/{tenant}/rollback", post(rollback))
@@ -75,6 +76,8 @@ enum AdminError {
     BadToken,
     #[error("{0}")]
     BadRequest(String),
+    #[error("the component is larger than admin.max_plugin_bytes = {0}")]
+    TooLarge(usize),
     #[error("{0}")]
     Control(#[from] ControlError),
 }
@@ -85,6 +88,7 @@ impl IntoResponse for AdminError {
             AdminError::Disabled => StatusCode::FORBIDDEN,
             AdminError::NoToken | AdminError::BadToken => StatusCode::UNAUTHORIZED,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::Control(e) => match e {
                 ControlError::UnknownTenant(_) => StatusCode::NOT_FOUND,
                 ControlError::Rejected(CatalogError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,8 +114,17 @@ struct UploadParams {
 async fn upload(
     Admin(admin): Admin,
     Query(params): Query<UploadParams>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, AdminError> {
+    let max = admin.max_plugin_bytes;
+    let too_big = || AdminError::TooLarge(max);
+    // Refused from its announced length, before a byte of the body is read.
+    let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max as u64) {
+        return Err(too_big());
+    }
+    let body = axum::body::to_bytes(body, max).await.map_err(|_| too_big())?;
     if body.is_empty() {
         return Err(AdminError::BadRequest("empty body: send the component's bytes".into()));
     }

@@ -1,7 +1,9 @@
-//! `[limits]`: how many SSE streams a tenant and one client address may hold open, and
-//! how many requests per second one address may make. Every limit is off (0) by default,
-//! as the demo wants; a refusal is a 429 (this address asks too much) or a 503 (the
-//! tenant is full) with a one-line reason, counted in `streamgate_http_refused_total`.
+//! `[limits]`: how large a request's URL and headers may be, how many SSE streams a
+//! tenant and one client address may hold open, and how many requests per second one
+//! address may make. The size bounds are always on; the others are off (0) by default,
+//! as the demo wants. A refusal is a 414/431 (too large), a 429 (this address asks too
+//! much) or a 503 (the tenant is full) with a one-line reason, counted in
+//! `streamgate_http_refused_total`.
 //! What is tracked per address is bounded (`tracked_addresses`): idle entries are
 //! forgotten first, and a new address beyond the bound is refused rather than tracked.
 
@@ -22,6 +24,10 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Longest request target (path and query), bytes.
+    pub max_url_bytes: usize,
+    /// Largest sum of header names and values, bytes.
+    pub max_header_bytes: usize,
     /// Open SSE streams per tenant on this instance.
     pub streams_per_tenant: usize,
     /// Open SSE streams per client address on this instance.
@@ -35,6 +41,8 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
+            max_url_bytes: 64 << 10,
+            max_header_bytes: 32 << 10,
             streams_per_tenant: 0,
             streams_per_address: 0,
             requests_per_second_per_address: 0,
@@ -46,6 +54,8 @@ impl Default for LimitsConfig {
 /// Why a request was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
+    UrlTooLong,
+    HeadersTooLarge,
     Rate,
     AddressStreams,
     TenantStreams,
@@ -53,11 +63,19 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 4] =
-        [Refusal::Rate, Refusal::AddressStreams, Refusal::TenantStreams, Refusal::TooManyAddresses];
+    pub const ALL: [Refusal; 6] = [
+        Refusal::UrlTooLong,
+        Refusal::HeadersTooLarge,
+        Refusal::Rate,
+        Refusal::AddressStreams,
+        Refusal::TenantStreams,
+        Refusal::TooManyAddresses,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Refusal::UrlTooLong => "url_too_long",
+            Refusal::HeadersTooLarge => "headers_too_large",
             Refusal::Rate => "rate",
             Refusal::AddressStreams => "address_streams",
             Refusal::TenantStreams => "tenant_streams",
@@ -69,6 +87,11 @@ impl Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let (status, reason) = match self {
+            Refusal::UrlTooLong => (StatusCode::URI_TOO_LONG, "the URL is longer than limits.max_url_bytes"),
+            Refusal::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "the headers are larger than limits.max_header_bytes",
+            ),
             Refusal::Rate => {
                 (StatusCode::TOO_MANY_REQUESTS, "too many requests from this address; slow down")
             }
@@ -240,8 +263,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// Middleware: the per-address request rate, before any route runs.
-pub async fn rate_limit(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
+/// Middleware, before any route runs: the size bounds, then the per-address rate.
+pub async fn guard(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > limits.config.max_url_bytes {
+        return limits.count(Refusal::UrlTooLong).into_response();
+    }
+    let headers: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if headers > limits.config.max_header_bytes {
+        return limits.count(Refusal::HeadersTooLarge).into_response();
+    }
     if let Some(ip) = client_ip(&req)
         && let Err(refusal) = limits.request(ip)
     {

@@ -73,13 +73,12 @@ impl IntoResponse for ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
-    let max_plugin_bytes = state.admin.as_ref().map_or(0, |a| a.max_plugin_bytes);
     Router::new()
         .merge(sse::router())
         .merge(ops::router())
         .merge(ui::router())
-        .merge(admin::router(max_plugin_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::rate_limit))
+        .merge(admin::router())
+        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::guard))
         .with_state(state)
 }
 

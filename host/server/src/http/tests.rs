@@ -292,3 +292,18 @@ async fn a_full_tenant_refuses_new_streams_with_a_reason_and_counts_them() {
     let text = String::from_utf8_lossy(&text);
     assert!(text.contains("streamgate_http_refused_total{reason=\"tenant_streams\"} 1"), "{text}");
 }
+
+#[tokio::test]
+async fn oversized_urls_and_headers_are_refused_with_a_reason() {
+    let small = limits::LimitsConfig { max_url_bytes: 1 << 10, ..Default::default() };
+    let (app, _) = app_full(None, small);
+    let long = format!("/healthz?{}", "x".repeat(2 << 10));
+    let r = get(&app, &long, None).await;
+    assert_eq!(r.status(), StatusCode::URI_TOO_LONG);
+    let big = "y".repeat(40 << 10);
+    let r = get(&app, "/healthz", Some(("x-big", &big))).await;
+    assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let body = axum::body::to_bytes(r.into_body(), 1 << 10).await.unwrap();
+    assert_eq!(&body[..], b"the headers are larger than limits.max_header_bytes\n");
+    assert_eq!(get(&app, "/healthz", Some(("x-small", "z"))).await.status(), StatusCode::OK);
+}
