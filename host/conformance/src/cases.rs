@@ -4,46 +4,60 @@
 
 use std::time::{Duration, Instant};
 
-use crate::generate::{Log, Rng};
-use crate::harness::{Ctx, Failure};
+use crate::generate::Log;
+use crate::harness::{Ctx, Failure, Setup, Trace, run_log};
 use crate::report::Verdict;
 
 /// Shrinking stops after this many tries or this long, whichever comes first.
 const SHRINK_TRIES: usize = 500;
 const SHRINK_TIME: Duration = Duration::from_secs(10);
 
-/// Runs `property` on `ctx.cases` logs generated for `check`; the first failure is
-/// shrunk and reported with its input.
+/// Runs `property` on every generated log's run ([`Ctx::runs`]: made once, shared by
+/// the checks); the first failure is shrunk (re-running each candidate in a fresh stage)
+/// and reported with its input and config. A run that faulted or answered invalidly
+/// fails every check that judges it, with that reason.
 pub fn for_generated_logs(
     ctx: &Ctx,
-    check: &str,
     passed: &str,
-    property: impl Fn(&Ctx, &Log) -> Result<(), Failure>,
+    property: impl Fn(&Ctx, &Setup, &Log, &Trace) -> Result<(), Failure>,
 ) -> Verdict {
-    let mut rng = Rng::new(ctx.seed ^ fnv1a(check));
     let mut events = 0;
-    for case in 1..=ctx.cases {
-        let log = ctx.generator.log(&mut rng);
+    let judge = |setup: &Setup, log: &Log, trace: Option<&Trace>| match trace {
+        Some(t) => property(ctx, setup, log, t),
+        None => run_log(ctx, setup, log).and_then(|t| property(ctx, setup, log, &t)),
+    };
+    for (case, run) in ctx.runs().iter().enumerate() {
+        let setup = &ctx.setups[run.setup];
+        let log = &run.log;
         events += log.events();
-        if let Err(failure) = property(ctx, &log) {
+        let outcome = match &run.trace {
+            Ok(trace) => judge(setup, log, Some(trace)),
+            Err(failure) => Err(failure.clone()),
+        };
+        if let Err(failure) = outcome {
             let original = (log.batches.len(), log.events());
             let (small, failure) = if failure.costly {
-                (log, failure)
+                (log.clone(), failure)
             } else {
-                shrink(log, failure, |candidate| property(ctx, candidate).err())
+                shrink(log.clone(), failure, |candidate| judge(setup, candidate, None).err())
             };
             let note = format!(
-                "case {case} of {}; shrunk from {} batches / {} events to {} / {}",
+                "case {} of {} (seed {}), under {}; shrunk from {} batches / {} events to {} / {}",
+                case + 1,
                 ctx.cases,
+                ctx.seed,
+                setup.label(),
                 original.0,
                 original.1,
                 small.batches.len(),
                 small.events()
             );
-            return Verdict::fail(failure.message, note, Some(small));
+            return Verdict::fail(failure.message, note, Some(small)).cases(case + 1);
         }
     }
-    Verdict::pass(format!("{passed} ({} logs, {events} events)", ctx.cases))
+    let configs =
+        if ctx.setups.len() > 1 { format!(" under {} configs", ctx.setups.len()) } else { String::new() };
+    Verdict::pass(format!("{passed} ({} logs{configs}, {events} events)", ctx.cases)).cases(ctx.cases)
 }
 
 /// Delta debugging: remove chunks of batches, then chunks of events, halving the chunk
@@ -110,19 +124,15 @@ fn without_events(log: &Log, from: usize, n: usize) -> Log {
     out
 }
 
-/// A stable hash of a check's name, so each check gets its own stream of cases.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::Generator;
+    use crate::generate::{Generator, Rng};
+    use crate::shapes::Bounds;
 
     #[test]
     fn shrinks_to_the_two_events_that_matter() {
-        let g = Generator::new(30_000, &[]);
+        let g = Generator::new(Bounds { max_age_ms: 30_000, window_ms: 1_000, forget_after_ms: None }, &[]);
         let (log, a, b) = (0..)
             .find_map(|seed| {
                 let log = g.log(&mut Rng::new(seed));

@@ -62,6 +62,9 @@ fn write_check(f: &mut fmt::Formatter<'_>, c: &CheckReport) -> fmt::Result {
         memory,
         c.reason
     )?;
+    if c.cases > 0 {
+        writeln!(f, "      ({} case{}, seed {})", c.cases, if c.cases == 1 { "" } else { "s" }, c.seed)?;
+    }
     if !c.note.is_empty() && c.outcome != Outcome::Pass {
         writeln!(f, "      ({})", c.note)?;
     }
@@ -147,6 +150,8 @@ impl Report {
                     "input_log": c.input_log.as_ref().map(log_json),
                     "elapsed_ms": c.elapsed.as_secs_f64() * 1e3,
                     "memory_high_water_bytes": c.memory_high_water,
+                    "cases": c.cases,
+                    "seed": c.seed,
                 })
             })
             .collect();
