@@ -40,39 +40,75 @@ fn every_builtin_passes_with_its_default_config_and_the_demo_tenants_configs() {
         println!("{name} {config:?}: seed {}, {:.2} s", report.seed, report.elapsed.as_secs_f64());
         assert!(report.passed(), "builtin {name} with config {config:?}:\n{report}");
         let ran = report.checks.iter().filter(|c| c.outcome == Outcome::Pass).count();
-        assert!(ran >= 13, "{name}: only {ran} checks passed, the rest skipped:\n{report}");
+        assert!(ran >= 19, "{name}: only {ran} checks passed, the rest skipped:\n{report}");
         assert!(report.checks.iter().all(|c| c.outcome != Outcome::Warn), "{name}:\n{report}");
     }
 }
 
+/// Each lie of the liar fixture, the one check it must fail, and words of the reason.
+/// `newest_per_frame` is off where per-frame coalescing would hide the lie.
+const LIES: &[(&str, bool, &str, &str)] = &[
+    ("ordering", true, "claim/ordering", "in the same frame"),
+    ("staleness", true, "claim/staleness", "older than max_age_ms"),
+    ("staleness-boundary", true, "claim/staleness", "as stale, but its event time"),
+    ("dedupe", true, "claim/dedupe", "a key's time must strictly increase"),
+    ("short-keys", false, "claim/dedupe", "no other event of that key"),
+    ("coalesce", true, "claim/coalesce", "of the same key and tag in one frame"),
+    ("coalesce-first", true, "claim/coalesce", "no newer event of its key was released"),
+    ("batch-cut", false, "determinism/boundaries", "however it is cut into pushes"),
+    ("hold", true, "decisions/all-decided", "was still held after the flush"),
+    ("nondeterministic", true, "determinism/heartbeats", "the released sequence differs"),
+    ("snapshot", true, "snapshot/restore", "restored into a fresh stage"),
+    ("restore-garbage", true, "snapshot/refuses-garbage", "as a valid snapshot"),
+    ("config-trap", true, "config/invalid", "instead of returning a config-error"),
+    ("leak", true, "resources/memory", "bytes per call"),
+    ("quadratic", true, "resources/time", "fuel per event per window"),
+];
+
 #[test]
 fn each_lie_of_the_liar_fixture_fails_exactly_its_check() {
-    let cases = [
-        ("none", None, ""),
-        ("ordering", Some("claim/ordering"), "in the same frame"),
-        ("staleness", Some("claim/staleness"), "older than max_age_ms = 30000"),
-        ("dedupe", Some("claim/dedupe"), "a key's time must strictly increase"),
-        ("coalesce", Some("claim/coalesce"), "of the same key and tag in one frame"),
-        ("nondeterministic", Some("determinism/heartbeats"), "the released sequence differs"),
-        ("snapshot", Some("snapshot/restore"), "restored into a fresh stage"),
-    ];
     let liar = component("fixture_liar");
-    for (lie, check, reason) in cases {
-        let config = format!(r#"{{"lie":"{lie}","newest_per_frame":true}}"#);
+    for newest_per_frame in [true, false] {
+        let config = format!(r#"{{"lie":"none","newest_per_frame":{newest_per_frame}}}"#);
+        let honest = Suite::new(&liar).config(config).seed(SEED).run();
+        assert!(honest.passed(), "the honest liar passes:\n{honest}");
+        assert_eq!(honest.check("claim/coalesce").unwrap().outcome, Outcome::Pass, "{honest}");
+        assert!(honest.checks.iter().all(|c| c.outcome != Outcome::Warn), "{honest}");
+    }
+    for &(lie, newest_per_frame, check, reason) in LIES {
+        let config = format!(r#"{{"lie":"{lie}","newest_per_frame":{newest_per_frame}}}"#);
         let report = Suite::new(&liar).config(config).seed(SEED).run();
-        let Some(check) = check else {
-            assert!(report.passed(), "the honest liar passes:\n{report}");
-            assert_eq!(report.check("claim/coalesce").unwrap().outcome, Outcome::Pass);
-            continue;
-        };
         assert_eq!(failed(&report), vec![check], "lie {lie}:\n{report}");
         let c = report.check(check).unwrap();
         assert!(c.reason.contains(reason), "lie {lie}: {}", c.reason);
-        let input = c.input_log.as_ref().expect("a generated failure shows its input");
-        assert!(input.events() <= 3, "lie {lie}: shrunk to {} events:\n{report}", input.events());
-        assert!(c.input.as_ref().unwrap().contains("(the flush)"), "{report}");
+        assert!(c.cases >= 1 && c.seed == SEED, "lie {lie}: {} cases, seed {}", c.cases, c.seed);
         assert!(report.to_string().contains(&format!("reproduce with --seed {SEED}")));
+        if check.starts_with("claim/") || check.starts_with("determinism/") || check.starts_with("decisions/")
+        {
+            let input = c.input_log.as_ref().expect("a generated failure shows its input");
+            assert!(input.events() <= 3, "lie {lie}: shrunk to {} events:\n{report}", input.events());
+            assert!(c.input.as_ref().unwrap().contains("(the flush)"), "{report}");
+            assert!(c.note.contains("shrunk from"), "lie {lie}: {}", c.note);
+        }
     }
+}
+
+#[test]
+fn a_failure_on_a_boundary_shows_the_boundary_in_its_smallest_input() {
+    let liar = component("fixture_liar");
+    let report = Suite::new(&liar).config(r#"{"lie":"staleness-boundary"}"#).seed(SEED).run();
+    let c = report.check("claim/staleness").unwrap();
+    let input = c.input_log.as_ref().unwrap();
+    let (batch, event) =
+        input.batches.iter().find_map(|b| b.events.first().map(|e| (b, e))).expect("one event");
+    let max_age = if c.note.contains(r#""max_age_ms":0"#) {
+        0
+    } else if c.note.contains(r#""max_age_ms":1000"#) {
+        1_000
+    } else {
+        30_000
+    };
+    assert_eq!(batch.now - event.event_time, max_age, "exactly max_age_ms old:\n{report}");
 }
 
 #[test]
@@ -144,12 +180,15 @@ fn the_cli_reports_json_and_exits_non_zero_on_failure() {
     assert_eq!(json["seed"], 5);
     assert_eq!(json["plugin"]["name"], "dedupe");
     let checks = json["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 19);
+    assert_eq!(checks.len(), 25);
     assert!(checks.iter().all(|c| c["outcome"] == "pass" || c["outcome"] == "skip"), "{stdout}");
     assert!(checks.iter().all(|c| c["elapsed_ms"].is_number() && c["memory_high_water_bytes"].is_u64()));
-    assert!(stderr.contains("[19/19] claim/filter ... skip"), "progress on stderr: {stderr}");
+    assert!(checks.iter().all(|c| c["seed"] == 5 && c["cases"].is_u64()), "{stdout}");
+    let dedupe = checks.iter().find(|c| c["id"] == "claim/dedupe").unwrap();
+    assert_eq!(dedupe["cases"], streamgate_conformance::DEFAULT_CASES, "{dedupe}");
+    assert!(stderr.contains("[25/25] claim/filter ... skip"), "progress on stderr: {stderr}");
 
-    let config = r#"{"lie":"ordering"}"#;
+    let config = r#"{"lie":"ordering","newest_per_frame":true}"#;
     let (code, stdout, _) =
         cli(&["conformance", &component_path("fixture_liar"), "--config", config, "--json", "--seed", "5"]);
     assert_eq!(code, Some(1), "{stdout}");

@@ -79,7 +79,7 @@ pub fn check(ctx: &Ctx, capability: Capability) -> Verdict {
             ctx,
             "every filtered event was filtered alone in a fresh stage at the same now, and every released one was \
              not",
-            |ctx, setup, log, trace| filter(ctx, setup, log, trace),
+            filter,
         ),
     }
 }

@@ -77,11 +77,20 @@ fn write_check(f: &mut fmt::Formatter<'_>, c: &CheckReport) -> fmt::Result {
     Ok(())
 }
 
-/// A log as lines of pushes, with key and tag names where the generator knows them and
-/// times relative to the push (`now-250`).
+/// A log as lines of pushes, with key and tag names where the generator knows them, log
+/// times relative to the first push's (`T+100ms`, with `T` printed unless it is the
+/// generator's usual base) and event times relative to their push (`now-250`).
 pub fn log_text(log: &Log, generator: &Generator) -> String {
     let name = |h: u64| generator.name_of(h).map_or_else(|| format!("{h:#x}"), |n| format!("{n:?}"));
+    let base = log.batches.first().map_or(BASE_TIME, |b| b.now);
+    let time = |t: i64| match t.checked_sub(base) {
+        Some(d) if (0..1 << 40).contains(&d) => format!("T+{d}ms"),
+        _ => t.to_string(),
+    };
     let mut out = String::new();
+    if base != BASE_TIME {
+        out.push_str(&format!("(T = {base})\n"));
+    }
     for b in &log.batches {
         out.push_str(&format!("push(now={}, [", time(b.now)));
         for (i, e) in b.events.iter().enumerate() {
@@ -105,14 +114,6 @@ pub fn log_text(log: &Log, generator: &Generator) -> String {
     }
     out.push_str(&format!("push(now={}, [])   (the flush)", time(log.flush_time())));
     out
-}
-
-/// Log times near the generator's base as `T+1.5s`, others as they are.
-fn time(t: i64) -> String {
-    match t.checked_sub(BASE_TIME) {
-        Some(d) if (0..1 << 40).contains(&d) => format!("T+{}ms", d),
-        _ => t.to_string(),
-    }
 }
 
 fn log_json(log: &Log) -> Value {

@@ -33,7 +33,7 @@ struct Curve {
 }
 
 fn steady_run(ctx: &Ctx) -> Result<Curve, Failure> {
-    let mut rng = Rng::new(ctx.seed ^ 0x57ea_d1);
+    let mut rng = Rng::new(ctx.seed ^ 0x0057_ead1);
     let keys: Vec<u64> = (0..64).map(|_| rng.next_u64()).collect();
     let ids: Vec<u64> = (0..509).map(|_| rng.next_u64()).collect();
     let tags = [0, streamgate_plugin_sdk::hash("rank")];
