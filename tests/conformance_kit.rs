@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use streamgate::demo;
-use streamgate_conformance::{Outcome, Report, Suite};
+use streamgate_conformance::{Differential, Outcome, Report, Suite};
 use streamgate_runtime::SandboxConfig;
 
 /// Fixed so every run of this file is reproducible; set STREAMGATE_CONFORMANCE_SEED to
@@ -211,4 +211,54 @@ fn the_cli_reports_json_and_exits_non_zero_on_failure() {
     let (code, _, stderr) = cli(&["conformance", "/nonexistent/plugin.wasm"]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("cannot read plugin file /nonexistent/plugin.wasm"), "{stderr}");
+}
+
+#[test]
+fn differential_mode_finds_no_difference_between_equal_logic_and_every_one_otherwise() {
+    let (next, dedupe) = (component("fixture_dedupe_next"), component("dedupe"));
+    let same = Differential::new(&next, &dedupe).seed(SEED).cases(64).run().unwrap();
+    assert!(same.identical(), "{same}");
+    assert_eq!((same.new.as_str(), same.old.as_str()), ("dedupe@0.2.0", "dedupe@0.1.0"));
+
+    let liar = component("fixture_liar");
+    let report = Differential::new(&liar, &liar)
+        .config(r#"{"lie":"coalesce-first","newest_per_frame":true}"#)
+        .against_config(r#"{"newest_per_frame":true}"#)
+        .seed(SEED)
+        .cases(64)
+        .run()
+        .unwrap();
+    assert!(!report.identical() && report.differing_logs > 0, "{report}");
+    let d = &report.differences[0];
+    assert!(d.what.iter().any(|w| w.contains("by new only")), "{report}");
+    assert!(report.inputs.contains_key(&d.case), "the input of every differing log is kept");
+    assert!(report.to_string().contains("the smallest differing log"), "{report}");
+
+    let Err(refused) = Differential::new(&liar, &dedupe).config(r#"{"lie":"none"}"#).run() else {
+        panic!("dedupe refuses the liar's config");
+    };
+    assert!(refused.contains("the old plugin rejected its config"), "{refused}");
+}
+
+#[test]
+fn the_cli_compares_two_plugins_with_against() {
+    let (code, stdout, _) = cli(&[
+        "conformance",
+        &component_path("fixture_dedupe_next"),
+        "--against",
+        "builtin:dedupe",
+        "--seed",
+        "5",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("IDENTICAL: 640 logs decided alike"), "{stdout}");
+    let liar = component_path("fixture_liar");
+    let args = ["conformance", &liar, "--config", r#"{"lie":"ordering"}"#, "--against", &liar];
+    let (code, stdout, _) = cli(&[&args[..], &["--against-config", "", "--json", "--seed", "5"]].concat());
+    assert_eq!(code, Some(1), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["identical"], false);
+    let first = &json["differences"][0];
+    assert!(first["what"][0].as_str().unwrap().contains("another order"), "{first}");
+    assert!(json["inputs"][first["case"].to_string()]["batches"].is_array(), "{stdout}");
 }

@@ -17,7 +17,8 @@
 //! by the checks), [`cases`] (property runs and shrinking), [`checks`], [`configs`],
 //! [`determinism`], [`restore`] and [`resources`] (generic checks), [`properties`] and
 //! [`dedupe`] (capability claims), [`render`] (text and JSON), and [`componentize`],
-//! which makes a plugin's core module a component.
+//! which makes a plugin's core module a component; [`differential`] compares two plugins
+//! on the same logs.
 
 pub mod cases;
 pub mod checks;
@@ -25,6 +26,7 @@ pub mod componentize;
 pub mod configs;
 pub mod dedupe;
 pub mod determinism;
+pub mod differential;
 pub mod expect;
 pub mod generate;
 pub mod harness;
@@ -37,5 +39,6 @@ pub mod shapes;
 pub mod suite;
 pub mod variants;
 
+pub use differential::{DiffReport, Differential};
 pub use report::{CheckReport, Outcome, PluginInfo, Report, Verdict};
 pub use suite::{CHECKS, DEFAULT_CASES, Progress, Suite};

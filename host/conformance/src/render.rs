@@ -78,11 +78,12 @@ fn write_check(f: &mut fmt::Formatter<'_>, c: &CheckReport) -> fmt::Result {
 }
 
 /// A log as lines of pushes, with key and tag names where the generator knows them, log
-/// times relative to the first push's (`T+100ms`, with `T` printed unless it is the
-/// generator's usual base) and event times relative to their push (`now-250`).
+/// times relative to the generator's usual base (`T+100ms`) or, for a log far from it, to
+/// its first push's (`T` printed) and event times relative to their push (`now-250`).
 pub fn log_text(log: &Log, generator: &Generator) -> String {
     let name = |h: u64| generator.name_of(h).map_or_else(|| format!("{h:#x}"), |n| format!("{n:?}"));
-    let base = log.batches.first().map_or(BASE_TIME, |b| b.now);
+    let first = log.batches.first().map_or(BASE_TIME, |b| b.now);
+    let base = if (0..1 << 40).contains(&first.wrapping_sub(BASE_TIME)) { BASE_TIME } else { first };
     let time = |t: i64| match t.checked_sub(base) {
         Some(d) if (0..1 << 40).contains(&d) => format!("T+{d}ms"),
         _ => t.to_string(),
@@ -116,7 +117,7 @@ pub fn log_text(log: &Log, generator: &Generator) -> String {
     out
 }
 
-fn log_json(log: &Log) -> Value {
+pub fn log_json(log: &Log) -> Value {
     let batches: Vec<Value> = log
         .batches
         .iter()
