@@ -156,6 +156,17 @@ fn every_misbehaving_fixture_fails_with_the_fault_named() {
     }
     let slow = Suite::new(&misbehave).config(r#"{"fault":"slow","spin":100000}"#).seed(SEED).run();
     assert!(slow.passed(), "slow but within budget is no failure:\n{slow}");
+    assert_eq!(slow.check("claim/filter").unwrap().outcome, Outcome::Pass, "{slow}");
+}
+
+#[test]
+fn a_filter_that_depends_on_history_fails_the_filter_claim_only() {
+    let misbehave = component("fixture_misbehave");
+    let report = Suite::new(&misbehave).config(r#"{"fault":"filter-seen"}"#).seed(SEED).run();
+    assert_eq!(failed(&report), vec!["claim/filter"], "{report}");
+    let c = report.check("claim/filter").unwrap();
+    assert!(c.reason.contains("filtered in the run but not filtered when pushed alone"), "{}", c.reason);
+    assert!(c.input_log.as_ref().unwrap().events() <= 3, "{report}");
 }
 
 #[test]
