@@ -42,6 +42,10 @@ fn every_builtin_passes_with_its_default_config_and_the_demo_tenants_configs() {
         let ran = report.checks.iter().filter(|c| c.outcome == Outcome::Pass).count();
         assert!(ran >= 19, "{name}: only {ran} checks passed, the rest skipped:\n{report}");
         assert!(report.checks.iter().all(|c| c.outcome != Outcome::Warn), "{name}:\n{report}");
+        if name == "dedupe" && config.is_empty() {
+            let given = &report.check("config/given").unwrap().reason;
+            assert!(given.contains(r#"{"by":"id"}"#), "the claims also run under other configs: {given}");
+        }
     }
 }
 

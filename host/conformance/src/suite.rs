@@ -11,7 +11,7 @@ use crate::harness::{Ctx, Setup};
 use crate::report::{CheckReport, Outcome, PluginInfo, Report, Verdict};
 use crate::{checks, configs, determinism, expect, properties, render, resources, restore, variants};
 
-/// Generated logs per property check unless [`Suite::cases`] says otherwise.
+/// Generated logs unless [`Suite::cases`] says otherwise.
 pub const DEFAULT_CASES: usize = 640;
 
 /// Progress of a running suite, for long runs.
@@ -100,7 +100,8 @@ impl<'a> Suite<'a> {
         self
     }
 
-    /// Generated logs per property check.
+    /// Generated logs, run once each and judged by every check on generated runs (spread
+    /// over the configs the claims run under).
     pub fn cases(mut self, cases: usize) -> Self {
         self.cases = cases.max(1);
         self

@@ -99,7 +99,7 @@ enum Command {
         /// Seed of the generated inputs (default: from the clock; the report prints it).
         #[arg(long)]
         seed: Option<u64>,
-        /// Generated logs per property check.
+        /// Generated logs, shared by the checks that judge generated runs.
         #[arg(long, default_value_t = streamgate_conformance::DEFAULT_CASES)]
         cases: usize,
         /// Differential mode: the plugin (file or builtin:NAME) to compare with; every
