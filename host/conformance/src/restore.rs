@@ -1,12 +1,14 @@
 //! `snapshot/refuses-garbage`: a stage must refuse what it did not write. Empty bytes
 //! (when its own snapshots are never empty), every kind of truncation, a trailing byte,
-//! random bytes and a snapshot labelled with a state version from the future must all
-//! come back as `restore-error`, never as ok-and-empty (a swap would silently reset the
-//! tenant's state) and never as a trap.
+//! random bytes (also exactly as long as a real snapshot) and a snapshot labelled with
+//! a state version from the future must all come back as `restore-error`, never as
+//! ok-and-empty (a swap would silently reset the tenant's state) and never as a trap;
+//! refusing them while growing memory by more than 8 MiB is a warning.
 
 use std::collections::BTreeSet;
 
 use streamgate_runtime::StageError;
+use streamgate_runtime::stage::mib;
 
 use crate::generate::{Log, Rng};
 use crate::harness::{Ctx, Failure, Probe};
@@ -16,6 +18,8 @@ use crate::report::Verdict;
 const STATES: usize = 8;
 /// Random byte strings tried.
 const GARBAGE: usize = 16;
+/// Memory growth while refusing garbage that is worth a warning.
+pub const GARBAGE_MEMORY_WARNING: usize = 8 << 20;
 
 /// Snapshots of the config under test: a fresh stage's, then from the middle of some
 /// generated logs.
@@ -69,6 +73,12 @@ fn candidates(ctx: &Ctx, states: &[Vec<u8>]) -> Vec<(String, u32, Vec<u8>)> {
         let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         add(format!("{len} random bytes"), version, bytes);
     }
+    // Random bytes as long as each real snapshot: a format that every byte string of
+    // its length decodes is caught every time, not by the luck of the draw.
+    for len in states.iter().map(Vec::len).filter(|&n| n > 0).collect::<BTreeSet<_>>() {
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        add(format!("{len} random bytes (the length of a real snapshot)"), version, bytes);
+    }
     add("16 bytes 0xff".into(), version, vec![0xff; 16]);
     out
 }
@@ -79,15 +89,21 @@ pub fn refuses_garbage(ctx: &Ctx) -> Verdict {
         Err(f) => return Verdict::fail(f.message, "while taking the snapshots to corrupt".into(), None),
     };
     let tries = candidates(ctx, &states);
+    let mut baseline = 0;
+    // (memory high-water after refusing, what was refused)
+    let mut largest: (usize, &str) = (0, "");
     for (what, version, bytes) in &tries {
         let mut fresh = match Probe::create(ctx) {
             Ok(p) => p,
             Err(f) => return Verdict::fail(f.message, String::new(), None),
         };
+        baseline = baseline.max(fresh.stage().memory_high_water());
         let shown: Vec<String> = bytes.iter().take(24).map(|b| format!("{b:02x}")).collect();
         let shown = format!("{}{}", shown.join(""), if bytes.len() > 24 { "…" } else { "" });
         match fresh.try_restore(*version, bytes) {
-            Err(StageError::Restore(_)) => {}
+            Err(StageError::Restore(_)) => {
+                largest = largest.max((fresh.stage().memory_high_water(), what.as_str()));
+            }
             Ok(()) => {
                 return Verdict::fail(
                     format!(
@@ -109,6 +125,18 @@ pub fn refuses_garbage(ctx: &Ctx) -> Verdict {
                 .cases(tries.len());
             }
         }
+    }
+    let (high_water, what) = largest;
+    if high_water > baseline + GARBAGE_MEMORY_WARNING {
+        return Verdict::warn(format!(
+            "refused all {} inputs, but refusing {what} grew its memory to {} (a fresh stage: {}): a count read from \
+             the bytes was trusted for an allocation; bound it by what the bytes can hold, or garbage may hit the \
+             memory cap and trap",
+            tries.len(),
+            mib(high_water),
+            mib(baseline)
+        ))
+        .cases(tries.len());
     }
     Verdict::pass(format!(
         "refused all {} inputs: empty, truncated, extended, random, and snapshots of another state version",

@@ -18,6 +18,8 @@ use streamgate_plugin_sdk::{
 streamgate_plugin_sdk::export_policy!(crate::Ordering, "../../wit");
 
 const STATE_VERSION: u32 = 1;
+/// Bytes of one held event in a snapshot.
+const EVENT_BYTES: usize = 48;
 
 /// Config (JSON): `{"window_ms": 1000, "max_buffered": 100000}`.
 #[derive(Debug, Deserialize)]
@@ -102,7 +104,7 @@ impl Policy for Ordering {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let mut w = SnapshotWriter::with_capacity(4 + self.by_time.len() * 48);
+        let mut w = SnapshotWriter::with_capacity(4 + self.by_time.len() * EVENT_BYTES);
         w.u32(self.by_time.len() as u32);
         for e in self.by_time.values() {
             w.u64(e.seq).u64(e.key).i64(e.event_time).i64(e.log_time).u64(e.id).u64(e.tag);
@@ -116,7 +118,8 @@ impl Policy for Ordering {
         }
         let mut r = SnapshotReader::new(state);
         let n = r.u32()?;
-        let mut held = Vec::with_capacity(n.min(1 << 20) as usize);
+        // Never trust the count for an allocation: at most what the bytes can hold.
+        let mut held = Vec::with_capacity((n as usize).min(state.len() / EVENT_BYTES));
         for _ in 0..n {
             held.push(Event {
                 seq: r.u64()?,
@@ -183,6 +186,17 @@ mod tests {
         let mut b = Ordering::create(r#"{"window_ms": 100}"#).unwrap();
         b.restore(STATE_VERSION, &a.snapshot()).unwrap();
         assert_eq!(push(&mut a, 2_000, &[]), push(&mut b, 2_000, &[]));
+    }
+
+    #[test]
+    fn garbage_and_other_state_versions_are_refused() {
+        let mut p = Ordering::create("").unwrap();
+        let garbage = [0xff, 0xff, 0x0f, 0x00, 1, 2, 3];
+        assert!(matches!(p.restore(STATE_VERSION, &garbage), Err(RestoreError::Corrupt(_))));
+        assert!(matches!(
+            p.restore(STATE_VERSION + 1, &[0, 0, 0, 0]),
+            Err(RestoreError::UnsupportedVersion(_))
+        ));
     }
 
     #[test]
