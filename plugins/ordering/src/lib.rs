@@ -39,8 +39,9 @@ pub struct Ordering {
     config: OrderingConfig,
     /// Held events by (event time, seq): release order.
     by_time: BTreeMap<(i64, u64), Event>,
-    /// Held events by seq, with their arrival log time: arrival order.
-    by_arrival: BTreeMap<u64, (i64, i64)>,
+    /// Held events by (arrival log time, seq), with their event time: arrival order,
+    /// whatever order the log times came in.
+    by_arrival: BTreeMap<(i64, u64), i64>,
 }
 
 impl Ordering {
@@ -50,8 +51,9 @@ impl Ordering {
     }
 
     fn take(&mut self, event_time: i64, seq: u64) -> Event {
-        self.by_arrival.remove(&seq);
-        self.by_time.remove(&(event_time, seq)).expect("indexes agree")
+        let e = self.by_time.remove(&(event_time, seq)).expect("indexes agree");
+        self.by_arrival.remove(&(e.log_time, seq));
+        e
     }
 }
 
@@ -79,7 +81,7 @@ impl Policy for Ordering {
     fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
         for e in events {
             self.by_time.insert((e.event_time, e.seq), *e);
-            self.by_arrival.insert(e.seq, (e.event_time, e.log_time));
+            self.by_arrival.insert((e.log_time, e.seq), e.event_time);
         }
         let cutoff = now.saturating_sub(self.config.window_ms);
         let mut due = Vec::new();
@@ -89,7 +91,7 @@ impl Policy for Ordering {
             }
             due.push(self.take(t, seq));
         }
-        while let Some((&seq, &(t, arrived))) = self.by_arrival.first_key_value() {
+        while let Some((&(arrived, seq), &t)) = self.by_arrival.first_key_value() {
             if arrived > cutoff {
                 break;
             }
@@ -135,7 +137,7 @@ impl Policy for Ordering {
         self.by_arrival.clear();
         for e in held {
             self.by_time.insert((e.event_time, e.seq), e);
-            self.by_arrival.insert(e.seq, (e.event_time, e.log_time));
+            self.by_arrival.insert((e.log_time, e.seq), e.event_time);
         }
         Ok(())
     }
@@ -170,6 +172,16 @@ mod tests {
         assert!(push(&mut p, 1_000, &[ev(1, 99_999, 1_000)]).is_empty());
         assert!(push(&mut p, 1_099, &[]).is_empty());
         assert_eq!(push(&mut p, 1_100, &[]), vec![1]);
+    }
+
+    #[test]
+    fn an_event_that_arrived_earlier_is_not_held_behind_a_later_arrival() {
+        // Log times need not rise with seq (events a stage upstream held): seq 2 arrived
+        // at 0 and must come out a window later, whatever seq 1 waits for.
+        let mut p = Ordering::create(r#"{"window_ms": 100}"#).unwrap();
+        assert!(push(&mut p, 50, &[ev(1, 10_000, 50), ev(2, 10_000, 0)]).is_empty());
+        assert_eq!(push(&mut p, 100, &[]), vec![2]);
+        assert_eq!(push(&mut p, 150, &[]), vec![1]);
     }
 
     #[test]
