@@ -68,7 +68,7 @@ impl Bounds {
     }
 
     /// The longest time the config lets a plugin wait for anything.
-    fn longest(&self) -> i64 {
+    pub fn longest(&self) -> i64 {
         self.max_age_ms.max(self.window_ms).max(self.forget_after_ms.unwrap_or(0))
     }
 
