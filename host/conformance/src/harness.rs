@@ -143,11 +143,14 @@ impl Answer {
     }
 }
 
-/// Every frame of a run (the flush included) and the events left held after it.
+/// Every frame of a run (the flush included), the events left held after it and the
+/// snapshot taken before it.
 #[derive(Clone, Debug)]
 pub struct Trace {
     pub frames: Vec<Answer>,
     pub still_held: Vec<Event>,
+    /// The stage's snapshot before the flush.
+    pub snapshot: Vec<u8>,
 }
 
 /// A stage under test, with the bookkeeping of what it holds.
@@ -281,10 +284,17 @@ impl Drop for Probe<'_> {
 }
 
 /// Runs a log through a fresh stage of `setup`'s config, flush included.
+/// The stage's snapshot is taken before the flush (as a swap at that point would), for
+/// the checks that compare snapshots.
 pub fn run_log(ctx: &Ctx, setup: &Setup, log: &Log) -> Result<Trace, Failure> {
     let mut probe = Probe::with_config(ctx, &setup.config)?;
-    let frames = probe.run(&log.batches, log.flush_time())?;
-    Ok(Trace { frames, still_held: probe.held.values().copied().collect() })
+    let mut frames = Vec::with_capacity(log.batches.len() + 1);
+    for b in &log.batches {
+        frames.push(probe.push(b.now, &b.events)?);
+    }
+    let snapshot = probe.snapshot()?;
+    frames.push(probe.push(log.flush_time(), &[])?);
+    Ok(Trace { frames, still_held: probe.held.values().copied().collect(), snapshot })
 }
 
 /// Says what a fault was, in the sandbox's terms.
