@@ -167,6 +167,20 @@ fn every_misbehaving_fixture_fails_with_the_fault_named() {
 }
 
 #[test]
+fn a_run_that_faults_is_the_failure_of_decisions_valid_not_of_the_claims_judging_runs() {
+    let misbehave = component("fixture_misbehave");
+    let report = Suite::new(&misbehave).config(r#"{"fault":"trap","from_batch":4}"#).seed(SEED).run();
+    let failed = failed(&report);
+    assert!(failed.contains(&"decisions/valid"), "{report}");
+    for id in ["decisions/all-decided", "decisions/drop-reasons", "determinism/replay", "claim/filter"] {
+        let c = report.check(id).unwrap();
+        assert_eq!(c.outcome, Outcome::Pass, "{id}:\n{report}");
+        assert!(c.reason.contains("whose run failed were not judged (see decisions/valid)"), "{}", c.reason);
+        assert!(c.cases < report.cases, "{id} judged only the runs that ended: {}", c.cases);
+    }
+}
+
+#[test]
 fn a_filter_that_depends_on_history_fails_the_filter_claim_only() {
     let misbehave = component("fixture_misbehave");
     let report = Suite::new(&misbehave).config(r#"{"fault":"filter-seen"}"#).seed(SEED).run();

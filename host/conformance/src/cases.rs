@@ -14,32 +14,53 @@ const SHRINK_TIME: Duration = Duration::from_secs(10);
 
 /// Runs `property` on every generated log's run ([`Ctx::runs`]: made once, shared by
 /// the checks); the first failure is shrunk (re-running each candidate in a fresh stage)
-/// and reported with its input and config. A run that faulted or answered invalidly
-/// fails every check that judges it, with that reason.
+/// and reported with its input and config. A run that faulted or answered invalidly is
+/// `decisions/valid`'s failure ([`every_run_completes`]): here it is not judged.
 pub fn for_generated_logs(
     ctx: &Ctx,
     passed: &str,
     property: impl Fn(&Ctx, &Setup, &Log, &Trace) -> Result<(), Failure>,
 ) -> Verdict {
-    let mut events = 0;
-    let judge = |setup: &Setup, log: &Log, trace: Option<&Trace>| match trace {
-        Some(t) => property(ctx, setup, log, t),
-        None => run_log(ctx, setup, log).and_then(|t| property(ctx, setup, log, &t)),
+    judge_runs(ctx, passed, false, property)
+}
+
+/// `decisions/valid`: every generated log runs through a fresh stage and the flush
+/// without a fault and with valid answers only.
+pub fn every_run_completes(ctx: &Ctx, passed: &str) -> Verdict {
+    judge_runs(ctx, passed, true, |_, _, _, _| Ok(()))
+}
+
+fn judge_runs(
+    ctx: &Ctx,
+    passed: &str,
+    run_failures_fail: bool,
+    property: impl Fn(&Ctx, &Setup, &Log, &Trace) -> Result<(), Failure>,
+) -> Verdict {
+    let (mut events, mut unjudged) = (0, 0);
+    // Re-running a shrunk candidate: its own run failing is not this property failing,
+    // unless this check is about runs failing.
+    let rerun = |setup: &Setup, log: &Log| match run_log(ctx, setup, log) {
+        Ok(t) => property(ctx, setup, log, &t).err(),
+        Err(f) => run_failures_fail.then_some(f),
     };
     for (case, run) in ctx.runs().iter().enumerate() {
         let setup = &ctx.setups[run.setup];
         let log = &run.log;
-        events += log.events();
         let outcome = match &run.trace {
-            Ok(trace) => judge(setup, log, Some(trace)),
-            Err(failure) => Err(failure.clone()),
+            Ok(trace) => property(ctx, setup, log, trace),
+            Err(failure) if run_failures_fail => Err(failure.clone()),
+            Err(_) => {
+                unjudged += 1;
+                continue;
+            }
         };
+        events += log.events();
         if let Err(failure) = outcome {
             let original = (log.batches.len(), log.events());
             let (small, failure) = if failure.costly {
                 (log.clone(), failure)
             } else {
-                shrink(log.clone(), failure, |candidate| judge(setup, candidate, None).err())
+                shrink(log.clone(), failure, |candidate| rerun(setup, candidate))
             };
             let note = format!(
                 "case {} of {} (seed {}), under {}; shrunk from {} batches / {} events to {} / {}",
@@ -55,9 +76,18 @@ pub fn for_generated_logs(
             return Verdict::fail(failure.message, note, Some(small)).cases(case + 1);
         }
     }
+    let judged = ctx.cases - unjudged;
+    if judged == 0 {
+        return Verdict::skip("not run: no generated log ran to its end (see decisions/valid)");
+    }
     let configs =
         if ctx.setups.len() > 1 { format!(" under {} configs", ctx.setups.len()) } else { String::new() };
-    Verdict::pass(format!("{passed} ({} logs{configs}, {events} events)", ctx.cases)).cases(ctx.cases)
+    let left_out = if unjudged > 0 {
+        format!("; {unjudged} logs whose run failed were not judged (see decisions/valid)")
+    } else {
+        String::new()
+    };
+    Verdict::pass(format!("{passed} ({judged} logs{configs}, {events} events{left_out})")).cases(judged)
 }
 
 /// Delta debugging: remove chunks of batches, then chunks of events, halving the chunk

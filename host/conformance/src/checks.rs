@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use streamgate_plugin_sdk::{Event, hash};
 
-use crate::cases::for_generated_logs;
+use crate::cases::every_run_completes;
 use crate::generate::{BASE_TIME, Batch, FLUSH_AFTER_MS, Log};
 use crate::harness::{Ctx, Probe, run_log};
 use crate::report::Verdict;
@@ -165,5 +165,8 @@ pub fn extreme_times(ctx: &Ctx) -> Verdict {
 }
 
 pub fn valid_decisions(ctx: &Ctx) -> Verdict {
-    for_generated_logs(ctx, "every answer named only held events, each once", |_, _, _, _| Ok(()))
+    every_run_completes(
+        ctx,
+        "every run ended without a fault, every answer naming only held events, each once",
+    )
 }
