@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use streamgate::demo;
-use streamgate_conformance::{Outcome, Report, Suite};
+use streamgate_conformance::{Differential, Outcome, Report, Suite};
 use streamgate_runtime::SandboxConfig;
 
 /// Fixed so every run of this file is reproducible; set STREAMGATE_CONFORMANCE_SEED to
@@ -23,7 +23,7 @@ fn failed(report: &Report) -> Vec<&str> {
 }
 
 #[test]
-fn every_builtin_passes_with_its_default_config_and_the_demo_tenants_configs() {
+fn every_builtin_passes_with_its_default_config_the_demo_tenants_configs_and_a_tight_buffer() {
     let mut runs: Vec<(String, String)> =
         streamgate_runtime::builtin::NAMES.iter().map(|name| (name.to_string(), String::new())).collect();
     for tenant in [demo::taxi_tenant(), demo::queue_tenant()] {
@@ -33,6 +33,9 @@ fn every_builtin_passes_with_its_default_config_and_the_demo_tenants_configs() {
         }
     }
     assert_eq!(runs.len(), 9);
+    // A tight buffer makes ordering's output depend on its calls if it ever holds an event
+    // behind one that arrived later (log times need not rise with seq): a regression.
+    runs.push(("ordering".into(), r#"{"max_buffered":5}"#.into()));
     for (name, config) in runs {
         let seed =
             std::env::var("STREAMGATE_CONFORMANCE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(SEED);
@@ -40,39 +43,79 @@ fn every_builtin_passes_with_its_default_config_and_the_demo_tenants_configs() {
         println!("{name} {config:?}: seed {}, {:.2} s", report.seed, report.elapsed.as_secs_f64());
         assert!(report.passed(), "builtin {name} with config {config:?}:\n{report}");
         let ran = report.checks.iter().filter(|c| c.outcome == Outcome::Pass).count();
-        assert!(ran >= 13, "{name}: only {ran} checks passed, the rest skipped:\n{report}");
+        assert!(ran >= 19, "{name}: only {ran} checks passed, the rest skipped:\n{report}");
         assert!(report.checks.iter().all(|c| c.outcome != Outcome::Warn), "{name}:\n{report}");
+        if name == "dedupe" && config.is_empty() {
+            let given = &report.check("config/given").unwrap().reason;
+            assert!(given.contains(r#"{"by":"id"}"#), "the claims also run under other configs: {given}");
+        }
+    }
+}
+
+/// Each lie of the liar fixture, the one check it must fail, and words of the reason.
+/// `newest_per_frame` is off where per-frame coalescing would hide the lie.
+const LIES: &[(&str, bool, &str, &str)] = &[
+    ("ordering", true, "claim/ordering", "in the same frame"),
+    ("staleness", true, "claim/staleness", "older than max_age_ms"),
+    ("staleness-boundary", true, "claim/staleness", "as stale, but its event time"),
+    ("dedupe", true, "claim/dedupe", "a key's time must strictly increase"),
+    ("short-keys", false, "claim/dedupe", "no other event of that key"),
+    ("coalesce", true, "claim/coalesce", "of the same key and tag in one frame"),
+    ("coalesce-first", true, "claim/coalesce", "no newer event of its key was released"),
+    ("batch-cut", false, "determinism/boundaries", "however it is cut into pushes"),
+    ("hold", true, "decisions/all-decided", "was still held after the flush"),
+    ("nondeterministic", true, "determinism/heartbeats", "the released sequence differs"),
+    ("snapshot", true, "snapshot/restore", "restored into a fresh stage"),
+    ("restore-garbage", true, "snapshot/refuses-garbage", "as a valid snapshot"),
+    ("config-trap", true, "config/invalid", "instead of returning a config-error"),
+    ("leak", true, "resources/memory", "bytes per call"),
+    ("quadratic", true, "resources/time", "fuel per event per window"),
+];
+
+#[test]
+fn each_lie_of_the_liar_fixture_fails_exactly_its_check() {
+    let liar = component("fixture_liar");
+    for newest_per_frame in [true, false] {
+        let config = format!(r#"{{"lie":"none","newest_per_frame":{newest_per_frame}}}"#);
+        let honest = Suite::new(&liar).config(config).seed(SEED).run();
+        assert!(honest.passed(), "the honest liar passes:\n{honest}");
+        assert_eq!(honest.check("claim/coalesce").unwrap().outcome, Outcome::Pass, "{honest}");
+        assert!(honest.checks.iter().all(|c| c.outcome != Outcome::Warn), "{honest}");
+    }
+    for &(lie, newest_per_frame, check, reason) in LIES {
+        let config = format!(r#"{{"lie":"{lie}","newest_per_frame":{newest_per_frame}}}"#);
+        let report = Suite::new(&liar).config(config).seed(SEED).run();
+        assert_eq!(failed(&report), vec![check], "lie {lie}:\n{report}");
+        let c = report.check(check).unwrap();
+        assert!(c.reason.contains(reason), "lie {lie}: {}", c.reason);
+        assert!(c.cases >= 1 && c.seed == SEED, "lie {lie}: {} cases, seed {}", c.cases, c.seed);
+        assert!(report.to_string().contains(&format!("reproduce with --seed {SEED}")));
+        if check.starts_with("claim/") || check.starts_with("determinism/") || check.starts_with("decisions/")
+        {
+            let input = c.input_log.as_ref().expect("a generated failure shows its input");
+            assert!(input.events() <= 3, "lie {lie}: shrunk to {} events:\n{report}", input.events());
+            assert!(c.input.as_ref().unwrap().contains("(the flush)"), "{report}");
+            assert!(c.note.contains("shrunk from"), "lie {lie}: {}", c.note);
+        }
     }
 }
 
 #[test]
-fn each_lie_of_the_liar_fixture_fails_exactly_its_check() {
-    let cases = [
-        ("none", None, ""),
-        ("ordering", Some("claim/ordering"), "in the same frame"),
-        ("staleness", Some("claim/staleness"), "older than max_age_ms = 30000"),
-        ("dedupe", Some("claim/dedupe"), "a key's time must strictly increase"),
-        ("coalesce", Some("claim/coalesce"), "of the same key and tag in one frame"),
-        ("nondeterministic", Some("determinism/heartbeats"), "the released sequence differs"),
-        ("snapshot", Some("snapshot/restore"), "restored into a fresh stage"),
-    ];
+fn a_failure_on_a_boundary_shows_the_boundary_in_its_smallest_input() {
     let liar = component("fixture_liar");
-    for (lie, check, reason) in cases {
-        let config = format!(r#"{{"lie":"{lie}","newest_per_frame":true}}"#);
-        let report = Suite::new(&liar).config(config).seed(SEED).run();
-        let Some(check) = check else {
-            assert!(report.passed(), "the honest liar passes:\n{report}");
-            assert_eq!(report.check("claim/coalesce").unwrap().outcome, Outcome::Pass);
-            continue;
-        };
-        assert_eq!(failed(&report), vec![check], "lie {lie}:\n{report}");
-        let c = report.check(check).unwrap();
-        assert!(c.reason.contains(reason), "lie {lie}: {}", c.reason);
-        let input = c.input_log.as_ref().expect("a generated failure shows its input");
-        assert!(input.events() <= 3, "lie {lie}: shrunk to {} events:\n{report}", input.events());
-        assert!(c.input.as_ref().unwrap().contains("(the flush)"), "{report}");
-        assert!(report.to_string().contains(&format!("reproduce with --seed {SEED}")));
-    }
+    let report = Suite::new(&liar).config(r#"{"lie":"staleness-boundary"}"#).seed(SEED).run();
+    let c = report.check("claim/staleness").unwrap();
+    let input = c.input_log.as_ref().unwrap();
+    let (batch, event) =
+        input.batches.iter().find_map(|b| b.events.first().map(|e| (b, e))).expect("one event");
+    let max_age = if c.note.contains(r#""max_age_ms":0"#) {
+        0
+    } else if c.note.contains(r#""max_age_ms":1000"#) {
+        1_000
+    } else {
+        30_000
+    };
+    assert_eq!(batch.now - event.event_time, max_age, "exactly max_age_ms old:\n{report}");
 }
 
 #[test]
@@ -120,6 +163,31 @@ fn every_misbehaving_fixture_fails_with_the_fault_named() {
     }
     let slow = Suite::new(&misbehave).config(r#"{"fault":"slow","spin":100000}"#).seed(SEED).run();
     assert!(slow.passed(), "slow but within budget is no failure:\n{slow}");
+    assert_eq!(slow.check("claim/filter").unwrap().outcome, Outcome::Pass, "{slow}");
+}
+
+#[test]
+fn a_run_that_faults_is_the_failure_of_decisions_valid_not_of_the_claims_judging_runs() {
+    let misbehave = component("fixture_misbehave");
+    let report = Suite::new(&misbehave).config(r#"{"fault":"trap","from_batch":4}"#).seed(SEED).run();
+    let failed = failed(&report);
+    assert!(failed.contains(&"decisions/valid"), "{report}");
+    for id in ["decisions/all-decided", "decisions/drop-reasons", "determinism/replay", "claim/filter"] {
+        let c = report.check(id).unwrap();
+        assert_eq!(c.outcome, Outcome::Pass, "{id}:\n{report}");
+        assert!(c.reason.contains("whose run failed were not judged (see decisions/valid)"), "{}", c.reason);
+        assert!(c.cases < report.cases, "{id} judged only the runs that ended: {}", c.cases);
+    }
+}
+
+#[test]
+fn a_filter_that_depends_on_history_fails_the_filter_claim_only() {
+    let misbehave = component("fixture_misbehave");
+    let report = Suite::new(&misbehave).config(r#"{"fault":"filter-seen"}"#).seed(SEED).run();
+    assert_eq!(failed(&report), vec!["claim/filter"], "{report}");
+    let c = report.check("claim/filter").unwrap();
+    assert!(c.reason.contains("filtered in the run but not filtered when pushed alone"), "{}", c.reason);
+    assert!(c.input_log.as_ref().unwrap().events() <= 3, "{report}");
 }
 
 #[test]
@@ -144,12 +212,15 @@ fn the_cli_reports_json_and_exits_non_zero_on_failure() {
     assert_eq!(json["seed"], 5);
     assert_eq!(json["plugin"]["name"], "dedupe");
     let checks = json["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 19);
+    assert_eq!(checks.len(), 25);
     assert!(checks.iter().all(|c| c["outcome"] == "pass" || c["outcome"] == "skip"), "{stdout}");
     assert!(checks.iter().all(|c| c["elapsed_ms"].is_number() && c["memory_high_water_bytes"].is_u64()));
-    assert!(stderr.contains("[19/19] claim/filter ... skip"), "progress on stderr: {stderr}");
+    assert!(checks.iter().all(|c| c["seed"] == 5 && c["cases"].is_u64()), "{stdout}");
+    let dedupe = checks.iter().find(|c| c["id"] == "claim/dedupe").unwrap();
+    assert_eq!(dedupe["cases"], streamgate_conformance::DEFAULT_CASES, "{dedupe}");
+    assert!(stderr.contains("[25/25] claim/filter ... skip"), "progress on stderr: {stderr}");
 
-    let config = r#"{"lie":"ordering"}"#;
+    let config = r#"{"lie":"ordering","newest_per_frame":true}"#;
     let (code, stdout, _) =
         cli(&["conformance", &component_path("fixture_liar"), "--config", config, "--json", "--seed", "5"]);
     assert_eq!(code, Some(1), "{stdout}");
@@ -172,4 +243,54 @@ fn the_cli_reports_json_and_exits_non_zero_on_failure() {
     let (code, _, stderr) = cli(&["conformance", "/nonexistent/plugin.wasm"]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("cannot read plugin file /nonexistent/plugin.wasm"), "{stderr}");
+}
+
+#[test]
+fn differential_mode_finds_no_difference_between_equal_logic_and_every_one_otherwise() {
+    let (next, dedupe) = (component("fixture_dedupe_next"), component("dedupe"));
+    let same = Differential::new(&next, &dedupe).seed(SEED).cases(64).run().unwrap();
+    assert!(same.identical(), "{same}");
+    assert_eq!((same.new.as_str(), same.old.as_str()), ("dedupe@0.2.0", "dedupe@0.1.0"));
+
+    let liar = component("fixture_liar");
+    let report = Differential::new(&liar, &liar)
+        .config(r#"{"lie":"coalesce-first","newest_per_frame":true}"#)
+        .against_config(r#"{"newest_per_frame":true}"#)
+        .seed(SEED)
+        .cases(64)
+        .run()
+        .unwrap();
+    assert!(!report.identical() && report.differing_logs > 0, "{report}");
+    let d = &report.differences[0];
+    assert!(d.what.iter().any(|w| w.contains("by new only")), "{report}");
+    assert!(report.inputs.contains_key(&d.case), "the input of every differing log is kept");
+    assert!(report.to_string().contains("the smallest differing log"), "{report}");
+
+    let Err(refused) = Differential::new(&liar, &dedupe).config(r#"{"lie":"none"}"#).run() else {
+        panic!("dedupe refuses the liar's config");
+    };
+    assert!(refused.contains("the old plugin rejected its config"), "{refused}");
+}
+
+#[test]
+fn the_cli_compares_two_plugins_with_against() {
+    let (code, stdout, _) = cli(&[
+        "conformance",
+        &component_path("fixture_dedupe_next"),
+        "--against",
+        "builtin:dedupe",
+        "--seed",
+        "5",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("IDENTICAL: 640 logs decided alike"), "{stdout}");
+    let liar = component_path("fixture_liar");
+    let args = ["conformance", &liar, "--config", r#"{"lie":"ordering"}"#, "--against", &liar];
+    let (code, stdout, _) = cli(&[&args[..], &["--against-config", "", "--json", "--seed", "5"]].concat());
+    assert_eq!(code, Some(1), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["identical"], false);
+    let first = &json["differences"][0];
+    assert!(first["what"][0].as_str().unwrap().contains("another order"), "{first}");
+    assert!(json["inputs"][first["case"].to_string()]["batches"].is_array(), "{stdout}");
 }

@@ -4,46 +4,90 @@
 
 use std::time::{Duration, Instant};
 
-use crate::generate::{Log, Rng};
-use crate::harness::{Ctx, Failure};
+use crate::generate::Log;
+use crate::harness::{Ctx, Failure, Setup, Trace, run_log};
 use crate::report::Verdict;
 
 /// Shrinking stops after this many tries or this long, whichever comes first.
 const SHRINK_TRIES: usize = 500;
 const SHRINK_TIME: Duration = Duration::from_secs(10);
 
-/// Runs `property` on `ctx.cases` logs generated for `check`; the first failure is
-/// shrunk and reported with its input.
+/// Runs `property` on every generated log's run ([`Ctx::runs`]: made once, shared by
+/// the checks); the first failure is shrunk (re-running each candidate in a fresh stage)
+/// and reported with its input and config. A run that faulted or answered invalidly is
+/// `decisions/valid`'s failure ([`every_run_completes`]): here it is not judged.
 pub fn for_generated_logs(
     ctx: &Ctx,
-    check: &str,
     passed: &str,
-    property: impl Fn(&Ctx, &Log) -> Result<(), Failure>,
+    property: impl Fn(&Ctx, &Setup, &Log, &Trace) -> Result<(), Failure>,
 ) -> Verdict {
-    let mut rng = Rng::new(ctx.seed ^ fnv1a(check));
-    let mut events = 0;
-    for case in 1..=ctx.cases {
-        let log = ctx.generator.log(&mut rng);
+    judge_runs(ctx, passed, false, property)
+}
+
+/// `decisions/valid`: every generated log runs through a fresh stage and the flush
+/// without a fault and with valid answers only.
+pub fn every_run_completes(ctx: &Ctx, passed: &str) -> Verdict {
+    judge_runs(ctx, passed, true, |_, _, _, _| Ok(()))
+}
+
+fn judge_runs(
+    ctx: &Ctx,
+    passed: &str,
+    run_failures_fail: bool,
+    property: impl Fn(&Ctx, &Setup, &Log, &Trace) -> Result<(), Failure>,
+) -> Verdict {
+    let (mut events, mut unjudged) = (0, 0);
+    // Re-running a shrunk candidate: its own run failing is not this property failing,
+    // unless this check is about runs failing.
+    let rerun = |setup: &Setup, log: &Log| match run_log(ctx, setup, log) {
+        Ok(t) => property(ctx, setup, log, &t).err(),
+        Err(f) => run_failures_fail.then_some(f),
+    };
+    for (case, run) in ctx.runs().iter().enumerate() {
+        let setup = &ctx.setups[run.setup];
+        let log = &run.log;
+        let outcome = match &run.trace {
+            Ok(trace) => property(ctx, setup, log, trace),
+            Err(failure) if run_failures_fail => Err(failure.clone()),
+            Err(_) => {
+                unjudged += 1;
+                continue;
+            }
+        };
         events += log.events();
-        if let Err(failure) = property(ctx, &log) {
+        if let Err(failure) = outcome {
             let original = (log.batches.len(), log.events());
             let (small, failure) = if failure.costly {
-                (log, failure)
+                (log.clone(), failure)
             } else {
-                shrink(log, failure, |candidate| property(ctx, candidate).err())
+                shrink(log.clone(), failure, |candidate| rerun(setup, candidate))
             };
             let note = format!(
-                "case {case} of {}; shrunk from {} batches / {} events to {} / {}",
+                "case {} of {} (seed {}), under {}; shrunk from {} batches / {} events to {} / {}",
+                case + 1,
                 ctx.cases,
+                ctx.seed,
+                setup.label(),
                 original.0,
                 original.1,
                 small.batches.len(),
                 small.events()
             );
-            return Verdict::fail(failure.message, note, Some(small));
+            return Verdict::fail(failure.message, note, Some(small)).cases(case + 1);
         }
     }
-    Verdict::pass(format!("{passed} ({} logs, {events} events)", ctx.cases))
+    let judged = ctx.cases - unjudged;
+    if judged == 0 {
+        return Verdict::skip("not run: no generated log ran to its end (see decisions/valid)");
+    }
+    let configs =
+        if ctx.setups.len() > 1 { format!(" under {} configs", ctx.setups.len()) } else { String::new() };
+    let left_out = if unjudged > 0 {
+        format!("; {unjudged} logs whose run failed were not judged (see decisions/valid)")
+    } else {
+        String::new()
+    };
+    Verdict::pass(format!("{passed} ({judged} logs{configs}, {events} events{left_out})")).cases(judged)
 }
 
 /// Delta debugging: remove chunks of batches, then chunks of events, halving the chunk
@@ -110,19 +154,15 @@ fn without_events(log: &Log, from: usize, n: usize) -> Log {
     out
 }
 
-/// A stable hash of a check's name, so each check gets its own stream of cases.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::Generator;
+    use crate::generate::{Generator, Rng};
+    use crate::shapes::Bounds;
 
     #[test]
     fn shrinks_to_the_two_events_that_matter() {
-        let g = Generator::new(30_000, &[]);
+        let g = Generator::new(Bounds { max_age_ms: 30_000, window_ms: 1_000, forget_after_ms: None }, &[]);
         let (log, a, b) = (0..)
             .find_map(|seed| {
                 let log = g.log(&mut Rng::new(seed));

@@ -1,21 +1,18 @@
 //! The generic checks every plugin must pass, whatever it claims: its description,
-//! config errors that are errors (not traps), edge-case batches and valid answers.
-//! Determinism and snapshot/restore are in [`crate::determinism`].
+//! the config under test, edge-case batches and valid answers. Configs that must be
+//! refused are in [`crate::configs`], determinism and snapshot/restore in
+//! [`crate::determinism`] and [`crate::restore`].
 
 use std::collections::BTreeSet;
 
 use streamgate_plugin_sdk::{Event, hash};
 
-use crate::cases::for_generated_logs;
+use crate::cases::every_run_completes;
 use crate::generate::{BASE_TIME, Batch, FLUSH_AFTER_MS, Log};
 use crate::harness::{Ctx, Probe, run_log};
 use crate::report::Verdict;
-use streamgate_runtime::{StageError, wit};
+use streamgate_runtime::wit;
 
-/// A config no JSON parser accepts.
-pub const MALFORMED_CONFIG: &str = "[1,";
-/// A field no plugin has.
-pub const UNKNOWN_FIELD: &str = "streamgate_conformance_unknown_field";
 /// Events in the `batch/large` check.
 pub const LARGE_BATCH: usize = 100_000;
 
@@ -50,62 +47,27 @@ fn semver_like(v: &str) -> bool {
 }
 
 pub fn given_config(ctx: &Ctx) -> Verdict {
-    match Probe::create(ctx) {
-        Ok(_) => Verdict::pass(if ctx.config.trim().is_empty() {
+    let verdict = match Probe::create(ctx) {
+        Ok(_) => Verdict::pass(if ctx.config().trim().is_empty() {
             "the default config (empty string) creates a stage".to_string()
         } else {
-            format!("the config {} creates a stage", ctx.config)
+            format!("the config {} creates a stage", ctx.config())
         }),
         Err(f) => Verdict::fail(f.message, "fix the config, or test with --config".into(), None),
-    }
-}
-
-pub fn malformed_config(ctx: &Ctx) -> Verdict {
-    match ctx.plugin.stage(MALFORMED_CONFIG, ctx.limits) {
-        Err(StageError::Config(m)) if m.starts_with("malformed") => {
-            Verdict::pass(format!("{MALFORMED_CONFIG:?} was refused: {m}"))
-        }
-        Err(StageError::Config(m)) => Verdict::pass(format!(
-            "{MALFORMED_CONFIG:?} was refused ({m}); `malformed` would be the more precise variant"
-        )),
-        Err(e) => Verdict::fail(
-            format!("config {MALFORMED_CONFIG:?} made it fault instead of returning a config-error: {e}"),
-            "a bad tenant config must come back as config-error::malformed, never trap".into(),
-            None,
-        ),
-        Ok(_) => Verdict::fail(
-            format!("it accepted the malformed config {MALFORMED_CONFIG:?}"),
-            "return config-error::malformed for config text that does not parse".into(),
-            None,
-        ),
-    }
-}
-
-pub fn unknown_field(ctx: &Ctx) -> Verdict {
-    let mut config = match serde_json::from_str::<serde_json::Value>(&ctx.config) {
-        _ if ctx.config.trim().is_empty() => serde_json::Map::new(),
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => return Verdict::skip("the config under test is not a JSON object"),
     };
-    config.insert(UNKNOWN_FIELD.into(), serde_json::Value::Bool(true));
-    let config = serde_json::Value::Object(config).to_string();
-    match ctx.plugin.stage(&config, ctx.limits) {
-        Err(StageError::Config(m)) => Verdict::pass(format!("an unknown field was refused: {m}")),
-        Err(e) => Verdict::fail(
-            format!("config {config} made it fault instead of returning a config-error: {e}"),
-            String::new(),
-            None,
-        ),
-        Ok(_) => Verdict::warn(format!(
-            "it accepted {config}: a misspelt key in a tenant's config would silently mean the default; \
-             with the SDK, put #[serde(deny_unknown_fields)] on the config struct"
-        )),
-    }
+    let variants: Vec<&str> = ctx.setups[1..].iter().map(|s| s.config.as_str()).collect();
+    let verdict = match verdict.outcome {
+        crate::report::Outcome::Pass if !variants.is_empty() => {
+            Verdict::pass(format!("{}; the claims also run under {}", verdict.reason, variants.join(" ")))
+        }
+        _ => verdict,
+    };
+    verdict.cases(ctx.setups.len())
 }
 
 pub fn empty_batch(ctx: &Ctx) -> Verdict {
-    let log = Log { batches: vec![Batch { now: BASE_TIME, events: vec![] }] };
-    match run_log(ctx, &log) {
+    let log = Log::new(vec![Batch { now: BASE_TIME, events: vec![] }]);
+    match run_log(ctx, ctx.under_test(), &log) {
         Ok(_) => Verdict::pass("an empty batch, then the flush: no decisions, no fault"),
         Err(f) => Verdict::fail(f.message, String::new(), Some(log)),
     }
@@ -138,7 +100,7 @@ pub fn large_batch(ctx: &Ctx) -> Verdict {
             took.as_secs_f64() * 1e3,
             first.released.len() + flush.released.len(),
             first.dropped.len() + flush.dropped.len(),
-            probe.held()
+            probe.held().len()
         )),
         Err(f) => Verdict::fail(f.message, what, None),
     }
@@ -163,8 +125,8 @@ pub fn extreme_keys(ctx: &Ctx) -> Verdict {
             })
             .collect(),
     };
-    let log = Log { batches: vec![batch(0, 1), batch(1, 100)] };
-    match run_log(ctx, &log) {
+    let log = Log::new(vec![batch(0, 1), batch(1, 100)]);
+    match run_log(ctx, ctx.under_test(), &log) {
         Ok(_) => {
             Verdict::pass("keys, ids and tags 0, 1, u64::MAX and hashes of non-ASCII and 64 KiB strings")
         }
@@ -189,7 +151,7 @@ pub fn extreme_times(ctx: &Ctx) -> Verdict {
                 .collect(),
         })
         .collect();
-    let log = Log { batches };
+    let log = Log::new(batches);
     let mut probe = match Probe::create(ctx) {
         Ok(p) => p,
         Err(f) => return Verdict::fail(f.message, String::new(), None),
@@ -203,19 +165,8 @@ pub fn extreme_times(ctx: &Ctx) -> Verdict {
 }
 
 pub fn valid_decisions(ctx: &Ctx) -> Verdict {
-    let still_held = std::cell::Cell::new(0);
-    let mut verdict = for_generated_logs(
+    every_run_completes(
         ctx,
-        "decisions/valid",
-        "every answer named only held events, each once",
-        |ctx, log| {
-            let trace = run_log(ctx, log)?;
-            still_held.set(still_held.get() + trace.still_held);
-            Ok(())
-        },
-    );
-    if verdict.outcome == crate::report::Outcome::Pass {
-        verdict.reason.push_str(&format!("; {} events were still held after the flushes", still_held.get()));
-    }
-    verdict
+        "every run ended without a fault, every answer naming only held events, each once",
+    )
 }

@@ -1,14 +1,19 @@
 //! What the kit expects of a plugin under test: the capabilities its description
 //! claims, with the parameters the well-known config keys give them (`max_age_ms`,
-//! `by`, `forget_after_ms`, `newest_per_frame`, `tags`; see docs/PLUGINS.md).
+//! `by`, `forget_after_ms`, `newest_per_frame`, `tags`, `window_ms`; see docs/PLUGINS.md),
+//! and which drop reasons those claims allow.
 
 use std::collections::BTreeSet;
 
-use streamgate_plugin_sdk::hash;
+use streamgate_plugin_sdk::{DropReason, hash};
 use streamgate_runtime::wit;
+
+use crate::shapes::Bounds;
 
 /// The default staleness bound when the config names none (the builtin's default).
 pub const DEFAULT_MAX_AGE_MS: i64 = 30_000;
+/// The default reorder window when the config names none (the builtin's default).
+pub const DEFAULT_WINDOW_MS: i64 = 1_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DedupeBy {
@@ -40,6 +45,9 @@ pub struct Expectations {
     pub tag_names: Vec<String>,
     /// `max_age_ms` from the config or the default: where stale events are generated.
     pub max_age_ms: i64,
+    /// `window_ms` from the config or the builtin ordering's default: where events at a
+    /// reorder window's edge are generated.
+    pub window_ms: i64,
 }
 
 impl Expectations {
@@ -83,6 +91,30 @@ impl Expectations {
             filter: claims(wit::Capability::Filter),
             tag_names,
             max_age_ms,
+            window_ms: int("window_ms").unwrap_or(DEFAULT_WINDOW_MS),
+        }
+    }
+
+    /// The times this config implies, for the generator.
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            max_age_ms: self.max_age_ms,
+            window_ms: self.window_ms,
+            forget_after_ms: self.forget_after_ms,
+        }
+    }
+
+    /// Whether the claims allow dropping an event for `reason`: `stale` by staleness,
+    /// `duplicate` by dedupe, `out-of-date` by dedupe by time, `superseded` by
+    /// coalesce, `filtered` by filter, `overflow` by ordering (a buffer that is full).
+    pub fn allows(&self, reason: DropReason) -> bool {
+        match reason {
+            DropReason::Stale => self.staleness.is_some(),
+            DropReason::Duplicate => self.dedupe.is_some(),
+            DropReason::OutOfDate => self.dedupe == Some(DedupeBy::Time),
+            DropReason::Superseded => self.coalesce != Coalescing::NotClaimed,
+            DropReason::Filtered => self.filter,
+            DropReason::Overflow => self.ordering,
         }
     }
 

@@ -1,49 +1,18 @@
 //! Seeded, reproducible inputs: a small PRNG and a generator of logs (batches of
-//! event metadata at increasing log times) with several keys, redeliveries, late,
-//! early, stale and boundary-aged events, idempotency ids and tags.
+//! event metadata at non-decreasing log times) that reach where plugins go wrong: keys
+//! across the whole u64 range (hash-like, few, many, one hot key with rare ones, pairs
+//! equal in their low 32 bits), event times at every boundary the config implies
+//! (`max_age_ms` ± 1, `window_ms` ± 1, `forget_after_ms` ± 1, equal times), late, early,
+//! stale, future-dated and `i64` extremes, `log-time` other than `now`, redeliveries,
+//! idempotency ids and tags. [`crate::shapes`] picks the keys and times.
 
 use std::collections::BTreeMap;
 
 use streamgate_plugin_sdk::{Event, hash};
 
-/// Log time of the first generated batch: a realistic epoch in milliseconds.
-pub const BASE_TIME: i64 = 1_763_900_000_000;
+use crate::shapes::{self, Bounds, KEYS, KeyPool};
 
-/// A run ends with an empty push this far after the last batch, so that a buffering
-/// plugin (ordering) releases what it holds.
-pub const FLUSH_AFTER_MS: i64 = 86_400_000;
-
-/// splitmix64: tiny, fast, and the same numbers on every platform.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// True with probability `1 / n`.
-    pub fn one_in(&mut self, n: u64) -> bool {
-        self.below(n) == 0
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
+pub use crate::shapes::{BASE_TIME, FLUSH_AFTER_MS, Rng};
 
 /// One push: the log time and the events of one log entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,35 +25,53 @@ pub struct Batch {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Log {
     pub batches: Vec<Batch>,
+    /// How far after the last batch the flush comes, beyond [`FLUSH_AFTER_MS`].
+    pub flush_after_ms: i64,
 }
 
 impl Log {
+    pub fn new(batches: Vec<Batch>) -> Self {
+        Log { batches, flush_after_ms: FLUSH_AFTER_MS }
+    }
+
     pub fn events(&self) -> usize {
         self.batches.iter().map(|b| b.events.len()).sum()
     }
 
     /// Log time of the flush push that ends a run of this log.
     pub fn flush_time(&self) -> i64 {
-        self.batches.last().map_or(BASE_TIME, |b| b.now).saturating_add(FLUSH_AFTER_MS)
+        let after = self.flush_after_ms.max(FLUSH_AFTER_MS);
+        self.batches.last().map_or(BASE_TIME, |b| b.now).saturating_add(after)
+    }
+
+    /// Every event of the log by sequence number, with the index of the push that
+    /// brought it.
+    pub fn index(&self) -> BTreeMap<u64, (Event, usize)> {
+        let mut out = BTreeMap::new();
+        for (i, b) in self.batches.iter().enumerate() {
+            for e in &b.events {
+                out.insert(e.seq, (*e, i));
+            }
+        }
+        out
     }
 }
 
-/// Keys (some non-ASCII: the host hashes whatever the payload holds).
-const KEYS: &[&str] = &["taxi-0042", "taxi-0007", "택시-서울-12", "u-123", "🚕"];
 /// Tags of the queue tenant; a config's own `tags` are added.
 const TAGS: &[&str] = &["rank", "admitted", "left"];
 
-/// Makes logs; knows the names behind the hashes it uses, for readable reports.
+/// Makes logs for one config; knows the names behind the hashes it uses, for readable
+/// reports.
 pub struct Generator {
-    max_age_ms: i64,
+    bounds: Bounds,
     tags: Vec<u64>,
     names: BTreeMap<u64, String>,
 }
 
 impl Generator {
-    /// `max_age_ms` places stale and boundary-aged events; `config_tags` are the tag
-    /// names the plugin's config mentions.
-    pub fn new(max_age_ms: i64, config_tags: &[String]) -> Self {
+    /// `bounds` are the times the config implies (where boundary events go);
+    /// `config_tags` are the tag names the plugin's config mentions.
+    pub fn new(bounds: Bounds, config_tags: &[String]) -> Self {
         let mut names = BTreeMap::new();
         let mut tags = vec![0];
         for name in
@@ -97,7 +84,7 @@ impl Generator {
                 tags.push(hash(name));
             }
         }
-        Generator { max_age_ms: max_age_ms.max(0), tags, names }
+        Generator { bounds: bounds.sane(), tags, names }
     }
 
     /// The name a key or tag hash was made from, if this generator made it.
@@ -105,27 +92,29 @@ impl Generator {
         self.names.get(&hash).map(String::as_str)
     }
 
-    /// A log of 1 to 10 batches of up to 12 events each, over 1 to 5 keys.
+    /// A log of 1 to 10 batches of up to 12 events each (sometimes 40), over keys of
+    /// one [`KeyPool`] shape, ending with a flush beyond every window of the config.
     pub fn log(&self, rng: &mut Rng) -> Log {
-        let keys: Vec<u64> =
-            KEYS[..1 + rng.below(KEYS.len() as u64) as usize].iter().map(|k| hash(k)).collect();
-        let mut now = BASE_TIME;
+        let keys = KeyPool::generate(rng);
+        let mut now = shapes::base_time(rng);
         let mut seq = 1;
         let mut sent: Vec<Event> = Vec::new();
-        let mut log = Log::default();
+        let mut log = Log { batches: Vec::new(), flush_after_ms: self.bounds.flush_after_ms() };
         for _ in 0..1 + rng.below(10) {
-            now += *rng.pick(&[0, 1, 100, 400, 1_000, 2_500, 10_000]);
-            let mut events = Vec::new();
-            for _ in 0..rng.below(13) {
+            now = now.saturating_add(self.bounds.step(rng));
+            let size = if rng.one_in(8) { 13 + rng.below(28) } else { rng.below(13) };
+            let mut events = Vec::with_capacity(size as usize);
+            for _ in 0..size {
                 let e = if !sent.is_empty() && rng.one_in(6) {
                     // Redelivery: the same event again, later in the log.
                     Event { seq, log_time: now, ..*rng.pick(&sent) }
                 } else {
+                    let event_time = self.bounds.event_time(rng, now, &sent);
                     Event {
                         seq,
-                        key: *rng.pick(&keys),
-                        event_time: now.saturating_sub(self.age(rng)),
-                        log_time: now,
+                        key: keys.pick(rng),
+                        event_time,
+                        log_time: self.bounds.log_time(rng, now),
                         id: hash(&format!("evt-{seq}")),
                         tag: *rng.pick(&self.tags),
                     }
@@ -138,27 +127,19 @@ impl Generator {
         }
         log
     }
-
-    /// How far behind log time an event is: mostly a little late, sometimes on time,
-    /// early (negative), stale, or exactly at the staleness bound.
-    fn age(&self, rng: &mut Rng) -> i64 {
-        match rng.below(10) {
-            0..=4 => rng.below(3_000) as i64,
-            5 | 6 => 0,
-            7 => -(rng.below(2_000) as i64),
-            8 => self.max_age_ms.saturating_add(1 + rng.below(5_000) as i64),
-            _ => self.max_age_ms - rng.below(2) as i64,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn generator() -> Generator {
+        Generator::new(Bounds { max_age_ms: 30_000, window_ms: 1_000, forget_after_ms: None }, &[])
+    }
+
     #[test]
     fn the_same_seed_gives_the_same_log_and_seqs_increase() {
-        let g = Generator::new(30_000, &["rank".into()]);
+        let g = generator();
         let a = g.log(&mut Rng::new(7));
         assert_eq!(a, g.log(&mut Rng::new(7)));
         let seqs: Vec<u64> = a.batches.iter().flat_map(|b| b.events.iter().map(|e| e.seq)).collect();
@@ -168,22 +149,31 @@ mod tests {
     }
 
     #[test]
-    fn logs_contain_what_the_properties_need() {
-        let g = Generator::new(30_000, &[]);
+    fn logs_reach_every_corner_of_the_input_space() {
+        let g = generator();
         let mut rng = Rng::new(1);
-        let (mut stale, mut redelivered, mut same_key_in_batch) = (0, 0, 0);
-        for _ in 0..100 {
+        let mut seen = BTreeMap::<&str, usize>::new();
+        let mut count = |what: &'static str, yes: bool| *seen.entry(what).or_default() += usize::from(yes);
+        for _ in 0..400 {
             let log = g.log(&mut rng);
             for b in &log.batches {
-                stale += b.events.iter().filter(|e| e.event_time < b.now - 30_000).count();
-                redelivered += b.events.iter().filter(|e| e.id != hash(&format!("evt-{}", e.seq))).count();
                 let keys: std::collections::BTreeSet<u64> = b.events.iter().map(|e| e.key).collect();
-                same_key_in_batch += usize::from(keys.len() < b.events.len());
+                count("same key twice in a batch", keys.len() < b.events.len());
+                for e in &b.events {
+                    let age = b.now.saturating_sub(e.event_time);
+                    count("stale", age > 30_000);
+                    count("exactly max_age", age == 30_000);
+                    count("max_age + 1", age == 30_001);
+                    count("exactly window", age == 1_000);
+                    count("future beyond the flush", e.event_time > log.flush_time());
+                    count("i64 extreme", e.event_time == i64::MAX || e.event_time == i64::MIN);
+                    count("log time before now", e.log_time < b.now);
+                    count("high key bit", e.key >> 63 == 1);
+                    count("redelivered", e.id != hash(&format!("evt-{}", e.seq)));
+                }
             }
         }
-        assert!(
-            stale > 20 && redelivered > 20 && same_key_in_batch > 20,
-            "{stale} {redelivered} {same_key_in_batch}"
-        );
+        assert!(seen.values().all(|&n| n >= 5), "{seen:?}");
+        assert_eq!(seen.len(), 10, "{seen:?}");
     }
 }

@@ -1,9 +1,11 @@
 //! Drives one plugin stage the way the chain does and judges its raw answers: every
 //! released or dropped sequence number must be one the stage holds (given to it, not
 //! yet decided), once. Faults (trap, timeout, memory cap) become a [`Failure`] with
-//! the reason, never a crash of the kit.
+//! the reason, never a crash of the kit. [`Ctx`] is what the kit knows while it runs
+//! one plugin: the configs it runs the claims under ([`Setup`]) and the runs of the
+//! generated logs, made once and shared by the checks that judge them.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use streamgate_runtime::decisions::{self, InvalidAnswer};
 use streamgate_runtime::{Fault, Plugin, StageError, StageLimits, WasmStage, wit};
 
 use crate::expect::Expectations;
-use crate::generate::{Batch, Generator, Log};
+use crate::generate::{Batch, Generator, Log, Rng};
 
 /// Why a run failed, in words for the report.
 #[derive(Clone, Debug)]
@@ -31,25 +33,89 @@ impl Failure {
     }
 }
 
+/// One config the claims run under, with what it promises and a generator aimed at it.
+pub struct Setup {
+    pub config: String,
+    pub expect: Expectations,
+    pub generator: Generator,
+}
+
+impl Setup {
+    pub fn new(description: &wit::Description, config: String) -> Self {
+        let expect = Expectations::new(&description.capabilities, &config);
+        let generator = Generator::new(expect.bounds(), &expect.tag_names);
+        Setup { config, expect, generator }
+    }
+
+    /// `the config {…}` or `the default config`, for messages.
+    pub fn label(&self) -> String {
+        if self.config.trim().is_empty() {
+            "the default config".into()
+        } else {
+            format!("config {}", self.config)
+        }
+    }
+}
+
+/// One generated log, the config it ran under and how that run went.
+pub struct CaseRun {
+    pub setup: usize,
+    pub log: Log,
+    pub trace: Result<Trace, Failure>,
+}
+
 /// What the kit knows while it runs one plugin.
 pub struct Ctx {
     pub plugin: Arc<Plugin>,
-    pub config: String,
     pub limits: StageLimits,
-    pub expect: Expectations,
-    pub generator: Generator,
+    /// The config under test first, then the valid variants the claims also run under.
+    pub setups: Vec<Setup>,
     pub seed: u64,
     pub cases: usize,
+    runs: OnceCell<Vec<CaseRun>>,
     memory_high_water: Cell<usize>,
 }
 
 impl Ctx {
-    /// Reads the plugin's claims from its description and `config`, and sets up the
-    /// generator to match them.
-    pub fn new(plugin: Arc<Plugin>, config: String, limits: StageLimits, seed: u64, cases: usize) -> Self {
-        let expect = Expectations::new(&plugin.description().capabilities, &config);
-        let generator = Generator::new(expect.max_age_ms, &expect.tag_names);
-        Ctx { plugin, config, limits, expect, generator, seed, cases, memory_high_water: Cell::new(0) }
+    /// `setups[0]` is the config under test.
+    pub fn new(
+        plugin: Arc<Plugin>,
+        setups: Vec<Setup>,
+        limits: StageLimits,
+        seed: u64,
+        cases: usize,
+    ) -> Self {
+        assert!(!setups.is_empty(), "at least the config under test");
+        Ctx { plugin, limits, setups, seed, cases, runs: OnceCell::new(), memory_high_water: Cell::new(0) }
+    }
+
+    /// The config under test and what it promises.
+    pub fn under_test(&self) -> &Setup {
+        &self.setups[0]
+    }
+
+    pub fn config(&self) -> &str {
+        &self.setups[0].config
+    }
+
+    pub fn expect(&self) -> &Expectations {
+        &self.setups[0].expect
+    }
+
+    /// The `cases` generated logs (from the seed, taking the setups in turn), each run
+    /// once through a fresh stage and the flush; made on first use, then shared.
+    pub fn runs(&self) -> &[CaseRun] {
+        self.runs.get_or_init(|| {
+            let mut rng = Rng::new(self.seed);
+            (0..self.cases)
+                .map(|case| {
+                    let setup = case % self.setups.len();
+                    let log = self.setups[setup].generator.log(&mut rng);
+                    let trace = run_log(self, &self.setups[setup], &log);
+                    CaseRun { setup, log, trace }
+                })
+                .collect()
+        })
     }
 
     /// The largest linear memory of any stage since the last call, then resets.
@@ -77,15 +143,20 @@ impl Answer {
     }
 }
 
-/// Every frame of a run (the flush included) and how many events were left held.
+/// Every frame of a run (the flush included), the events left held after it and the
+/// snapshot taken before it.
+#[derive(Clone, Debug)]
 pub struct Trace {
     pub frames: Vec<Answer>,
-    pub still_held: usize,
+    pub still_held: Vec<Event>,
+    /// The stage's snapshot before the flush.
+    pub snapshot: Vec<u8>,
 }
 
 /// A stage under test, with the bookkeeping of what it holds.
 pub struct Probe<'c> {
     ctx: &'c Ctx,
+    config: &'c str,
     stage: WasmStage,
     held: BTreeMap<u64, Event>,
     decided: HashSet<u64>,
@@ -97,12 +168,18 @@ pub struct Probe<'c> {
 impl<'c> Probe<'c> {
     /// A fresh stage from the config under test.
     pub fn create(ctx: &'c Ctx) -> Result<Self, Failure> {
-        let stage = ctx.plugin.stage(&ctx.config, ctx.limits).map_err(|e| match e {
-            StageError::Config(m) => Failure::new(format!("the config under test was refused: {m}")),
+        Self::with_config(ctx, ctx.config())
+    }
+
+    /// A fresh stage from `config`.
+    pub fn with_config(ctx: &'c Ctx, config: &'c str) -> Result<Self, Failure> {
+        let stage = ctx.plugin.stage(config, ctx.limits).map_err(|e| match e {
+            StageError::Config(m) => Failure::new(format!("the config {config:?} was refused: {m}")),
             other => describe_fault("creating a stage", other),
         })?;
         Ok(Probe {
             ctx,
+            config,
             stage,
             held: BTreeMap::new(),
             decided: HashSet::new(),
@@ -111,8 +188,14 @@ impl<'c> Probe<'c> {
         })
     }
 
-    pub fn held(&self) -> usize {
-        self.held.len()
+    /// The events the stage holds (given, not yet decided), by sequence number.
+    pub fn held(&self) -> &BTreeMap<u64, Event> {
+        &self.held
+    }
+
+    /// The stage itself, for what the probe does not wrap (fuel, memory).
+    pub fn stage(&self) -> &WasmStage {
+        &self.stage
     }
 
     /// Pushes one batch and checks the answer against what the stage holds.
@@ -168,9 +251,14 @@ impl<'c> Probe<'c> {
         self.stage.snapshot().map_err(|e| describe_fault("snapshot", e))
     }
 
+    /// Restores `state` (written, the kit says, by `state_version`) into this stage.
+    pub fn try_restore(&mut self, state_version: u32, state: &[u8]) -> Result<(), StageError> {
+        self.stage.restore(state_version, state, self.held.len())
+    }
+
     /// A fresh stage restored from `state`, taking over what this one holds.
     pub fn restore_into_fresh(&self, state: &[u8]) -> Result<Probe<'c>, Failure> {
-        let mut fresh = Probe::create(self.ctx)?;
+        let mut fresh = Probe::with_config(self.ctx, self.config)?;
         let version = self.ctx.plugin.description().state_version;
         fresh.stage.restore(version, state, self.held.len()).map_err(|e| match e {
             StageError::Restore(m) => Failure::new(format!(
@@ -202,15 +290,22 @@ impl Drop for Probe<'_> {
     }
 }
 
-/// Runs a log through a fresh stage, flush included.
-pub fn run_log(ctx: &Ctx, log: &Log) -> Result<Trace, Failure> {
-    let mut probe = Probe::create(ctx)?;
-    let frames = probe.run(&log.batches, log.flush_time())?;
-    Ok(Trace { frames, still_held: probe.held() })
+/// Runs a log through a fresh stage of `setup`'s config, flush included.
+/// The stage's snapshot is taken before the flush (as a swap at that point would), for
+/// the checks that compare snapshots.
+pub fn run_log(ctx: &Ctx, setup: &Setup, log: &Log) -> Result<Trace, Failure> {
+    let mut probe = Probe::with_config(ctx, &setup.config)?;
+    let mut frames = Vec::with_capacity(log.batches.len() + 1);
+    for b in &log.batches {
+        frames.push(probe.push(b.now, &b.events)?);
+    }
+    let snapshot = probe.snapshot()?;
+    frames.push(probe.push(log.flush_time(), &[])?);
+    Ok(Trace { frames, still_held: probe.held.values().copied().collect(), snapshot })
 }
 
 /// Says what a fault was, in the sandbox's terms.
-fn describe_fault(what: &str, e: StageError) -> Failure {
+pub fn describe_fault(what: &str, e: StageError) -> Failure {
     match e {
         StageError::Fault(fault @ Fault::OutOfFuel { .. }) => {
             // Reproducing costs a full budget per try: not shrunk.

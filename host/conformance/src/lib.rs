@@ -11,24 +11,34 @@
 //! ```
 //!
 //! Layout: [`suite`] (the run and its list of checks), [`report`] (what it found),
-//! [`expect`] (what the plugin's claims and config promise), [`generate`] (seeded
-//! inputs), [`harness`] (stages driven as the chain drives them, answers validated),
-//! [`cases`] (property runs and shrinking), [`checks`] and [`determinism`] (generic
-//! checks), [`properties`]
-//! (capability claims), [`render`] (text and JSON), and [`componentize`], which makes a
-//! plugin's core module a component.
+//! [`expect`] (what the plugin's claims and config promise), [`variants`] (the other
+//! valid configs the claims run under), [`shapes`] and [`generate`] (seeded inputs),
+//! [`harness`] (stages driven as the chain drives them, answers validated, runs shared
+//! by the checks), [`cases`] (property runs and shrinking), [`checks`], [`configs`],
+//! [`determinism`], [`restore`] and [`resources`] (generic checks), [`properties`] and
+//! [`dedupe`] (capability claims), [`render`] (text and JSON), and [`componentize`],
+//! which makes a plugin's core module a component; [`differential`] compares two plugins
+//! on the same logs.
 
 pub mod cases;
 pub mod checks;
 pub mod componentize;
+pub mod configs;
+pub mod dedupe;
 pub mod determinism;
+pub mod differential;
 pub mod expect;
 pub mod generate;
 pub mod harness;
 pub mod properties;
 pub mod render;
 pub mod report;
+pub mod resources;
+pub mod restore;
+pub mod shapes;
 pub mod suite;
+pub mod variants;
 
+pub use differential::{DiffReport, Differential};
 pub use report::{CheckReport, Outcome, PluginInfo, Report, Verdict};
 pub use suite::{CHECKS, DEFAULT_CASES, Progress, Suite};

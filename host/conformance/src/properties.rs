@@ -1,82 +1,129 @@
-//! What each claimed capability promises, checked on the frames of a run:
+//! What each claimed capability promises, checked precisely on every generated run:
 //!
-//! - ordering: within one answer (frame), releases are in event-time order;
+//! - ordering: within one answer (frame), releases are in event-time order (and, in
+//!   [`crate::determinism`], what is released by each `now` does not depend on how the
+//!   log was cut into pushes);
 //! - staleness: nothing released is older than `max_age_ms` (config, default 30000)
-//!   before that push's `now`;
-//! - dedupe: per key the released event time strictly increases (`by = "id"`: each
-//!   idempotency id is released once), except that a key not released for more than
-//!   `forget_after_ms` (config) may have been forgotten;
+//!   before that push's `now`, and nothing dropped as `stale` is not;
+//! - dedupe: see [`crate::dedupe`];
 //! - coalesce: at most one release per key and tag in a frame, for the tags the
-//!   config's `tags` lists (all tags when it lists none).
+//!   config's `tags` lists (all tags when it lists none), and every `superseded` drop
+//!   has a newer release of its key in the same frame;
+//! - filter: a filter is a predicate of the event: an event filtered in a run is
+//!   filtered when pushed alone into a fresh stage at the same `now`, and one released is
+//!   not.
 //!
-//! The parameters come from the well-known config keys above; see docs/PLUGINS.md.
+//! The parameters come from the well-known config keys (docs/PLUGINS.md). Also here:
+//! the generic checks on the same runs, that nothing is held forever and that every
+//! drop carries a reason the claims allow.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use streamgate_plugin_sdk::Capability;
+use streamgate_plugin_sdk::{Capability, DropReason, Event};
 
 use crate::cases::for_generated_logs;
+use crate::dedupe;
 use crate::expect::{Coalescing, DedupeBy};
-use crate::harness::{Answer, Ctx, Failure, run_log};
+use crate::generate::Log;
+use crate::harness::{Answer, Ctx, Failure, Probe, Setup, Trace};
 use crate::report::Verdict;
 
-/// The property check of one capability.
+/// The property check of one capability, over every config the claims run under in
+/// which the capability is active (skipped when it is active in none).
 pub fn check(ctx: &Ctx, capability: Capability) -> Verdict {
-    let c = &ctx.expect;
-    let not_claimed = || Verdict::skip("not claimed by the plugin's description");
-    match capability {
-        Capability::Ordering if c.ordering => {
-            generated(ctx, "claim/ordering", "every frame was in event-time order", ordering)
-        }
-        Capability::Staleness => match c.staleness {
-            Some(max_age) => generated(
-                ctx,
-                "claim/staleness",
-                &format!("nothing released was older than max_age_ms = {max_age} before its push's now"),
-                move |frames| staleness(frames, max_age),
-            ),
-            None => not_claimed(),
-        },
-        Capability::Dedupe => match &c.dedupe {
-            Some(DedupeBy::Time) => {
-                generated(ctx, "claim/dedupe", "per key, released event times strictly increased", |frames| {
-                    dedupe_by_time(frames, c.forget_after_ms)
-                })
+    let active = |s: &Setup| match capability {
+        Capability::Ordering => s.expect.ordering,
+        Capability::Staleness => s.expect.staleness.is_some(),
+        Capability::Dedupe => s.expect.dedupe.is_some(),
+        Capability::Coalesce => matches!(s.expect.coalesce, Coalescing::On(_)),
+        Capability::Filter => s.expect.filter,
+    };
+    if !ctx.setups.iter().any(active) {
+        return match &ctx.expect().coalesce {
+            Coalescing::Off(why) if capability == Capability::Coalesce => Verdict::skip(why.clone()),
+            _ => Verdict::skip("not claimed by the plugin's description"),
+        };
+    }
+    let judged = |passed: &str, property: &dyn Fn(&Setup, &Log, &Trace) -> Result<(), String>| {
+        for_generated_logs(ctx, passed, |_, setup, log, trace| {
+            if !active(setup) {
+                return Ok(());
             }
-            Some(DedupeBy::Id) => generated(
-                ctx,
-                "claim/dedupe",
-                "every idempotency id was released at most once (by = \"id\")",
-                |frames| dedupe_by_id(frames, c.forget_after_ms),
-            ),
-            None => not_claimed(),
-        },
-        Capability::Coalesce => match &c.coalesce {
-            Coalescing::On(tags) => generated(
-                ctx,
-                "claim/coalesce",
-                "at most one release per key and coalescible tag in every frame",
-                |frames| coalesce(frames, tags.as_ref()),
-            ),
-            Coalescing::Off(why) => Verdict::skip(why.clone()),
-            Coalescing::NotClaimed => not_claimed(),
-        },
-        Capability::Filter if c.filter => {
-            Verdict::skip("claimed; a filter may drop any event, so only the generic checks apply")
-        }
-        _ => not_claimed(),
+            property(setup, log, trace).map_err(Failure::new)
+        })
+    };
+    match capability {
+        Capability::Ordering => judged("every frame was in event-time order", &|_, _, t| ordering(&t.frames)),
+        Capability::Staleness => judged(
+            "nothing released was older than max_age_ms before its push's now, and only such events were dropped \
+             as stale",
+            &|s, log, t| staleness(log, &t.frames, s.expect.max_age_ms),
+        ),
+        Capability::Dedupe => judged(
+            "per key, released event times strictly increased (by id: each id released once), and every \
+             duplicate or out-of-date drop had a same-or-newer event of its key (id) before it",
+            &|s, log, t| match s.expect.dedupe {
+                Some(DedupeBy::Id) => dedupe::by_id(log, &t.frames, s.expect.forget_after_ms),
+                _ => dedupe::by_time(log, &t.frames, s.expect.forget_after_ms),
+            },
+        ),
+        Capability::Coalesce => judged(
+            "at most one release per key and coalescible tag in every frame, and each superseded event had a \
+             newer release of its key in its frame",
+            &|s, log, t| match &s.expect.coalesce {
+                Coalescing::On(tags) => coalesce(log, &t.frames, tags.as_ref()),
+                _ => Ok(()),
+            },
+        ),
+        Capability::Filter => for_generated_logs(
+            ctx,
+            "every filtered event was filtered alone in a fresh stage at the same now, and every released one was \
+             not",
+            filter,
+        ),
     }
 }
 
-fn generated(
-    ctx: &Ctx,
-    check: &str,
-    passed: &str,
-    property: impl Fn(&[Answer]) -> Result<(), String>,
-) -> Verdict {
-    for_generated_logs(ctx, check, passed, |ctx, log| {
-        let trace = run_log(ctx, log)?;
-        property(&trace.frames).map_err(Failure::new)
+/// `decisions/all-decided`: after the flush, nothing is still held.
+pub fn all_decided(ctx: &Ctx) -> Verdict {
+    for_generated_logs(
+        ctx,
+        "every event was released or dropped by the flush, which came after every window the config allows",
+        |_, _, log, trace| match trace.still_held.first() {
+            None => Ok(()),
+            Some(e) => {
+                let arrived = log.index().get(&e.seq).map_or(0, |(_, push)| log.batches[*push].now);
+                Err(Failure::new(format!(
+                    "seq {} (key {:#x}, event time {}, pushed at now={arrived}) was still held after the flush at \
+                     now={} ({} events held in all): a stage must release or drop every event once log time is past \
+                     every window its config allows",
+                    e.seq,
+                    e.key,
+                    e.event_time,
+                    log.flush_time(),
+                    trace.still_held.len()
+                )))
+            }
+        },
+    )
+}
+
+/// `decisions/drop-reasons`: every drop's reason is one the plugin's claims allow.
+pub fn drop_reasons(ctx: &Ctx) -> Verdict {
+    for_generated_logs(ctx, "every drop carried a reason its claims allow", |_, setup, _, trace| {
+        for (i, f) in trace.frames.iter().enumerate() {
+            if let Some((seq, reason)) = f.dropped.iter().find(|(_, r)| !setup.expect.allows(*r)) {
+                return Err(Failure::new(format!(
+                    "push {} (now={}) dropped seq {seq} as `{}`, a reason none of its claims allows (stale: \
+                     staleness; duplicate: dedupe; out_of_date: dedupe by time; superseded: coalesce; filtered: \
+                     filter; overflow: ordering)",
+                    i + 1,
+                    f.now,
+                    reason.as_str()
+                )));
+            }
+        }
+        Ok(())
     })
 }
 
@@ -97,7 +144,13 @@ fn ordering(frames: &[Answer]) -> Result<(), String> {
     Ok(())
 }
 
-fn staleness(frames: &[Answer], max_age_ms: i64) -> Result<(), String> {
+/// Events of a run by sequence number.
+fn events_of(log: &Log) -> BTreeMap<u64, Event> {
+    log.index().into_iter().map(|(seq, (e, _))| (seq, e)).collect()
+}
+
+fn staleness(log: &Log, frames: &[Answer], max_age_ms: i64) -> Result<(), String> {
+    let events = events_of(log);
     for (i, f) in frames.iter().enumerate() {
         let oldest_allowed = f.now.saturating_sub(max_age_ms);
         if let Some(e) = f.released.iter().find(|e| e.event_time < oldest_allowed) {
@@ -110,63 +163,32 @@ fn staleness(frames: &[Answer], max_age_ms: i64) -> Result<(), String> {
                 f.now.saturating_sub(e.event_time)
             ));
         }
-    }
-    Ok(())
-}
-
-/// Whether memory of something last seen at `seen` may be gone by `now`.
-fn may_forget(forget_after_ms: Option<i64>, seen: i64, now: i64) -> bool {
-    forget_after_ms.is_some_and(|h| seen < now.saturating_sub(h))
-}
-
-fn dedupe_by_time(frames: &[Answer], forget_after_ms: Option<i64>) -> Result<(), String> {
-    let mut last: BTreeMap<u64, (i64, u64)> = BTreeMap::new();
-    for (i, f) in frames.iter().enumerate() {
-        for e in &f.released {
-            if let Some(&(t, seq)) = last.get(&e.key)
-                && e.event_time <= t
-                && !may_forget(forget_after_ms, t, f.now)
-            {
-                return Err(format!(
-                    "push {} (now={}) released seq {} with event time {}, but seq {seq} of the same key \
-                     was already released with event time {t}: a key's time must strictly increase",
-                    i + 1,
-                    f.now,
-                    e.seq,
-                    e.event_time
-                ));
-            }
-            last.insert(e.key, (e.event_time, e.seq));
+        let fresh_dropped = f
+            .dropped
+            .iter()
+            .filter(|(_, r)| *r == DropReason::Stale)
+            .find_map(|(seq, _)| events.get(seq).filter(|e| e.event_time >= oldest_allowed));
+        if let Some(e) = fresh_dropped {
+            return Err(format!(
+                "push {} (now={}) dropped seq {} as stale, but its event time {} is {} ms old, not older than \
+                 max_age_ms = {max_age_ms}: only events with event_time < now - max_age_ms are stale",
+                i + 1,
+                f.now,
+                e.seq,
+                e.event_time,
+                f.now.saturating_sub(e.event_time)
+            ));
         }
     }
     Ok(())
 }
 
-fn dedupe_by_id(frames: &[Answer], forget_after_ms: Option<i64>) -> Result<(), String> {
-    let mut released: BTreeMap<u64, (i64, u64)> = BTreeMap::new();
-    for (i, f) in frames.iter().enumerate() {
-        for e in &f.released {
-            if let Some(&(log_time, seq)) = released.get(&e.id)
-                && !may_forget(forget_after_ms, log_time, f.now)
-            {
-                return Err(format!(
-                    "push {} (now={}) released seq {} with idempotency id {:#x}, already released as seq {seq}",
-                    i + 1,
-                    f.now,
-                    e.seq,
-                    e.id
-                ));
-            }
-            released.insert(e.id, (e.log_time, e.seq));
-        }
-    }
-    Ok(())
-}
-
-fn coalesce(frames: &[Answer], tags: Option<&BTreeSet<u64>>) -> Result<(), String> {
+fn coalesce(log: &Log, frames: &[Answer], tags: Option<&BTreeSet<u64>>) -> Result<(), String> {
+    let events = events_of(log);
+    let coalescible = |e: &Event| tags.is_none_or(|t| t.contains(&e.tag));
     for (i, f) in frames.iter().enumerate() {
         let mut first: BTreeMap<(u64, u64), u64> = BTreeMap::new();
-        for e in f.released.iter().filter(|e| tags.is_none_or(|t| t.contains(&e.tag))) {
+        for e in f.released.iter().filter(|e| coalescible(e)) {
             if let Some(other) = first.insert((e.key, e.tag), e.seq) {
                 return Err(format!(
                     "push {} (now={}) released seqs {other} and {} of the same key and tag in one frame",
@@ -176,42 +198,111 @@ fn coalesce(frames: &[Answer], tags: Option<&BTreeSet<u64>>) -> Result<(), Strin
                 ));
             }
         }
+        for (seq, _) in f.dropped.iter().filter(|(_, r)| *r == DropReason::Superseded) {
+            let Some(d) = events.get(seq) else { continue };
+            let newer = f
+                .released
+                .iter()
+                .find(|r| r.key == d.key && coalescible(r) && (r.event_time, r.seq) > (d.event_time, d.seq));
+            if !coalescible(d) || newer.is_none() {
+                let kept: Vec<String> = f
+                    .released
+                    .iter()
+                    .filter(|r| r.key == d.key)
+                    .map(|r| format!("seq {} (event time {})", r.seq, r.event_time))
+                    .collect();
+                return Err(format!(
+                    "push {} (now={}) dropped seq {} (event time {}) as superseded, but {}: coalescing keeps the \
+                     newest per key and tag in a frame (by event time, then log order); it kept [{}]",
+                    i + 1,
+                    f.now,
+                    d.seq,
+                    d.event_time,
+                    if coalescible(d) {
+                        "no newer event of its key was released in that frame"
+                    } else {
+                        "its tag is not one the config coalesces"
+                    },
+                    kept.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A few events of the run, each pushed alone into a fresh stage at the `now` of the
+/// push that decided it: `filtered` must come back exactly when it did in the run.
+fn filter(ctx: &Ctx, setup: &Setup, log: &Log, trace: &Trace) -> Result<(), Failure> {
+    let events = events_of(log);
+    let mut decided: Vec<(Event, i64, bool)> = Vec::new();
+    for f in &trace.frames {
+        decided.extend(f.released.iter().map(|e| (*e, f.now, false)));
+        decided.extend(
+            f.dropped
+                .iter()
+                .filter_map(|(seq, r)| events.get(seq).map(|e| (*e, f.now, *r == DropReason::Filtered))),
+        );
+    }
+    let step = (decided.len() / 6).max(1);
+    for (e, now, filtered) in decided.into_iter().step_by(step) {
+        let mut alone = Probe::with_config(ctx, &setup.config)?;
+        let answer = alone.push(now, &[e])?;
+        let filtered_alone = answer.dropped.iter().any(|(_, r)| *r == DropReason::Filtered);
+        if filtered != filtered_alone {
+            return Err(Failure::new(format!(
+                "seq {} (key {:#x}, event time {}, tag {:#x}) was {} in the run but {} when pushed alone into a \
+                 fresh stage at now={now}: a filter must decide each event by its own metadata",
+                e.seq,
+                e.key,
+                e.event_time,
+                e.tag,
+                if filtered { "filtered" } else { "not filtered" },
+                if filtered_alone { "filtered" } else { "not filtered" }
+            )));
+        }
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use streamgate_plugin_sdk::{Event, hash};
+    use streamgate_plugin_sdk::hash;
 
     use super::*;
+    use crate::generate::Batch;
 
-    fn frame(now: i64, released: &[(u64, u64, i64, u64)]) -> Answer {
-        let released = released
-            .iter()
-            .map(|&(seq, key, event_time, tag)| Event { seq, key, event_time, log_time: now, id: seq, tag })
-            .collect();
-        Answer { now, released, dropped: vec![] }
+    fn ev(seq: u64, key: u64, event_time: i64, tag: u64) -> Event {
+        Event { seq, key, event_time, log_time: 0, id: seq, tag }
     }
 
     #[test]
-    fn dedupe_allows_a_repeat_only_after_the_forget_horizon() {
-        let frames = [frame(1_000, &[(1, 7, 900, 0)]), frame(5_000, &[(2, 7, 800, 0)])];
-        assert!(dedupe_by_time(&frames, None).unwrap_err().contains("seq 1 of the same key"));
-        assert!(dedupe_by_time(&frames, Some(10_000)).is_err(), "900 is within 10 s of 5000");
-        assert!(
-            dedupe_by_time(&frames, Some(1_000)).is_ok(),
-            "900 is older than 5000 - 1000: may be forgotten"
-        );
+    fn staleness_fails_a_stale_drop_of_an_event_exactly_at_the_bound() {
+        let (fresh, stale) = (ev(1, 7, 9_000, 0), ev(2, 7, 8_999, 0));
+        let log = Log::new(vec![Batch { now: 10_000, events: vec![fresh, stale] }]);
+        let honest = [Answer { now: 10_000, released: vec![fresh], dropped: vec![(2, DropReason::Stale)] }];
+        assert!(staleness(&log, &honest, 1_000).is_ok());
+        let off_by_one = [Answer {
+            now: 10_000,
+            released: vec![],
+            dropped: vec![(1, DropReason::Stale), (2, DropReason::Stale)],
+        }];
+        assert!(staleness(&log, &off_by_one, 1_000).unwrap_err().contains("dropped seq 1 as stale"));
     }
 
     #[test]
-    fn coalesce_counts_only_the_configured_tags_and_per_frame() {
+    fn coalesce_counts_only_the_configured_tags_and_keeps_the_newest() {
         let (rank, admitted) = (hash("rank"), hash("admitted"));
-        let frames = [frame(0, &[(1, 7, 1, admitted), (2, 7, 2, admitted), (3, 7, 3, rank)])];
-        assert!(coalesce(&frames, Some(&BTreeSet::from([rank]))).is_ok());
-        assert!(coalesce(&frames, None).unwrap_err().contains("seqs 1 and 2"));
-        let two_frames = [frame(0, &[(1, 7, 1, rank)]), frame(1, &[(2, 7, 2, rank)])];
-        assert!(coalesce(&two_frames, None).is_ok());
+        let events = vec![ev(1, 7, 1, admitted), ev(2, 7, 2, admitted), ev(3, 7, 3, rank)];
+        let log = Log::new(vec![Batch { now: 0, events: events.clone() }]);
+        let all = [Answer { now: 0, released: events.clone(), dropped: vec![] }];
+        assert!(coalesce(&log, &all, Some(&BTreeSet::from([rank]))).is_ok());
+        assert!(coalesce(&log, &all, None).unwrap_err().contains("seqs 1 and 2"));
+        let first_kept =
+            [Answer { now: 0, released: vec![events[0]], dropped: vec![(2, DropReason::Superseded)] }];
+        assert!(coalesce(&log, &first_kept, None).unwrap_err().contains("no newer event of its key"));
+        let newest_kept =
+            [Answer { now: 0, released: vec![events[1]], dropped: vec![(1, DropReason::Superseded)] }];
+        assert!(coalesce(&log, &newest_kept, None).is_ok());
     }
 }

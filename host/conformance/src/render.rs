@@ -62,6 +62,9 @@ fn write_check(f: &mut fmt::Formatter<'_>, c: &CheckReport) -> fmt::Result {
         memory,
         c.reason
     )?;
+    if c.cases > 0 {
+        writeln!(f, "      ({} case{}, seed {})", c.cases, if c.cases == 1 { "" } else { "s" }, c.seed)?;
+    }
     if !c.note.is_empty() && c.outcome != Outcome::Pass {
         writeln!(f, "      ({})", c.note)?;
     }
@@ -74,11 +77,21 @@ fn write_check(f: &mut fmt::Formatter<'_>, c: &CheckReport) -> fmt::Result {
     Ok(())
 }
 
-/// A log as lines of pushes, with key and tag names where the generator knows them and
-/// times relative to the push (`now-250`).
+/// A log as lines of pushes, with key and tag names where the generator knows them, log
+/// times relative to the generator's usual base (`T+100ms`) or, for a log far from it, to
+/// its first push's (`T` printed) and event times relative to their push (`now-250`).
 pub fn log_text(log: &Log, generator: &Generator) -> String {
     let name = |h: u64| generator.name_of(h).map_or_else(|| format!("{h:#x}"), |n| format!("{n:?}"));
+    let first = log.batches.first().map_or(BASE_TIME, |b| b.now);
+    let base = if (0..1 << 40).contains(&first.wrapping_sub(BASE_TIME)) { BASE_TIME } else { first };
+    let time = |t: i64| match t.checked_sub(base) {
+        Some(d) if (0..1 << 40).contains(&d) => format!("T+{d}ms"),
+        _ => t.to_string(),
+    };
     let mut out = String::new();
+    if base != BASE_TIME {
+        out.push_str(&format!("(T = {base})\n"));
+    }
     for b in &log.batches {
         out.push_str(&format!("push(now={}, [", time(b.now)));
         for (i, e) in b.events.iter().enumerate() {
@@ -104,15 +117,7 @@ pub fn log_text(log: &Log, generator: &Generator) -> String {
     out
 }
 
-/// Log times near the generator's base as `T+1.5s`, others as they are.
-fn time(t: i64) -> String {
-    match t.checked_sub(BASE_TIME) {
-        Some(d) if (0..1 << 40).contains(&d) => format!("T+{}ms", d),
-        _ => t.to_string(),
-    }
-}
-
-fn log_json(log: &Log) -> Value {
+pub fn log_json(log: &Log) -> Value {
     let batches: Vec<Value> = log
         .batches
         .iter()
@@ -147,6 +152,8 @@ impl Report {
                     "input_log": c.input_log.as_ref().map(log_json),
                     "elapsed_ms": c.elapsed.as_secs_f64() * 1e3,
                     "memory_high_water_bytes": c.memory_high_water,
+                    "cases": c.cases,
+                    "seed": c.seed,
                 })
             })
             .collect();

@@ -28,23 +28,31 @@ pub struct Verdict {
     pub note: String,
     /// The smallest failing input, when there is one.
     pub input: Option<Log>,
+    /// How many inputs (generated logs, or fixed cases) the check ran.
+    pub cases: usize,
 }
 
 impl Verdict {
     pub fn pass(what: impl Into<String>) -> Self {
-        Verdict { outcome: Outcome::Pass, reason: what.into(), note: String::new(), input: None }
+        Verdict { outcome: Outcome::Pass, reason: what.into(), note: String::new(), input: None, cases: 0 }
     }
 
     pub fn warn(why: impl Into<String>) -> Self {
-        Verdict { outcome: Outcome::Warn, reason: why.into(), note: String::new(), input: None }
+        Verdict { outcome: Outcome::Warn, reason: why.into(), note: String::new(), input: None, cases: 0 }
     }
 
     pub fn fail(why: impl Into<String>, note: String, input: Option<Log>) -> Self {
-        Verdict { outcome: Outcome::Fail, reason: why.into(), note, input }
+        Verdict { outcome: Outcome::Fail, reason: why.into(), note, input, cases: 0 }
+    }
+
+    /// The number of inputs the check ran.
+    pub fn cases(mut self, cases: usize) -> Self {
+        self.cases = cases;
+        self
     }
 
     pub fn skip(why: impl Into<String>) -> Self {
-        Verdict { outcome: Outcome::Skip, reason: why.into(), note: String::new(), input: None }
+        Verdict { outcome: Outcome::Skip, reason: why.into(), note: String::new(), input: None, cases: 0 }
     }
 }
 
@@ -63,6 +71,10 @@ pub struct CheckReport {
     pub elapsed: Duration,
     /// Largest linear memory of any stage this check created, in bytes.
     pub memory_high_water: usize,
+    /// How many inputs (generated logs, or fixed cases) it ran; 0 when it did not run.
+    pub cases: usize,
+    /// The seed its generated inputs came from (`--seed` reproduces them).
+    pub seed: u64,
 }
 
 /// Who the plugin said it is.

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use streamgate_plugin_sdk::Capability;
 use streamgate_runtime::{PolicyRuntime, SandboxConfig};
 
-use crate::harness::Ctx;
+use crate::harness::{Ctx, Setup};
 use crate::report::{CheckReport, Outcome, PluginInfo, Report, Verdict};
-use crate::{checks, determinism, expect, properties, render};
+use crate::{checks, configs, determinism, expect, properties, render, resources, restore, variants};
 
-/// Generated logs per property check unless [`Suite::cases`] says otherwise.
-pub const DEFAULT_CASES: usize = 64;
+/// Generated logs unless [`Suite::cases`] says otherwise.
+pub const DEFAULT_CASES: usize = 640;
 
 /// Progress of a running suite, for long runs.
 pub enum Progress<'a> {
@@ -27,17 +27,23 @@ type ProgressFn<'a> = Box<dyn FnMut(Progress<'_>) + 'a>;
 pub const CHECKS: &[(&str, CheckFn)] = &[
     ("component/describe", |ctx| checks::describe(ctx.plugin.description())),
     ("config/given", checks::given_config),
-    ("config/malformed", checks::malformed_config),
-    ("config/unknown-field", checks::unknown_field),
+    ("config/malformed", configs::malformed),
+    ("config/invalid", configs::invalid),
+    ("config/unknown-field", configs::unknown_field),
     ("batch/empty", checks::empty_batch),
     ("batch/large", checks::large_batch),
     ("keys/extreme", checks::extreme_keys),
     ("time/extreme", checks::extreme_times),
     ("decisions/valid", checks::valid_decisions),
+    ("decisions/all-decided", properties::all_decided),
+    ("decisions/drop-reasons", properties::drop_reasons),
     ("determinism/replay", determinism::replay),
     ("determinism/heartbeats", determinism::heartbeats),
     ("determinism/boundaries", determinism::boundaries),
     ("snapshot/restore", determinism::snapshot_restore),
+    ("snapshot/refuses-garbage", restore::refuses_garbage),
+    ("resources/memory", resources::memory),
+    ("resources/time", resources::time),
     ("claim/ordering", |ctx| properties::check(ctx, Capability::Ordering)),
     ("claim/staleness", |ctx| properties::check(ctx, Capability::Staleness)),
     ("claim/dedupe", |ctx| properties::check(ctx, Capability::Dedupe)),
@@ -47,7 +53,14 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
 
 /// Checks that need a stage from the config under test.
 fn needs_stage(id: &str) -> bool {
-    !matches!(id, "component/describe" | "config/given" | "config/malformed" | "config/unknown-field")
+    !matches!(
+        id,
+        "component/describe"
+            | "config/given"
+            | "config/malformed"
+            | "config/invalid"
+            | "config/unknown-field"
+    )
 }
 
 /// A configured run of the kit over one component.
@@ -87,7 +100,8 @@ impl<'a> Suite<'a> {
         self
     }
 
-    /// Generated logs per property check.
+    /// Generated logs, run once each and judged by every check on generated runs (spread
+    /// over the configs the claims run under).
     pub fn cases(mut self, cases: usize) -> Self {
         self.cases = cases.max(1);
         self
@@ -144,7 +158,12 @@ impl<'a> Suite<'a> {
             capabilities: d.capabilities.iter().map(|c| expect::capability_name(*c).to_string()).collect(),
             state_version: d.state_version,
         });
-        let ctx = Ctx::new(plugin, self.config.clone(), runtime.limits(None), self.seed, self.cases);
+        let limits = runtime.limits(None);
+        let setups = match plugin.stage(&self.config, limits) {
+            Ok(_) => variants::setups(&plugin, &self.config, limits),
+            Err(_) => vec![Setup::new(plugin.description(), self.config.clone())],
+        };
+        let ctx = Ctx::new(plugin, setups, limits, self.seed, self.cases);
         let mut config_refused = false;
         for (i, (id, check)) in CHECKS.iter().enumerate() {
             self.notify(Progress::Started { index: i + 2, total, id });
@@ -180,8 +199,13 @@ impl<'a> Suite<'a> {
         ctx: Option<&Ctx>,
     ) {
         let input = match (&v.input, ctx) {
-            (Some(log), Some(ctx)) => Some(render::log_text(log, &ctx.generator)),
+            (Some(log), Some(ctx)) => Some(render::log_text(log, &ctx.under_test().generator)),
             _ => None,
+        };
+        let cases = if v.cases == 0 && matches!(v.outcome, Outcome::Pass | Outcome::Warn | Outcome::Fail) {
+            1
+        } else {
+            v.cases
         };
         report.checks.push(CheckReport {
             id,
@@ -192,6 +216,8 @@ impl<'a> Suite<'a> {
             input_log: v.input,
             elapsed,
             memory_high_water,
+            cases,
+            seed: self.seed,
         });
         let last = report.checks.last().expect("just pushed");
         self.notify(Progress::Finished(last));

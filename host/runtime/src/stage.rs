@@ -122,6 +122,8 @@ pub struct WasmStage {
     /// Events given to the stage and not yet decided: a call may work on all of them
     /// (a flush releasing a window), so its fuel counts them with the new batch.
     held: usize,
+    /// Fuel the last `push` consumed (deterministic work, unlike its wall time).
+    last_push_fuel: u64,
 }
 
 impl WasmStage {
@@ -162,7 +164,7 @@ impl WasmStage {
                 wit::ConfigError::Invalid(m) => format!("invalid config: {m}"),
             })
         })?;
-        Ok(WasmStage { limits, store, bindings, stage, held: 0 })
+        Ok(WasmStage { limits, store, bindings, stage, held: 0, last_push_fuel: 0 })
     }
 
     /// Decides a batch at log time `now`.
@@ -175,6 +177,7 @@ impl WasmStage {
             now,
             events,
         );
+        self.last_push_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
         let answer = result.map_err(|e| classify(&self.store, &self.limits, fuel, e))?;
         self.held = (self.held + events.len()).saturating_sub(answer.released.len() + answer.dropped.len());
         Ok(answer)
@@ -217,6 +220,12 @@ impl WasmStage {
     /// Events given to this stage and not yet decided.
     pub fn held(&self) -> usize {
         self.held
+    }
+
+    /// Fuel (about one unit per Wasm instruction) the last `push` consumed: the same for
+    /// the same component and input on every machine, so a measure of work without noise.
+    pub fn last_push_fuel(&self) -> u64 {
+        self.last_push_fuel
     }
 
     /// The largest linear memory (bytes) this stage's store has grown to so far.

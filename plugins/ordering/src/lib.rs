@@ -18,6 +18,8 @@ use streamgate_plugin_sdk::{
 streamgate_plugin_sdk::export_policy!(crate::Ordering, "../../wit");
 
 const STATE_VERSION: u32 = 1;
+/// Bytes of one held event in a snapshot.
+const EVENT_BYTES: usize = 48;
 
 /// Config (JSON): `{"window_ms": 1000, "max_buffered": 100000}`.
 #[derive(Debug, Deserialize)]
@@ -37,8 +39,9 @@ pub struct Ordering {
     config: OrderingConfig,
     /// Held events by (event time, seq): release order.
     by_time: BTreeMap<(i64, u64), Event>,
-    /// Held events by seq, with their arrival log time: arrival order.
-    by_arrival: BTreeMap<u64, (i64, i64)>,
+    /// Held events by (arrival log time, seq), with their event time: arrival order,
+    /// whatever order the log times came in.
+    by_arrival: BTreeMap<(i64, u64), i64>,
 }
 
 impl Ordering {
@@ -48,8 +51,9 @@ impl Ordering {
     }
 
     fn take(&mut self, event_time: i64, seq: u64) -> Event {
-        self.by_arrival.remove(&seq);
-        self.by_time.remove(&(event_time, seq)).expect("indexes agree")
+        let e = self.by_time.remove(&(event_time, seq)).expect("indexes agree");
+        self.by_arrival.remove(&(e.log_time, seq));
+        e
     }
 }
 
@@ -77,7 +81,7 @@ impl Policy for Ordering {
     fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
         for e in events {
             self.by_time.insert((e.event_time, e.seq), *e);
-            self.by_arrival.insert(e.seq, (e.event_time, e.log_time));
+            self.by_arrival.insert((e.log_time, e.seq), e.event_time);
         }
         let cutoff = now.saturating_sub(self.config.window_ms);
         let mut due = Vec::new();
@@ -87,7 +91,7 @@ impl Policy for Ordering {
             }
             due.push(self.take(t, seq));
         }
-        while let Some((&seq, &(t, arrived))) = self.by_arrival.first_key_value() {
+        while let Some((&(arrived, seq), &t)) = self.by_arrival.first_key_value() {
             if arrived > cutoff {
                 break;
             }
@@ -102,7 +106,7 @@ impl Policy for Ordering {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let mut w = SnapshotWriter::with_capacity(4 + self.by_time.len() * 48);
+        let mut w = SnapshotWriter::with_capacity(4 + self.by_time.len() * EVENT_BYTES);
         w.u32(self.by_time.len() as u32);
         for e in self.by_time.values() {
             w.u64(e.seq).u64(e.key).i64(e.event_time).i64(e.log_time).u64(e.id).u64(e.tag);
@@ -116,7 +120,8 @@ impl Policy for Ordering {
         }
         let mut r = SnapshotReader::new(state);
         let n = r.u32()?;
-        let mut held = Vec::with_capacity(n.min(1 << 20) as usize);
+        // Never trust the count for an allocation: at most what the bytes can hold.
+        let mut held = Vec::with_capacity((n as usize).min(state.len() / EVENT_BYTES));
         for _ in 0..n {
             held.push(Event {
                 seq: r.u64()?,
@@ -132,7 +137,7 @@ impl Policy for Ordering {
         self.by_arrival.clear();
         for e in held {
             self.by_time.insert((e.event_time, e.seq), e);
-            self.by_arrival.insert(e.seq, (e.event_time, e.log_time));
+            self.by_arrival.insert((e.log_time, e.seq), e.event_time);
         }
         Ok(())
     }
@@ -170,6 +175,16 @@ mod tests {
     }
 
     #[test]
+    fn an_event_that_arrived_earlier_is_not_held_behind_a_later_arrival() {
+        // Log times need not rise with seq (events a stage upstream held): seq 2 arrived
+        // at 0 and must come out a window later, whatever seq 1 waits for.
+        let mut p = Ordering::create(r#"{"window_ms": 100}"#).unwrap();
+        assert!(push(&mut p, 50, &[ev(1, 10_000, 50), ev(2, 10_000, 0)]).is_empty());
+        assert_eq!(push(&mut p, 100, &[]), vec![2]);
+        assert_eq!(push(&mut p, 150, &[]), vec![1]);
+    }
+
+    #[test]
     fn overflow_releases_the_earliest() {
         let mut p = Ordering::create(r#"{"window_ms": 100, "max_buffered": 2}"#).unwrap();
         assert_eq!(push(&mut p, 0, &[ev(1, 30, 0), ev(2, 10, 0), ev(3, 20, 0)]), vec![2]);
@@ -183,6 +198,17 @@ mod tests {
         let mut b = Ordering::create(r#"{"window_ms": 100}"#).unwrap();
         b.restore(STATE_VERSION, &a.snapshot()).unwrap();
         assert_eq!(push(&mut a, 2_000, &[]), push(&mut b, 2_000, &[]));
+    }
+
+    #[test]
+    fn garbage_and_other_state_versions_are_refused() {
+        let mut p = Ordering::create("").unwrap();
+        let garbage = [0xff, 0xff, 0x0f, 0x00, 1, 2, 3];
+        assert!(matches!(p.restore(STATE_VERSION, &garbage), Err(RestoreError::Corrupt(_))));
+        assert!(matches!(
+            p.restore(STATE_VERSION + 1, &[0, 0, 0, 0]),
+            Err(RestoreError::UnsupportedVersion(_))
+        ));
     }
 
     #[test]

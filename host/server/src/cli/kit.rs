@@ -1,5 +1,6 @@
 //! The plugin authors' commands: `streamgate conformance` (the kit, with progress on
-//! stderr and the report on stdout) and `streamgate componentize`.
+//! stderr and the report on stdout), its differential mode (`--against`) and
+//! `streamgate componentize`.
 
 use std::process::ExitCode;
 
@@ -43,6 +44,48 @@ pub(super) fn conformance(
         println!("{report}");
     }
     if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// The options a kit run shares with a differential one.
+pub(super) struct Run {
+    pub config: String,
+    pub json: bool,
+    pub seed: Option<u64>,
+    pub cases: usize,
+}
+
+/// `streamgate conformance NEW --against OLD`: both plugins on the same generated logs.
+pub(super) fn differential(new: &str, old: &str, against_config: Option<String>, run: Run) -> ExitCode {
+    let read = |r: &str| streamgate_runtime::builtin::read_ref(r).map_err(|e| e.to_string());
+    let (new_bytes, old_bytes) = match read(new).and_then(|n| read(old).map(|o| (n, o))) {
+        Ok(both) => both,
+        Err(e) => {
+            eprintln!("streamgate: {e}");
+            return ExitCode::from(CANNOT_RUN);
+        }
+    };
+    let seed = run.seed.unwrap_or_else(|| {
+        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        (clock.as_nanos() as u64) % 1_000_000_007
+    });
+    let mut diff = streamgate_conformance::Differential::new(&new_bytes, &old_bytes)
+        .config(run.config)
+        .seed(seed)
+        .cases(run.cases);
+    if let Some(c) = against_config {
+        diff = diff.against_config(c);
+    }
+    eprintln!("comparing {new} against {old} on {} generated logs (seed {seed}) ...", run.cases);
+    match diff.run() {
+        Ok(report) => {
+            println!("{}", if run.json { report.to_json() } else { report.to_string() });
+            if report.identical() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("streamgate: {e}");
+            ExitCode::from(CANNOT_RUN)
+        }
+    }
 }
 
 pub(super) fn componentize(module: &std::path::Path, output: &std::path::Path) -> ExitCode {

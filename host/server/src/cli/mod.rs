@@ -81,10 +81,12 @@ enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
-    /// Run the plugin conformance kit on a policy component (see docs/PLUGINS.md).
+    /// Run the plugin conformance kit on a policy component (see docs/PLUGINS.md), or with
+    /// `--against` compare it with another on the same generated logs.
     ///
-    /// Exit status: 0 when every check passed (warnings and skips pass), 1 when a check
-    /// failed, 2 when the kit could not run (unreadable file, bad arguments).
+    /// Exit status: 0 when every check passed (warnings and skips pass) or, with
+    /// `--against`, when both decided every log alike; 1 when a check failed or they
+    /// differ; 2 when the kit could not run (unreadable file, bad arguments).
     Conformance {
         /// The component file, or `builtin:NAME` for one of streamgate's own plugins.
         plugin: String,
@@ -97,9 +99,16 @@ enum Command {
         /// Seed of the generated inputs (default: from the clock; the report prints it).
         #[arg(long)]
         seed: Option<u64>,
-        /// Generated logs per property check.
+        /// Generated logs, shared by the checks that judge generated runs.
         #[arg(long, default_value_t = streamgate_conformance::DEFAULT_CASES)]
         cases: usize,
+        /// Differential mode: the plugin (file or builtin:NAME) to compare with; every
+        /// difference in released events, their order and drop reasons is reported.
+        #[arg(long)]
+        against: Option<String>,
+        /// The old plugin's config in differential mode (default: --config).
+        #[arg(long, requires = "against")]
+        against_config: Option<String>,
     },
     /// Turn a plugin's core Wasm module (built for wasm32-unknown-unknown) into a component.
     Componentize {
@@ -144,7 +153,11 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Conformance { plugin, config, json, seed, cases } => {
+        Command::Conformance { plugin, config, json, seed, cases, against: Some(old), against_config } => {
+            let run = kit::Run { config, json, seed, cases };
+            return kit::differential(&plugin, &old, against_config, run);
+        }
+        Command::Conformance { plugin, config, json, seed, cases, against: None, .. } => {
             return kit::conformance(&plugin, config, json, seed, cases);
         }
         Command::Componentize { module, output } => return kit::componentize(&module, &output),
