@@ -101,7 +101,12 @@ impl IntoResponse for AdminError {
         if status.is_server_error() {
             tracing::error!(error = %self, "admin request failed");
         }
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        if matches!(self, AdminError::TooLarge(_)) {
+            // The body was left unread: this connection cannot carry another request.
+            return (status, [(header::CONNECTION, "close")], body).into_response();
+        }
+        (status, body).into_response()
     }
 }
 
