@@ -75,21 +75,24 @@ fn frame_differences(new: &Answer, old: &Answer) -> Vec<String> {
             what.push(format!("released {only_new:?} by new only, {only_old:?} by old only"));
         }
     }
+    // Drops that differ, grouped by how they differ: one line per pair of reasons.
     let reasons = |f: &Answer| f.dropped.iter().copied().collect::<BTreeMap<u64, DropReason>>();
     let (ra, rb) = (reasons(new), reasons(old));
-    for (seq, reason) in &ra {
-        match rb.get(seq) {
-            Some(other) if other != reason => what.push(format!(
-                "dropped {seq} as `{}` by new, as `{}` by old",
-                reason.as_str(),
-                other.as_str()
-            )),
-            None => what.push(format!("dropped {seq} as `{}` by new only", reason.as_str())),
-            _ => {}
+    let mut groups = BTreeMap::<(Option<&str>, Option<&str>), Vec<u64>>::new();
+    for seq in ra.keys().chain(rb.keys().filter(|seq| !ra.contains_key(seq))) {
+        let (by_new, by_old) = (ra.get(seq).map(|r| r.as_str()), rb.get(seq).map(|r| r.as_str()));
+        if by_new != by_old {
+            groups.entry((by_new, by_old)).or_default().push(*seq);
         }
     }
-    for (seq, reason) in rb.iter().filter(|(seq, _)| !ra.contains_key(seq)) {
-        what.push(format!("dropped {seq} as `{}` by old only", reason.as_str()));
+    for ((by_new, by_old), seqs) in groups {
+        let seqs = if seqs.len() == 1 { seqs[0].to_string() } else { format!("{seqs:?}") };
+        what.push(match (by_new, by_old) {
+            (Some(a), Some(b)) => format!("dropped {seqs} as `{a}` by new, as `{b}` by old"),
+            (Some(a), None) => format!("dropped {seqs} as `{a}` by new only"),
+            (None, Some(b)) => format!("dropped {seqs} as `{b}` by old only"),
+            (None, None) => unreachable!("only differing drops are grouped"),
+        });
     }
     what
 }

@@ -199,12 +199,16 @@ impl fmt::Display for DiffReport {
         writeln!(f, "differential: new {} against old {}", self.new, self.old)?;
         writeln!(
             f,
-            "config: {} (old: {})   seed: {}   logs: {} generated, {} recorded",
+            "config: {} (old: {})   seed: {}   logs: {}{}",
             shown(&self.config),
             shown(&self.against_config),
             self.seed,
             self.cases,
-            self.recorded.len()
+            if self.recorded.is_empty() {
+                String::new()
+            } else {
+                format!(" + {} recorded", self.recorded.len())
+            }
         )?;
         writeln!(f)?;
         for d in self.differences.iter().take(SHOWN) {
@@ -232,19 +236,26 @@ impl fmt::Display for DiffReport {
         }
         writeln!(f)?;
         let elapsed = self.elapsed.as_secs_f64();
-        let recorded = self.recorded.len();
+        let (cases, recorded) = (self.cases, self.recorded.len());
+        let logs = if recorded == 0 {
+            format!("{cases} logs")
+        } else {
+            format!("{cases} generated and {recorded} recorded logs")
+        };
         match self.identical() {
-            true => write!(
+            true => write!(f, "IDENTICAL: {logs} decided alike in {elapsed:.1} s"),
+            false if recorded == 0 => write!(
                 f,
-                "IDENTICAL: {} generated and {recorded} recorded logs decided alike in {elapsed:.1} s",
-                self.cases
+                "DIFFERENT: {} of {cases} logs, {} pushes differ in {elapsed:.1} s (reproduce with --seed {})",
+                self.differing_logs,
+                self.differences.len(),
+                self.seed
             ),
             false => write!(
                 f,
-                "DIFFERENT: {} of {} generated logs ({} pushes) and {} of {recorded} recorded logs differ \
-                 in {elapsed:.1} s (reproduce with --seed {})",
+                "DIFFERENT: {} of {cases} generated logs ({} pushes) and {} of {recorded} recorded logs \
+                 differ in {elapsed:.1} s (reproduce with --seed {})",
                 self.differing_logs,
-                self.cases,
                 self.differences.len(),
                 self.differing_recorded(),
                 self.seed

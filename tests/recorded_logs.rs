@@ -1,0 +1,137 @@
+//! Recorded logs end to end: `streamgate record` copies a running taxi tenant's Redis
+//! stream (a real redis-server, an in-process instance fed by the simulator) bounded by
+//! `--max-entries`, and `streamgate conformance --against --log` replays the file: the
+//! same plugin and config decide it alike (exit 0), another config differs (exit 1)
+//! at an entry of the file, named by its position. A tenant without a log is refused
+//! with the reason.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Redis, free_port};
+use streamgate::app::{self, Source};
+use streamgate::config::Config;
+use streamgate::demo;
+use streamgate_conformance::RecordedLog;
+use tokio_util::sync::CancellationToken;
+
+const PREFIX: &str = "recorded";
+/// Entries the recording may read; the stream holds more by the time it runs.
+const MAX_ENTRIES: usize = 250;
+
+fn instance_config(redis: &Redis) -> Config {
+    let mut config =
+        Config::parse(&format!("[redis]\nurl = \"{}\"\nkey_prefix = \"{PREFIX}\"", redis.url())).unwrap();
+    config.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.bus.heartbeat = Duration::from_millis(50);
+    config.bus.batch_linger = Duration::from_millis(5);
+    config.tenants = vec![demo::taxi_tenant()];
+    config
+}
+
+/// Runs the CLI off the async workers; its exit code, stdout and stderr.
+async fn cli(args: Vec<String>) -> (Option<i32>, String, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_streamgate")).args(&args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+fn args(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Waits (bounded) until the tenant's stream holds more than `len` entries.
+async fn stream_longer_than(redis: &Redis, len: usize) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now: usize =
+            redis::cmd("XLEN").arg(format!("{PREFIX}:taxi:log")).query_async(&mut conn).await.unwrap();
+        if now > len {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream holds {now} entries after 60 s, not {len}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn scratch_file(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("streamgate-recorded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+async fn record(redis: &Redis, tenant: &str, out: &Path) -> (Option<i32>, String, String) {
+    let max = MAX_ENTRIES.to_string();
+    let (url, out) = (redis.url(), out.display().to_string());
+    let items = ["record", "--tenant", tenant, "--redis", &url, "--key-prefix", PREFIX, "--out", &out];
+    cli(args(&[&items[..], &["--max-entries", &max]].concat())).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_tenant_log_is_bounded_and_replayed_by_the_differential_kit() {
+    let redis = Redis::start();
+    let cancel = CancellationToken::new();
+    let config = instance_config(&redis);
+    let source = Source::Simulator { taxis: 40, every: Duration::from_millis(50) };
+    let server = tokio::spawn(app::serve(config.clone(), source, cancel.clone()));
+    stream_longer_than(&redis, MAX_ENTRIES + 50).await;
+
+    let file = scratch_file("taxi.jsonl");
+    let (code, _, stderr) = record(&redis, "taxi", &file).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("stopped at --max-entries {MAX_ENTRIES}")), "{stderr}");
+    let recorded = RecordedLog::read(&file).unwrap();
+    assert_eq!(recorded.header.tenant, "taxi");
+    assert_eq!(recorded.header.source, format!("{PREFIX}:taxi:log"));
+    assert!(!recorded.entries.is_empty() && recorded.entries.len() <= MAX_ENTRIES, "{stderr}");
+    assert!(recorded.events() >= 40, "the simulator's reports were recorded: {}", recorded.events());
+    let nows: Vec<i64> = recorded.entries.iter().map(|e| e.now).collect();
+    assert!(nows.windows(2).all(|w| w[0] <= w[1]), "log time never goes back");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("liveMapLocation") && !text.contains("\"lat"), "no payloads in the file");
+    assert!(!file.with_extension("jsonl.partial").exists(), "the partial file was renamed");
+
+    let log = file.display().to_string();
+    let same = ["conformance", "builtin:dedupe", "--against", "builtin:dedupe", "--log", &log];
+    let (code, stdout, stderr) = cli(args(&[&same[..], &["--recorded-only", "--json"]].concat())).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["identical"], true, "{stdout}");
+    assert_eq!(json["cases"], 0, "no generated logs with --recorded-only");
+    assert_eq!(json["recorded"][0]["entries"], recorded.entries.len(), "{stdout}");
+    assert_eq!(json["recorded"][0]["first_difference"], serde_json::Value::Null);
+
+    // By id, every event of a tenant without ids (id hash 0) after the first is a duplicate.
+    let by_id = [&same[..], &["--against-config", r#"{"by":"id"}"#, "--recorded-only"]].concat();
+    let (code, stdout, stderr) = cli(args(&by_id)).await;
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("DIFFERENT") && stdout.contains("by old only"), "{stdout}");
+    let (_, json, _) = cli(args(&[&by_id[..], &["--json"]].concat())).await;
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let first = &json["recorded"][0]["first_difference"];
+    let position = first["position"].as_str().expect("the first difference names an entry");
+    let entry = recorded.entries.iter().position(|e| e.position == position).expect("an entry of the file");
+    assert_eq!(first["push"], entry + 1, "{json}");
+    assert!(!recorded.entries[entry].events.is_empty(), "it differs where events are: {json}");
+    assert!(stdout.contains(&format!("first at push {} (entry {position}", entry + 1)), "{stdout}");
+
+    let (code, _, stderr) = record(&redis, "nobody", &scratch_file("nobody.jsonl")).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("no log at {PREFIX}:nobody:log")), "{stderr}");
+    assert!(!scratch_file("nobody.jsonl").exists());
+
+    cancel.cancel();
+    server.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
