@@ -2,8 +2,8 @@
 //! stream (a real redis-server, an in-process instance fed by the simulator) bounded by
 //! `--max-entries`, and `streamgate conformance --against --log` replays the file: the
 //! same plugin and config decide it alike (exit 0), another config differs (exit 1)
-//! at an entry of the file, named by its position. A tenant without a log is refused
-//! with the reason.
+//! at an entry of the file, named by its position; the kit's own checks judge it too. A
+//! truncated file and a tenant without a log are refused with the reason.
 
 mod common;
 
@@ -125,6 +125,23 @@ async fn a_recorded_tenant_log_is_bounded_and_replayed_by_the_differential_kit()
     assert_eq!(first["push"], entry + 1, "{json}");
     assert!(!recorded.entries[entry].events.is_empty(), "it differs where events are: {json}");
     assert!(stdout.contains(&format!("first at push {} (entry {position}", entry + 1)), "{stdout}");
+
+    // Without --against, the checks that judge generated runs judge the recorded log too.
+    let kit = ["conformance", "builtin:dedupe", "--log", &log, "--cases", "20", "--seed", "5", "--json"];
+    let (code, stdout, stderr) = cli(args(&kit)).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let claim = json["checks"].as_array().unwrap().iter().find(|c| c["id"] == "claim/dedupe").unwrap();
+    assert_eq!(claim["cases"], 21, "20 generated logs and the recorded one: {claim}");
+    assert!(claim["reason"].as_str().unwrap().contains("1 of them recorded"), "{claim}");
+
+    // A file cut short is refused with the reason, not replayed in part.
+    let cut = scratch_file("cut.jsonl");
+    std::fs::write(&cut, text.lines().take(10).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let cut = cut.display().to_string();
+    let (code, _, stderr) = cli(args(&[&same[..], &["--log", &cut]].concat())).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("truncated: its header declares"), "{stderr}");
 
     let (code, _, stderr) = record(&redis, "nobody", &scratch_file("nobody.jsonl")).await;
     assert_eq!(code, Some(1), "{stderr}");

@@ -144,13 +144,14 @@ enum Command {
         /// The old plugin's config in differential mode (default: --config).
         #[arg(long, requires = "against")]
         against_config: Option<String>,
-        /// Differential mode: also replay this recorded log (from `streamgate record`;
-        /// repeatable); differences are reported with the log position of the entry where
-        /// they first differ.
-        #[arg(long = "log", requires = "against")]
+        /// A recorded log (from `streamgate record`; repeatable). Differential mode replays
+        /// it through both plugins and reports differences with the log position of the
+        /// entry where they first differ; otherwise the checks that judge generated runs
+        /// judge it too, under --config.
+        #[arg(long = "log")]
         logs: Vec<PathBuf>,
-        /// With --log: replay the recorded logs only, no generated ones.
-        #[arg(long, requires = "logs")]
+        /// Differential mode with --log: replay the recorded logs only, no generated ones.
+        #[arg(long, requires_all = ["logs", "against"])]
         recorded_only: bool,
     },
     /// Turn a plugin's core Wasm module (built for wasm32-unknown-unknown) into a component.
@@ -211,8 +212,8 @@ pub fn main() -> ExitCode {
             let recorded = kit::Recorded { logs, only: recorded_only };
             return kit::differential(&plugin, &old, against_config, recorded, run);
         }
-        Command::Conformance { plugin, config, json, seed, cases, against: None, .. } => {
-            return kit::conformance(&plugin, config, json, seed, cases);
+        Command::Conformance { plugin, config, json, seed, cases, against: None, logs, .. } => {
+            return kit::conformance(&plugin, &logs, kit::Run { config, json, seed, cases });
         }
         Command::Componentize { module, output } => return kit::componentize(&module, &output),
         _ => {}
