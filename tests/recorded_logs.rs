@@ -102,6 +102,23 @@ async fn a_recorded_tenant_log_is_bounded_and_replayed_by_the_differential_kit()
     assert!(!text.contains("liveMapLocation") && !text.contains("\"lat"), "no payloads in the file");
     assert!(!file.with_extension("jsonl.partial").exists(), "the partial file was renamed");
 
+    // From the instances' config file, starting at a position of the first recording.
+    let since = recorded.entries[10].position.clone();
+    let config_file = scratch_file("streamgate.toml");
+    let minimal_tenant =
+        "[[tenant]]\nname = \"taxi\"\ntopic = \"t\"\nkey = \"/k\"\ntime = \"/t\"\nevent = \"e\"";
+    let toml = format!("[redis]\nurl = \"{}\"\nkey_prefix = \"{PREFIX}\"\n{minimal_tenant}\n", redis.url());
+    std::fs::write(&config_file, toml).unwrap();
+    let (config_path, since_file) = (config_file.display().to_string(), scratch_file("since.jsonl"));
+    let since_out = since_file.display().to_string();
+    let items = ["record", "--tenant", "taxi", "--config", &config_path, "--out", &since_out];
+    let (code, _, stderr) =
+        cli(args(&[&items[..], &["--since", &since, "--max-entries", "5"]].concat())).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let from_since = RecordedLog::read(&since_file).unwrap();
+    assert_eq!(from_since.entries.len(), 5, "{stderr}");
+    assert_eq!(from_since.entries[..], recorded.entries[10..15], "the same entries, from --since on");
+
     let log = file.display().to_string();
     let same = ["conformance", "builtin:dedupe", "--against", "builtin:dedupe", "--log", &log];
     let (code, stdout, stderr) = cli(args(&[&same[..], &["--recorded-only", "--json"]].concat())).await;

@@ -152,7 +152,7 @@ fn redis_of(args: &RecordArgs) -> anyhow::Result<(String, String)> {
             config.bus.kind
         );
     }
-    if !config.tenants.is_empty() && !config.tenants.iter().any(|t| t.name == args.tenant) {
+    if !config.tenants.iter().any(|t| t.name == args.tenant) {
         bail!("{}: no tenant named {:?}", path.display(), args.tenant);
     }
     Ok((config.redis.url, config.redis.key_prefix))
