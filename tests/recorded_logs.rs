@@ -165,6 +165,14 @@ async fn a_recorded_tenant_log_is_bounded_and_replayed_by_the_differential_kit()
     assert!(stderr.contains(&format!("no log at {PREFIX}:nobody:log")), "{stderr}");
     assert!(!scratch_file("nobody.jsonl").exists());
 
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () =
+        redis::cmd("SET").arg(format!("{PREFIX}:plain:log")).arg("x").query_async(&mut conn).await.unwrap();
+    let (code, _, stderr) = record(&redis, "plain", &scratch_file("plain.jsonl")).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{PREFIX}:plain:log holds a string, not a tenant's log")), "{stderr}");
+
     cancel.cancel();
     server.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(file.parent().unwrap());

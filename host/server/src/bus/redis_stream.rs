@@ -169,18 +169,10 @@ impl RedisStreamBus {
         self.key(tenant)
     }
 
-    /// Whether `tenant`'s log exists as a stream: `Err` names what else holds the key.
-    pub async fn has_stream(&self, tenant: &str) -> Result<bool, BusError> {
+    /// What Redis holds at `tenant`'s log key (`TYPE`): `stream`, or `none` when nothing.
+    pub async fn key_type(&self, tenant: &str) -> Result<String, BusError> {
         let mut conn = self.connect(Duration::from_secs(5)).await?;
-        let kind: String = redis::cmd("TYPE").arg(self.key(tenant)).query_async(&mut conn).await?;
-        match kind.as_str() {
-            "stream" => Ok(true),
-            "none" => Ok(false),
-            other => Err(BusError::Malformed {
-                position: self.key(tenant),
-                reason: format!("the key holds a {other}, not a stream"),
-            }),
-        }
+        Ok(redis::cmd("TYPE").arg(self.key(tenant)).query_async(&mut conn).await?)
     }
 
     /// At most `count` entries from `from` on (inclusive), in log order (`XRANGE`),

@@ -106,12 +106,13 @@ pub(super) async fn record(args: RecordArgs) -> anyhow::Result<()> {
     let (url, prefix) = redis_of(&args)?;
     let bus = RedisStreamBus::new(&url, &prefix, Duration::ZERO)?;
     let key = bus.stream_key(&args.tenant);
-    let exists = bus.has_stream(&args.tenant).await.with_context(|| format!("reading {key}"))?;
-    if !exists {
-        bail!(
+    match bus.key_type(&args.tenant).await.with_context(|| format!("reading {key}"))?.as_str() {
+        "stream" => {}
+        "none" => bail!(
             "no log at {key}: check the tenant name and the key prefix (--key-prefix, or the config's \
              [redis] key_prefix), and that the tenant uses the redis-stream bus"
-        );
+        ),
+        other => bail!("{key} holds a {other}, not a tenant's log (a stream)"),
     }
     let mut recorder = Recorder::default();
     let mut from = args.since.unwrap_or_default();
