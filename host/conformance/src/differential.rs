@@ -164,6 +164,11 @@ impl DiffReport {
         self.differences.is_empty() && self.recorded.iter().all(RecordedComparison::identical)
     }
 
+    /// Recorded logs on which the two differ.
+    pub fn differing_recorded(&self) -> usize {
+        self.recorded.iter().filter(|r| !r.identical()).count()
+    }
+
     pub fn to_json(&self) -> String {
         let differences: Vec<Value> = self.differences.iter().map(difference_json).collect();
         let inputs: BTreeMap<String, Value> =
@@ -183,13 +188,6 @@ impl DiffReport {
             "elapsed_ms": self.elapsed.as_secs_f64() * 1e3,
         });
         serde_json::to_string_pretty(&report).expect("a JSON value serialises")
-    }
-}
-
-impl DiffReport {
-    /// Recorded logs on which the two differ.
-    pub fn differing_recorded(&self) -> usize {
-        self.recorded.iter().filter(|r| !r.identical()).count()
     }
 }
 
