@@ -1,4 +1,5 @@
-//! Property runs over generated logs: case after case from the seed, and for the first
+//! Property runs over generated logs (and recorded ones the suite was given, after
+//! them): case after case from the seed, and for the first
 //! failing case a delta-debugging shrinker that drops batches and events while the
 //! property still fails, so the report shows a small failing input.
 
@@ -62,11 +63,12 @@ fn judge_runs(
             } else {
                 shrink(log.clone(), failure, |candidate| rerun(setup, candidate))
             };
+            let which = match &run.recorded {
+                Some(name) => format!("recorded log {name}"),
+                None => format!("case {} of {} (seed {})", case + 1, ctx.cases, ctx.seed),
+            };
             let note = format!(
-                "case {} of {} (seed {}), under {}; shrunk from {} batches / {} events to {} / {}",
-                case + 1,
-                ctx.cases,
-                ctx.seed,
+                "{which}, under {}; shrunk from {} batches / {} events to {} / {}",
                 setup.label(),
                 original.0,
                 original.1,
@@ -76,7 +78,7 @@ fn judge_runs(
             return Verdict::fail(failure.message, note, Some(small)).cases(case + 1);
         }
     }
-    let judged = ctx.cases - unjudged;
+    let judged = ctx.runs().len() - unjudged;
     if judged == 0 {
         return Verdict::skip("not run: no generated log ran to its end (see decisions/valid)");
     }
@@ -87,7 +89,10 @@ fn judge_runs(
     } else {
         String::new()
     };
-    Verdict::pass(format!("{passed} ({judged} logs{configs}, {events} events{left_out})")).cases(judged)
+    let recorded = ctx.runs().iter().filter(|r| r.recorded.is_some()).count();
+    let recorded = if recorded > 0 { format!(", {recorded} of them recorded") } else { String::new() };
+    Verdict::pass(format!("{passed} ({judged} logs{recorded}{configs}, {events} events{left_out})"))
+        .cases(judged)
 }
 
 /// Delta debugging: remove chunks of batches, then chunks of events, halving the chunk

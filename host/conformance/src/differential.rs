@@ -3,33 +3,27 @@
 //! decide differently is reported: events released by one only, the same events in
 //! another order, drops with another reason or by one only, and events one still holds
 //! after the flush. The evidence an operator reads before swapping one for the other.
+//! With [`Differential::recorded`] both also replay logs recorded from a running tenant
+//! ([`crate::recorded_diff`]); [`Differential::generated`] can leave the generated ones out.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use streamgate_plugin_sdk::DropReason;
 use streamgate_runtime::{PolicyRuntime, SandboxConfig};
 
+pub use crate::compare::Difference;
+use crate::compare::compare;
 use crate::generate::{Log, Rng};
-use crate::harness::{Answer, Ctx, Failure, Setup, Trace, run_log};
+use crate::harness::{Ctx, Setup, run_log};
+use crate::recorded::RecordedLog;
+use crate::recorded_diff::{RecordedComparison, compare_recorded, difference_json, place};
 use crate::render::{log_json, log_text};
 use crate::suite::DEFAULT_CASES;
 
 /// Differences listed in the text report (the JSON has them all).
 const SHOWN: usize = 20;
-
-/// One push (or the end of a run) where the two plugins decided differently.
-#[derive(Clone, Debug)]
-pub struct Difference {
-    /// 1-based index of the generated log.
-    pub case: usize,
-    /// 1-based push; the flush is the last; 0 for the run as a whole.
-    pub push: usize,
-    pub now: i64,
-    pub what: Vec<String>,
-}
 
 /// What the comparison found.
 pub struct DiffReport {
@@ -38,6 +32,7 @@ pub struct DiffReport {
     pub config: String,
     pub against_config: String,
     pub seed: u64,
+    /// Generated logs run (0 when only recorded ones were).
     pub cases: usize,
     pub differing_logs: usize,
     pub differences: Vec<Difference>,
@@ -45,6 +40,8 @@ pub struct DiffReport {
     pub smallest_input: Option<(usize, Log, String)>,
     /// Inputs of every differing log, by case.
     pub inputs: BTreeMap<usize, Log>,
+    /// Each recorded log, in the order given.
+    pub recorded: Vec<RecordedComparison>,
     pub elapsed: Duration,
 }
 
@@ -56,11 +53,22 @@ pub struct Differential<'a> {
     against_config: Option<String>,
     seed: u64,
     cases: usize,
+    generated: bool,
+    recorded: Vec<(String, &'a RecordedLog)>,
 }
 
 impl<'a> Differential<'a> {
     pub fn new(new: &'a [u8], old: &'a [u8]) -> Self {
-        Differential { new, old, config: String::new(), against_config: None, seed: 1, cases: DEFAULT_CASES }
+        Differential {
+            new,
+            old,
+            config: String::new(),
+            against_config: None,
+            seed: 1,
+            cases: DEFAULT_CASES,
+            generated: true,
+            recorded: Vec::new(),
+        }
     }
 
     /// The config of both (and of the generator, aimed at its bounds).
@@ -85,6 +93,18 @@ impl<'a> Differential<'a> {
         self
     }
 
+    /// Also replay a recorded log (`name` is what the report calls it, e.g. its file).
+    pub fn recorded(mut self, name: impl Into<String>, log: &'a RecordedLog) -> Self {
+        self.recorded.push((name.into(), log));
+        self
+    }
+
+    /// Whether to run generated logs too (default yes); without, only recorded ones.
+    pub fn generated(mut self, yes: bool) -> Self {
+        self.generated = yes;
+        self
+    }
+
     /// Runs both on the same logs. An error when either does not load or refuses its config.
     pub fn run(self) -> Result<DiffReport, String> {
         let started = Instant::now();
@@ -105,17 +125,18 @@ impl<'a> Differential<'a> {
             config: self.config.clone(),
             against_config,
             seed: self.seed,
-            cases: self.cases,
+            cases: if self.generated { self.cases } else { 0 },
             differing_logs: 0,
             differences: Vec::new(),
             smallest_input: None,
             inputs: BTreeMap::new(),
+            recorded: Vec::new(),
             elapsed: Duration::ZERO,
         };
         let new_ctx = Ctx::new(new, vec![new_setup], limits, self.seed, self.cases);
         let old_ctx = Ctx::new(old, vec![old_setup], limits, self.seed, self.cases);
         let mut rng = Rng::new(self.seed);
-        for case in 1..=self.cases {
+        for case in 1..=report.cases {
             let log = new_ctx.under_test().generator.log(&mut rng);
             let a = run_log(&new_ctx, new_ctx.under_test(), &log);
             let b = run_log(&old_ctx, old_ctx.under_test(), &log);
@@ -130,93 +151,26 @@ impl<'a> Differential<'a> {
                 report.differences.extend(found);
             }
         }
+        for (index, (name, log)) in self.recorded.iter().enumerate() {
+            report.recorded.push(compare_recorded(index + 1, name, log, &new_ctx, &old_ctx));
+        }
         report.elapsed = started.elapsed();
         Ok(report)
     }
 }
 
-/// Every difference of one log's two runs.
-fn compare(
-    case: usize,
-    log: &Log,
-    new: Result<Trace, Failure>,
-    old: Result<Trace, Failure>,
-) -> Vec<Difference> {
-    let whole = |what: Vec<String>| vec![Difference { case, push: 0, now: log.flush_time(), what }];
-    let (new, old) = match (new, old) {
-        (Ok(a), Ok(b)) => (a, b),
-        (a, b) => {
-            let said = |r: &Result<Trace, Failure>| match r {
-                Ok(_) => "ran".to_string(),
-                Err(f) => format!("failed: {}", f.message),
-            };
-            let (a, b) = (said(&a), said(&b));
-            return if a == b { Vec::new() } else { whole(vec![format!("new {a}; old {b}")]) };
-        }
-    };
-    let mut out: Vec<Difference> = new
-        .frames
-        .iter()
-        .zip(&old.frames)
-        .enumerate()
-        .filter_map(|(i, (a, b))| {
-            let what = frame_differences(a, b);
-            (!what.is_empty()).then_some(Difference { case, push: i + 1, now: a.now, what })
-        })
-        .collect();
-    let held = |t: &Trace| t.still_held.iter().map(|e| e.seq).collect::<Vec<_>>();
-    if held(&new) != held(&old) {
-        out.extend(whole(vec![format!(
-            "still held after the flush: {:?} by new, {:?} by old",
-            held(&new),
-            held(&old)
-        )]));
-    }
-    out
-}
-
-fn frame_differences(new: &Answer, old: &Answer) -> Vec<String> {
-    let mut what = Vec::new();
-    let (a, b) = (new.released_seqs(), old.released_seqs());
-    if a != b {
-        let only = |x: &[u64], y: &[u64]| x.iter().filter(|s| !y.contains(s)).copied().collect::<Vec<_>>();
-        let (only_new, only_old) = (only(&a, &b), only(&b, &a));
-        if only_new.is_empty() && only_old.is_empty() {
-            what.push(format!("released the same events in another order: {a:?} by new, {b:?} by old"));
-        } else {
-            what.push(format!("released {only_new:?} by new only, {only_old:?} by old only"));
-        }
-    }
-    let reasons = |f: &Answer| f.dropped.iter().copied().collect::<BTreeMap<u64, DropReason>>();
-    let (ra, rb) = (reasons(new), reasons(old));
-    for (seq, reason) in &ra {
-        match rb.get(seq) {
-            Some(other) if other != reason => what.push(format!(
-                "dropped {seq} as `{}` by new, as `{}` by old",
-                reason.as_str(),
-                other.as_str()
-            )),
-            None => what.push(format!("dropped {seq} as `{}` by new only", reason.as_str())),
-            _ => {}
-        }
-    }
-    for (seq, reason) in rb.iter().filter(|(seq, _)| !ra.contains_key(seq)) {
-        what.push(format!("dropped {seq} as `{}` by old only", reason.as_str()));
-    }
-    what
-}
-
 impl DiffReport {
     pub fn identical(&self) -> bool {
-        self.differences.is_empty()
+        self.differences.is_empty() && self.recorded.iter().all(RecordedComparison::identical)
+    }
+
+    /// Recorded logs on which the two differ.
+    pub fn differing_recorded(&self) -> usize {
+        self.recorded.iter().filter(|r| !r.identical()).count()
     }
 
     pub fn to_json(&self) -> String {
-        let differences: Vec<Value> = self
-            .differences
-            .iter()
-            .map(|d| json!({"case": d.case, "push": d.push, "now": d.now, "what": d.what}))
-            .collect();
+        let differences: Vec<Value> = self.differences.iter().map(difference_json).collect();
         let inputs: BTreeMap<String, Value> =
             self.inputs.iter().map(|(c, l)| (c.to_string(), log_json(l))).collect();
         let report = json!({
@@ -230,6 +184,7 @@ impl DiffReport {
             "differing_logs": self.differing_logs,
             "differences": differences,
             "inputs": inputs,
+            "recorded": self.recorded.iter().map(RecordedComparison::to_json).collect::<Vec<_>>(),
             "elapsed_ms": self.elapsed.as_secs_f64() * 1e3,
         });
         serde_json::to_string_pretty(&report).expect("a JSON value serialises")
@@ -242,17 +197,21 @@ impl fmt::Display for DiffReport {
         writeln!(f, "differential: new {} against old {}", self.new, self.old)?;
         writeln!(
             f,
-            "config: {} (old: {})   seed: {}   logs: {}",
+            "config: {} (old: {})   seed: {}   logs: {}{}",
             shown(&self.config),
             shown(&self.against_config),
             self.seed,
-            self.cases
+            self.cases,
+            if self.recorded.is_empty() {
+                String::new()
+            } else {
+                format!(" + {} recorded", self.recorded.len())
+            }
         )?;
         writeln!(f)?;
         for d in self.differences.iter().take(SHOWN) {
-            let at =
-                if d.push == 0 { "the run".to_string() } else { format!("push {} (now={})", d.push, d.now) };
-            writeln!(f, "case {}, {at}:", d.case)?;
+            let pushes = self.inputs.get(&d.case).map_or(usize::MAX - 1, |l| l.batches.len());
+            writeln!(f, "case {}, {}:", d.case, place(d, pushes))?;
             for w in &d.what {
                 writeln!(f, "  {w}")?;
             }
@@ -270,21 +229,33 @@ impl fmt::Display for DiffReport {
                 writeln!(f, "  {line}")?;
             }
         }
+        for recorded in &self.recorded {
+            writeln!(f, "\n{recorded}")?;
+        }
         writeln!(f)?;
+        let elapsed = self.elapsed.as_secs_f64();
+        let (cases, recorded) = (self.cases, self.recorded.len());
+        let logs = if recorded == 0 {
+            format!("{cases} logs")
+        } else {
+            format!("{cases} generated and {recorded} recorded logs")
+        };
         match self.identical() {
-            true => write!(
+            true => write!(f, "IDENTICAL: {logs} decided alike in {elapsed:.1} s"),
+            false if recorded == 0 => write!(
                 f,
-                "IDENTICAL: {} logs decided alike in {:.1} s",
-                self.cases,
-                self.elapsed.as_secs_f64()
+                "DIFFERENT: {} of {cases} logs, {} pushes differ in {elapsed:.1} s (reproduce with --seed {})",
+                self.differing_logs,
+                self.differences.len(),
+                self.seed
             ),
             false => write!(
                 f,
-                "DIFFERENT: {} of {} logs, {} pushes differ in {:.1} s (reproduce with --seed {})",
+                "DIFFERENT: {} of {cases} generated logs ({} pushes) and {} of {recorded} recorded logs \
+                 differ in {elapsed:.1} s (reproduce with --seed {})",
                 self.differing_logs,
-                self.cases,
                 self.differences.len(),
-                self.elapsed.as_secs_f64(),
+                self.differing_recorded(),
                 self.seed
             ),
         }

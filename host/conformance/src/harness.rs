@@ -57,11 +57,13 @@ impl Setup {
     }
 }
 
-/// One generated log, the config it ran under and how that run went.
+/// One generated (or recorded) log, the config it ran under and how that run went.
 pub struct CaseRun {
     pub setup: usize,
     pub log: Log,
     pub trace: Result<Trace, Failure>,
+    /// The name of a recorded log ([`Ctx::with_recorded`]); `None` when generated.
+    pub recorded: Option<String>,
 }
 
 /// What the kit knows while it runs one plugin.
@@ -72,6 +74,8 @@ pub struct Ctx {
     pub setups: Vec<Setup>,
     pub seed: u64,
     pub cases: usize,
+    /// Recorded logs judged after the generated ones, by name, under the config under test.
+    recorded: Vec<(String, Log)>,
     runs: OnceCell<Vec<CaseRun>>,
     memory_high_water: Cell<usize>,
 }
@@ -86,7 +90,22 @@ impl Ctx {
         cases: usize,
     ) -> Self {
         assert!(!setups.is_empty(), "at least the config under test");
-        Ctx { plugin, limits, setups, seed, cases, runs: OnceCell::new(), memory_high_water: Cell::new(0) }
+        Ctx {
+            plugin,
+            limits,
+            setups,
+            seed,
+            cases,
+            recorded: Vec::new(),
+            runs: OnceCell::new(),
+            memory_high_water: Cell::new(0),
+        }
+    }
+
+    /// Also judges these (recorded) logs, each once under the config under test.
+    pub fn with_recorded(mut self, logs: Vec<(String, Log)>) -> Self {
+        self.recorded = logs;
+        self
     }
 
     /// The config under test and what it promises.
@@ -102,19 +121,25 @@ impl Ctx {
         &self.setups[0].expect
     }
 
-    /// The `cases` generated logs (from the seed, taking the setups in turn), each run
-    /// once through a fresh stage and the flush; made on first use, then shared.
+    /// The `cases` generated logs (from the seed, taking the setups in turn), then the
+    /// recorded ones, each run once through a fresh stage and the flush; made on first
+    /// use, then shared.
     pub fn runs(&self) -> &[CaseRun] {
         self.runs.get_or_init(|| {
             let mut rng = Rng::new(self.seed);
-            (0..self.cases)
-                .map(|case| {
-                    let setup = case % self.setups.len();
-                    let log = self.setups[setup].generator.log(&mut rng);
-                    let trace = run_log(self, &self.setups[setup], &log);
-                    CaseRun { setup, log, trace }
-                })
-                .collect()
+            let generated = (0..self.cases).map(|case| {
+                let setup = case % self.setups.len();
+                let log = self.setups[setup].generator.log(&mut rng);
+                let trace = run_log(self, &self.setups[setup], &log);
+                CaseRun { setup, log, trace, recorded: None }
+            });
+            let recorded = self.recorded.iter().map(|(name, log)| CaseRun {
+                setup: 0,
+                log: log.clone(),
+                trace: run_log(self, self.under_test(), log),
+                recorded: Some(name.clone()),
+            });
+            generated.chain(recorded).collect()
         })
     }
 

@@ -18,10 +18,12 @@
 //! [`determinism`], [`restore`] and [`resources`] (generic checks), [`properties`] and
 //! [`dedupe`] (capability claims), [`render`] (text and JSON), and [`componentize`],
 //! which makes a plugin's core module a component; [`differential`] compares two plugins
-//! on the same logs.
+//! on the same logs ([`compare`] says how two runs differ), generated and
+//! [`recorded`] from a running tenant ([`recorded_diff`]).
 
 pub mod cases;
 pub mod checks;
+pub mod compare;
 pub mod componentize;
 pub mod configs;
 pub mod dedupe;
@@ -31,6 +33,8 @@ pub mod expect;
 pub mod generate;
 pub mod harness;
 pub mod properties;
+pub mod recorded;
+pub mod recorded_diff;
 pub mod render;
 pub mod report;
 pub mod resources;
@@ -40,5 +44,6 @@ pub mod suite;
 pub mod variants;
 
 pub use differential::{DiffReport, Differential};
+pub use recorded::{RecordedLog, RecordedLogError};
 pub use report::{CheckReport, Outcome, PluginInfo, Report, Verdict};
 pub use suite::{CHECKS, DEFAULT_CASES, Progress, Suite};

@@ -8,6 +8,7 @@ use streamgate_plugin_sdk::Capability;
 use streamgate_runtime::{PolicyRuntime, SandboxConfig};
 
 use crate::harness::{Ctx, Setup};
+use crate::recorded::RecordedLog;
 use crate::report::{CheckReport, Outcome, PluginInfo, Report, Verdict};
 use crate::{checks, configs, determinism, expect, properties, render, resources, restore, variants};
 
@@ -71,6 +72,7 @@ pub struct Suite<'a> {
     cases: usize,
     sandbox: SandboxConfig,
     progress: Option<ProgressFn<'a>>,
+    recorded: Vec<(String, &'a RecordedLog)>,
 }
 
 impl<'a> Suite<'a> {
@@ -85,6 +87,7 @@ impl<'a> Suite<'a> {
             cases: DEFAULT_CASES,
             sandbox: SandboxConfig::default(),
             progress: None,
+            recorded: Vec::new(),
         }
     }
 
@@ -104,6 +107,13 @@ impl<'a> Suite<'a> {
     /// over the configs the claims run under).
     pub fn cases(mut self, cases: usize) -> Self {
         self.cases = cases.max(1);
+        self
+    }
+
+    /// Also judge a log recorded from a running tenant (`name` is what failures call
+    /// it), under the config under test, by every check on generated runs.
+    pub fn recorded(mut self, name: impl Into<String>, log: &'a RecordedLog) -> Self {
+        self.recorded.push((name.into(), log));
         self
     }
 
@@ -163,7 +173,9 @@ impl<'a> Suite<'a> {
             Ok(_) => variants::setups(&plugin, &self.config, limits),
             Err(_) => vec![Setup::new(plugin.description(), self.config.clone())],
         };
-        let ctx = Ctx::new(plugin, setups, limits, self.seed, self.cases);
+        let flush_after_ms = setups[0].expect.bounds().flush_after_ms();
+        let recorded = self.recorded.iter().map(|(name, log)| (name.clone(), log.to_log(flush_after_ms)));
+        let ctx = Ctx::new(plugin, setups, limits, self.seed, self.cases).with_recorded(recorded.collect());
         let mut config_refused = false;
         for (i, (id, check)) in CHECKS.iter().enumerate() {
             self.notify(Progress::Started { index: i + 2, total, id });

@@ -163,6 +163,41 @@ impl RedisStreamBus {
     }
 }
 
+impl RedisStreamBus {
+    /// The stream key of `tenant`'s log.
+    pub fn stream_key(&self, tenant: &str) -> String {
+        self.key(tenant)
+    }
+
+    /// What Redis holds at `tenant`'s log key (`TYPE`): `stream`, or `none` when nothing.
+    pub async fn key_type(&self, tenant: &str) -> Result<String, BusError> {
+        let mut conn = self.connect(Duration::from_secs(5)).await?;
+        Ok(redis::cmd("TYPE").arg(self.key(tenant)).query_async(&mut conn).await?)
+    }
+
+    /// At most `count` entries from `from` on (inclusive), in log order (`XRANGE`),
+    /// decoded as readers decode them: `streamgate record` reads a log by such pages.
+    pub async fn range(
+        &self,
+        tenant: &str,
+        from: LogPosition,
+        count: usize,
+    ) -> Result<Vec<LogEntry>, BusError> {
+        let mut conn = self.connect(Duration::from_secs(10)).await?;
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(self.key(tenant))
+            .arg(from.to_string())
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        // The same shape as one stream of an `XREAD` reply.
+        let as_xread = Value::Array(vec![Value::Array(vec![Value::Nil, reply])]);
+        parse_xread(as_xread)
+    }
+}
+
 /// Parses an `XREAD` reply for one stream (nil when the block timed out). A damaged
 /// entry is kept in place as [`Content::Undecodable`] (the reader moves past it), so one
 /// bad write never stops a tenant.

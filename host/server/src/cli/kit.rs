@@ -2,26 +2,27 @@
 //! stderr and the report on stdout), its differential mode (`--against`) and
 //! `streamgate componentize`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use streamgate_conformance::RecordedLog;
 
 /// Exit status when the kit or componentize could not run at all.
 const CANNOT_RUN: u8 = 2;
 
-pub(super) fn conformance(
-    plugin: &str,
-    config: String,
-    json: bool,
-    seed: Option<u64>,
-    cases: usize,
-) -> ExitCode {
+/// `streamgate conformance PLUGIN [--log FILE]...`: every check, the generated-run ones
+/// on the recorded logs too.
+pub(super) fn conformance(plugin: &str, logs: &[PathBuf], run: Run) -> ExitCode {
     use streamgate_conformance::{Outcome, Progress, Suite};
-    let bytes = match streamgate_runtime::builtin::read_ref(plugin) {
-        Ok(b) => b,
+    let read = streamgate_runtime::builtin::read_ref(plugin).map_err(|e| e.to_string());
+    let (bytes, logs) = match read.and_then(|bytes| Ok((bytes, read_logs(logs)?))) {
+        Ok(both) => both,
         Err(e) => {
             eprintln!("streamgate: {e}");
             return ExitCode::from(CANNOT_RUN);
         }
     };
+    let Run { config, json, seed, cases } = run;
     let mut suite = Suite::new(&bytes).config(config).cases(cases).on_progress(|p| match p {
         Progress::Started { index, total, id } => eprint!("[{index:>2}/{total}] {id} ... "),
         Progress::Finished(c) => {
@@ -36,6 +37,9 @@ pub(super) fn conformance(
     });
     if let Some(seed) = seed {
         suite = suite.seed(seed);
+    }
+    for (name, log) in &logs {
+        suite = suite.recorded(name.clone(), log);
     }
     let report = suite.run();
     if json {
@@ -54,11 +58,27 @@ pub(super) struct Run {
     pub cases: usize,
 }
 
-/// `streamgate conformance NEW --against OLD`: both plugins on the same generated logs.
-pub(super) fn differential(new: &str, old: &str, against_config: Option<String>, run: Run) -> ExitCode {
+/// The recorded logs a differential run replays (`--log`, `--recorded-only`).
+pub(super) struct Recorded {
+    pub logs: Vec<PathBuf>,
+    pub only: bool,
+}
+
+/// `streamgate conformance NEW --against OLD [--log FILE]...`: both plugins on the same
+/// generated and recorded logs.
+pub(super) fn differential(
+    new: &str,
+    old: &str,
+    against_config: Option<String>,
+    recorded: Recorded,
+    run: Run,
+) -> ExitCode {
     let read = |r: &str| streamgate_runtime::builtin::read_ref(r).map_err(|e| e.to_string());
-    let (new_bytes, old_bytes) = match read(new).and_then(|n| read(old).map(|o| (n, o))) {
-        Ok(both) => both,
+    let loaded = read(new)
+        .and_then(|n| read(old).map(|o| (n, o)))
+        .and_then(|both| Ok((both, read_logs(&recorded.logs)?)));
+    let ((new_bytes, old_bytes), logs) = match loaded {
+        Ok(all) => all,
         Err(e) => {
             eprintln!("streamgate: {e}");
             return ExitCode::from(CANNOT_RUN);
@@ -75,7 +95,15 @@ pub(super) fn differential(new: &str, old: &str, against_config: Option<String>,
     if let Some(c) = against_config {
         diff = diff.against_config(c);
     }
-    eprintln!("comparing {new} against {old} on {} generated logs (seed {seed}) ...", run.cases);
+    for (name, log) in &logs {
+        diff = diff.recorded(name.clone(), log);
+    }
+    let generated = if recorded.only { 0 } else { run.cases };
+    diff = diff.generated(!recorded.only);
+    eprintln!(
+        "comparing {new} against {old} on {generated} generated logs (seed {seed}) and {} recorded ...",
+        logs.len()
+    );
     match diff.run() {
         Ok(report) => {
             println!("{}", if run.json { report.to_json() } else { report.to_string() });
@@ -86,6 +114,17 @@ pub(super) fn differential(new: &str, old: &str, against_config: Option<String>,
             ExitCode::from(CANNOT_RUN)
         }
     }
+}
+
+/// The recorded logs of `--log`, each named by its path.
+fn read_logs(paths: &[PathBuf]) -> Result<Vec<(String, RecordedLog)>, String> {
+    paths
+        .iter()
+        .map(|path| {
+            let name = path.display().to_string();
+            RecordedLog::read(path).map(|log| (name.clone(), log)).map_err(|e| format!("{name}: {e}"))
+        })
+        .collect()
 }
 
 pub(super) fn componentize(module: &std::path::Path, output: &std::path::Path) -> ExitCode {

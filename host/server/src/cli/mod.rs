@@ -1,9 +1,10 @@
 //! The `streamgate` command line: `run`, `demo`, `simulate`, `token`, `plugin`
-//! (operators, [`admin_client`]), and for plugin authors `conformance` and
-//! `componentize` ([`kit`]).
+//! (operators, [`admin_client`]), `record` (a tenant's log for the kit, [`record`]), and
+//! for plugin authors `conformance` and `componentize` ([`kit`]).
 
 pub mod admin_client;
 mod kit;
+mod record;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,12 +82,46 @@ enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
+    /// Record what a running tenant's policy stages see (from its Redis stream, bounded)
+    /// into a file that `streamgate conformance NEW --against OLD --log FILE` replays.
+    ///
+    /// Per log entry: its position, its log time and the events' metadata as plugins get
+    /// it (key, id and tag hashed); never payloads. Heartbeats are kept; control and
+    /// undecodable entries are skipped and counted in the summary on stderr.
+    Record {
+        /// The tenant whose log (`<key_prefix>:<tenant>:log`) is read.
+        #[arg(long)]
+        tenant: String,
+        /// The instances' config file: its `[redis]` url and key_prefix.
+        #[arg(long, short, required_unless_present = "redis", conflicts_with_all = ["redis", "key_prefix"])]
+        config: Option<PathBuf>,
+        /// Redis URL, instead of --config.
+        #[arg(long)]
+        redis: Option<String>,
+        /// Key prefix with --redis (default: streamgate).
+        #[arg(long, requires = "redis")]
+        key_prefix: Option<String>,
+        /// The recorded log file to write (JSON lines, see docs/PLUGINS.md).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// At most this many log entries are read.
+        #[arg(long, default_value_t = 10_000)]
+        max_entries: usize,
+        /// The file's entries take at most this many bytes.
+        #[arg(long, default_value_t = 64 << 20)]
+        max_bytes: usize,
+        /// Start at this log position (e.g. an SSE id, 1763900000000-0) instead of the
+        /// oldest retained entry.
+        #[arg(long)]
+        since: Option<crate::bus::LogPosition>,
+    },
     /// Run the plugin conformance kit on a policy component (see docs/PLUGINS.md), or with
-    /// `--against` compare it with another on the same generated logs.
+    /// `--against` compare it with another on the same generated and recorded logs.
     ///
     /// Exit status: 0 when every check passed (warnings and skips pass) or, with
     /// `--against`, when both decided every log alike; 1 when a check failed or they
-    /// differ; 2 when the kit could not run (unreadable file, bad arguments).
+    /// differ; 2 when the kit could not run (unreadable file, bad arguments, a recorded
+    /// log that is damaged, truncated or of another version).
     Conformance {
         /// The component file, or `builtin:NAME` for one of streamgate's own plugins.
         plugin: String,
@@ -109,6 +144,15 @@ enum Command {
         /// The old plugin's config in differential mode (default: --config).
         #[arg(long, requires = "against")]
         against_config: Option<String>,
+        /// A recorded log (from `streamgate record`; repeatable). Differential mode replays
+        /// it through both plugins and reports differences with the log position of the
+        /// entry where they first differ; otherwise the checks that judge generated runs
+        /// judge it too, under --config.
+        #[arg(long = "log")]
+        logs: Vec<PathBuf>,
+        /// Differential mode with --log: replay the recorded logs only, no generated ones.
+        #[arg(long, requires_all = ["logs", "against"])]
+        recorded_only: bool,
     },
     /// Turn a plugin's core Wasm module (built for wasm32-unknown-unknown) into a component.
     Componentize {
@@ -153,12 +197,23 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Conformance { plugin, config, json, seed, cases, against: Some(old), against_config } => {
+        Command::Conformance {
+            plugin,
+            config,
+            json,
+            seed,
+            cases,
+            against: Some(old),
+            against_config,
+            logs,
+            recorded_only,
+        } => {
             let run = kit::Run { config, json, seed, cases };
-            return kit::differential(&plugin, &old, against_config, run);
+            let recorded = kit::Recorded { logs, only: recorded_only };
+            return kit::differential(&plugin, &old, against_config, recorded, run);
         }
-        Command::Conformance { plugin, config, json, seed, cases, against: None, .. } => {
-            return kit::conformance(&plugin, config, json, seed, cases);
+        Command::Conformance { plugin, config, json, seed, cases, against: None, logs, .. } => {
+            return kit::conformance(&plugin, &logs, kit::Run { config, json, seed, cases });
         }
         Command::Componentize { module, output } => return kit::componentize(&module, &output),
         _ => {}
@@ -204,6 +259,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", crate::auth::issue_hs256(&secret, &claims)?);
         }
         Command::Plugin { url, token, action } => plugin(&url, &token, action).await?,
+        Command::Record { tenant, config, redis, key_prefix, out, max_entries, max_bytes, since } => {
+            let args =
+                record::RecordArgs { tenant, config, redis, key_prefix, out, max_entries, max_bytes, since };
+            record::record(args).await?
+        }
         Command::Conformance { .. } | Command::Componentize { .. } => unreachable!("run before tokio"),
     }
     Ok(())
