@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::bindings::{Decisions, wit};
+use crate::bindings::Decisions;
 
 /// Why an answer is invalid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +34,7 @@ pub fn validate(answer: &Decisions, holds: impl Fn(u64) -> bool) -> Result<(), I
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::wit;
 
     fn answer(released: &[u64], dropped: &[u64]) -> Decisions {
         Decisions {
