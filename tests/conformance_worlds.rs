@@ -64,3 +64,12 @@ fn a_0_2_0_stage_claiming_what_it_does_not_do_fails_exactly_that_claim() {
     let honest = run("fixture_overclaim", r#"{"newest_per_frame":true}"#);
     assert!(honest.passed(), "{honest}");
 }
+
+#[test]
+fn a_0_2_0_stage_whose_claims_change_between_calls_fails_capabilities_stable() {
+    let report = run("fixture_overclaim", r#"{"unstable":true,"newest_per_frame":true}"#);
+    let failed: Vec<&str> = report.failures().map(|c| c.id).collect();
+    assert_eq!(failed, vec!["capabilities/stable"], "{report}");
+    let why = reason(&report, "capabilities/stable");
+    assert!(why.contains("answered [dedupe] when asked again, but [dedupe, coalesce] before"), "{why}");
+}
