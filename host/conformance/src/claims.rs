@@ -93,7 +93,11 @@ fn stable_under(
     let ask = |stage: &mut WasmStage, when: &str| -> Result<(), String> {
         let answer = stage.capabilities().map_err(|e| format!("stage.capabilities {when} failed: {e}"))?;
         if &answer != claims {
-            return Err(format!("stage.capabilities answered {} {when}, but {} before", names(&answer), names(claims)));
+            return Err(format!(
+                "stage.capabilities answered {} {when}, but {} before",
+                names(&answer),
+                names(claims)
+            ));
         }
         Ok(())
     };

@@ -166,7 +166,11 @@ mod tests {
     fn expectations_read_the_well_known_config_keys() {
         use wit::Capability as C;
         let describe = ClaimSource::Describe;
-        let c = Expectations::new(&[C::Staleness, C::Dedupe, C::Coalesce], r#"{"max_age_ms":5,"by":"id"}"#, describe);
+        let c = Expectations::new(
+            &[C::Staleness, C::Dedupe, C::Coalesce],
+            r#"{"max_age_ms":5,"by":"id"}"#,
+            describe,
+        );
         assert_eq!((c.staleness, c.dedupe), (Some(5), Some(DedupeBy::Id)));
         assert!(matches!(c.coalesce, Coalescing::Off(_)), "dedupe's coalescing is opt-in");
         let c = Expectations::new(&[C::Coalesce], r#"{"tags":["rank"]}"#, describe);

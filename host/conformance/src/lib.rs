@@ -22,8 +22,8 @@
 //! on the same logs.
 
 pub mod cases;
-pub mod claims;
 pub mod checks;
+pub mod claims;
 pub mod componentize;
 pub mod configs;
 pub mod dedupe;

@@ -8,8 +8,9 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
 use crate::plugin::{Plugin, PluginError, check_world, wasm_kind};
+use crate::sandbox::StageState;
 use crate::sandbox::{EPOCH_TICK, SandboxConfig, StageLimits};
-use crate::stage::{StageState, WasmStage};
+use crate::stage::WasmStage;
 use crate::world::WorldPre;
 
 /// Shared compilation engine and sandbox limits (cheap to clone).

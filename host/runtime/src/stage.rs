@@ -16,12 +16,7 @@ use crate::bindings::{Decisions, wit};
 use crate::sandbox::{MeteredLimits, StageLimits};
 use crate::world::{World, WorldInstance, WorldPre};
 
-/// Per-store data: the resource limiter and whether the current call overran its
-/// wall-clock deadline (plugins get no host state).
-pub struct StageState {
-    limits: MeteredLimits,
-    overran: bool,
-}
+pub use crate::sandbox::StageState;
 
 /// Epoch ticks a call that overran gets before the deadline callback runs again: the
 /// callback only marks the call, so once is enough.

@@ -11,7 +11,7 @@ use wasmtime::Store;
 use wasmtime::component::{Func, InstancePre, ResourceAny, TypedFunc};
 
 use crate::bindings::{Decisions, v0_1, v0_2, wit, wit_v0_2};
-use crate::stage::StageState;
+use crate::sandbox::StageState;
 
 /// A version of the policy world a component exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
