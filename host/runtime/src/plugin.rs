@@ -194,6 +194,21 @@ mod tests {
     }
 
     #[test]
+    fn a_component_of_an_unsupported_version_is_refused_naming_the_supported_ones() {
+        let err =
+            load_err(r#"(component (instance $i) (export "streamgate:policy/policy@0.3.0" (instance $i)))"#);
+        assert!(err.contains("it exports [streamgate:policy/policy@0.3.0]"), "{err}");
+        assert!(err.contains("streamgate:policy@0.1.0 or streamgate:policy@0.2.0"), "{err}");
+        // The right name is not enough: the interface must have 0.2.0's functions.
+        let err =
+            load_err(r#"(component (instance $i) (export "streamgate:policy/policy@0.2.0" (instance $i)))"#);
+        assert!(
+            err.contains("does not export a supported policy world") && err.contains("describe"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn builtins_describe_themselves() {
         let runtime = PolicyRuntime::new(&SandboxConfig::default());
         for name in crate::builtin::NAMES {
