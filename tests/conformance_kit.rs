@@ -212,13 +212,14 @@ fn the_cli_reports_json_and_exits_non_zero_on_failure() {
     assert_eq!(json["seed"], 5);
     assert_eq!(json["plugin"]["name"], "dedupe");
     let checks = json["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 25);
+    assert_eq!(json["plugin"]["world"], "0.2.0");
+    assert_eq!(checks.len(), 26);
     assert!(checks.iter().all(|c| c["outcome"] == "pass" || c["outcome"] == "skip"), "{stdout}");
     assert!(checks.iter().all(|c| c["elapsed_ms"].is_number() && c["memory_high_water_bytes"].is_u64()));
     assert!(checks.iter().all(|c| c["seed"] == 5 && c["cases"].is_u64()), "{stdout}");
     let dedupe = checks.iter().find(|c| c["id"] == "claim/dedupe").unwrap();
     assert_eq!(dedupe["cases"], streamgate_conformance::DEFAULT_CASES, "{dedupe}");
-    assert!(stderr.contains("[25/25] claim/filter ... skip"), "progress on stderr: {stderr}");
+    assert!(stderr.contains("[26/26] claim/filter ... skip"), "progress on stderr: {stderr}");
 
     let config = r#"{"lie":"ordering","newest_per_frame":true}"#;
     let (code, stdout, _) =

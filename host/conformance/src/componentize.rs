@@ -12,13 +12,13 @@ pub enum ComponentizeError {
     NotWasm(String),
     #[error(
         "cannot make a component of {path}: {reason}\n\
-         (build the plugin with the SDK's export_policy! for wasm32-unknown-unknown, which embeds \
+         (build the plugin with the SDK's export_policy! or export_policy_v2! for wasm32-unknown-unknown, which embeds \
          the streamgate:policy world and needs no WASI imports)"
     )]
     Encode { path: String, reason: String },
     #[error(
         "the component made of {path} is not a streamgate policy plugin: {source}\n\
-         (call streamgate_plugin_sdk::export_policy! once at the crate root)"
+         (call streamgate_plugin_sdk::export_policy! or export_policy_v2! once at the crate root)"
     )]
     NotAPolicy { path: String, source: PluginError },
 }
@@ -55,7 +55,7 @@ mod tests {
         let bare = wat::parse_str("(module)").unwrap();
         let e = componentize("p.wasm", &bare).unwrap_err().to_string();
         assert!(e.contains("not a streamgate policy plugin") && e.contains("export_policy!"), "{e}");
-        assert!(e.contains("does not export streamgate:policy/policy@0.1.0"), "{e}");
+        assert!(e.contains("does not export a supported policy world"), "{e}");
         let wasi = wat::parse_str(r#"(module (import "wasi_snapshot_preview1" "fd_write" (func)))"#).unwrap();
         let e = componentize("p.wasm", &wasi).unwrap_err().to_string();
         assert!(

@@ -1,7 +1,8 @@
-//! What the kit expects of a plugin under test: the capabilities its description
-//! claims, with the parameters the well-known config keys give them (`max_age_ms`,
-//! `by`, `forget_after_ms`, `newest_per_frame`, `tags`, `window_ms`; see docs/PLUGINS.md),
-//! and which drop reasons those claims allow.
+//! What the kit expects of a plugin under test: the capabilities claimed under a config
+//! (a 0.2.0 stage's own `capabilities()`, or a 0.1.0 plugin's `describe` list: see
+//! [`ClaimSource`]), with the parameters the well-known config keys give them
+//! (`max_age_ms`, `by`, `forget_after_ms`, `newest_per_frame`, `tags`, `window_ms`; see
+//! docs/PLUGINS.md), and which drop reasons those claims allow.
 
 use std::collections::BTreeSet;
 
@@ -21,12 +22,32 @@ pub enum DedupeBy {
     Id,
 }
 
+/// Where the claims checked under a config come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimSource {
+    /// A 0.1.0 plugin's `describe` list, the same under every config: the kit reads
+    /// `newest_per_frame` to tell when the config switches coalescing off.
+    Describe,
+    /// A 0.2.0 stage's `capabilities()` under this very config: checked exactly as said.
+    Stage,
+}
+
+impl ClaimSource {
+    /// `describe` or `stage.capabilities`, for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClaimSource::Describe => "describe",
+            ClaimSource::Stage => "stage.capabilities",
+        }
+    }
+}
+
 /// Whether and how coalescing is checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Coalescing {
     /// Checked for events with these tag hashes; `None`: every tag.
     On(Option<BTreeSet<u64>>),
-    /// Claimed, but switched off by this config (why, for the report).
+    /// Claimed by a 0.1.0 description, but switched off by this config (why, for the report).
     Off(String),
     NotClaimed,
 }
@@ -51,7 +72,8 @@ pub struct Expectations {
 }
 
 impl Expectations {
-    pub fn new(capabilities: &[wit::Capability], config: &str) -> Self {
+    /// Expectations of `capabilities` (claimed as `source` says) under `config`.
+    pub fn new(capabilities: &[wit::Capability], config: &str, source: ClaimSource) -> Self {
         let config: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
         let int = |key: &str| config.get(key).and_then(serde_json::Value::as_i64);
         let claims = |c: wit::Capability| capabilities.contains(&c);
@@ -64,8 +86,9 @@ impl Expectations {
         let newest_per_frame = config.get("newest_per_frame").and_then(serde_json::Value::as_bool);
         let coalesce = if !claims(wit::Capability::Coalesce) {
             Coalescing::NotClaimed
-        } else if newest_per_frame == Some(false)
-            || (newest_per_frame.is_none() && claims(wit::Capability::Dedupe))
+        } else if source == ClaimSource::Describe
+            && (newest_per_frame == Some(false)
+                || (newest_per_frame.is_none() && claims(wit::Capability::Dedupe)))
         {
             Coalescing::Off(
                 "coalescing is switched off by this config (`newest_per_frame` is false or, for a plugin \
@@ -142,13 +165,35 @@ mod tests {
     #[test]
     fn expectations_read_the_well_known_config_keys() {
         use wit::Capability as C;
-        let c = Expectations::new(&[C::Staleness, C::Dedupe, C::Coalesce], r#"{"max_age_ms":5,"by":"id"}"#);
+        let describe = ClaimSource::Describe;
+        let c = Expectations::new(
+            &[C::Staleness, C::Dedupe, C::Coalesce],
+            r#"{"max_age_ms":5,"by":"id"}"#,
+            describe,
+        );
         assert_eq!((c.staleness, c.dedupe), (Some(5), Some(DedupeBy::Id)));
         assert!(matches!(c.coalesce, Coalescing::Off(_)), "dedupe's coalescing is opt-in");
-        let c = Expectations::new(&[C::Coalesce], r#"{"tags":["rank"]}"#);
+        let c = Expectations::new(&[C::Coalesce], r#"{"tags":["rank"]}"#, describe);
         assert_eq!(c.coalesce, Coalescing::On(Some(BTreeSet::from([hash("rank")]))));
         assert!(c.frame_scoped());
-        let c = Expectations::new(&[C::Dedupe, C::Coalesce], r#"{"newest_per_frame":true}"#);
+        let c = Expectations::new(&[C::Dedupe, C::Coalesce], r#"{"newest_per_frame":true}"#, describe);
         assert_eq!((c.coalesce, c.staleness, c.max_age_ms), (Coalescing::On(None), None, DEFAULT_MAX_AGE_MS));
+    }
+
+    #[test]
+    fn a_stage_s_own_claims_are_checked_exactly_whatever_the_config_says() {
+        use wit::Capability as C;
+        let stage = ClaimSource::Stage;
+        // A 0.2.0 stage that says it coalesces is checked, even where a 0.1.0 one is not.
+        for config in ["", r#"{"newest_per_frame":false}"#] {
+            let c = Expectations::new(&[C::Dedupe, C::Coalesce], config, stage);
+            assert_eq!(c.coalesce, Coalescing::On(None), "{config}");
+            let c = Expectations::new(&[C::Dedupe, C::Coalesce], config, ClaimSource::Describe);
+            assert!(matches!(c.coalesce, Coalescing::Off(_)), "{config}");
+        }
+        let c = Expectations::new(&[C::Dedupe], r#"{"newest_per_frame":true}"#, stage);
+        assert_eq!(c.coalesce, Coalescing::NotClaimed, "not said, not checked");
+        let c = Expectations::new(&[C::Coalesce], r#"{"tags":["rank"]}"#, stage);
+        assert_eq!(c.coalesce, Coalescing::On(Some(BTreeSet::from([hash("rank")]))), "parameters still read");
     }
 }

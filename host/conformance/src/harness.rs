@@ -15,7 +15,7 @@ use streamgate_plugin_sdk::{DropReason, Event};
 use streamgate_runtime::decisions::{self, InvalidAnswer};
 use streamgate_runtime::{Fault, Plugin, StageError, StageLimits, WasmStage, wit};
 
-use crate::expect::Expectations;
+use crate::expect::{ClaimSource, Expectations};
 use crate::generate::{Batch, Generator, Log, Rng};
 
 /// Why a run failed, in words for the report.
@@ -36,15 +36,24 @@ impl Failure {
 /// One config the claims run under, with what it promises and a generator aimed at it.
 pub struct Setup {
     pub config: String,
+    /// The capabilities claimed under this config, and who said so.
+    pub claims: Vec<wit::Capability>,
+    pub claims_from: ClaimSource,
     pub expect: Expectations,
     pub generator: Generator,
 }
 
 impl Setup {
+    /// The claims of `description` (a 0.1.0 plugin's, or a fallback when no stage of
+    /// `config` answers) under `config`; [`crate::claims::setup`] asks a 0.2.0 stage.
     pub fn new(description: &wit::Description, config: String) -> Self {
-        let expect = Expectations::new(&description.capabilities, &config);
+        Self::with_claims(description.capabilities.clone(), ClaimSource::Describe, config)
+    }
+
+    pub fn with_claims(claims: Vec<wit::Capability>, claims_from: ClaimSource, config: String) -> Self {
+        let expect = Expectations::new(&claims, &config, claims_from);
         let generator = Generator::new(expect.bounds(), &expect.tag_names);
-        Setup { config, expect, generator }
+        Setup { config, claims, claims_from, expect, generator }
     }
 
     /// `the config {…}` or `the default config`, for messages.

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Layout: [`suite`] (the run and its list of checks), [`report`] (what it found),
-//! [`expect`] (what the plugin's claims and config promise), [`variants`] (the other
+//! [`expect`] (what the plugin's claims and config promise), [`claims`] (where the
+//! claims come from in each policy world, and their stability), [`variants`] (the other
 //! valid configs the claims run under), [`shapes`] and [`generate`] (seeded inputs),
 //! [`harness`] (stages driven as the chain drives them, answers validated, runs shared
 //! by the checks), [`cases`] (property runs and shrinking), [`checks`], [`configs`],
@@ -23,6 +24,7 @@
 
 pub mod cases;
 pub mod checks;
+pub mod claims;
 pub mod compare;
 pub mod componentize;
 pub mod configs;

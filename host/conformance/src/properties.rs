@@ -23,7 +23,7 @@ use streamgate_plugin_sdk::{Capability, DropReason, Event};
 
 use crate::cases::for_generated_logs;
 use crate::dedupe;
-use crate::expect::{Coalescing, DedupeBy};
+use crate::expect::{ClaimSource, Coalescing, DedupeBy};
 use crate::generate::Log;
 use crate::harness::{Answer, Ctx, Failure, Probe, Setup, Trace};
 use crate::report::Verdict;
@@ -41,6 +41,9 @@ pub fn check(ctx: &Ctx, capability: Capability) -> Verdict {
     if !ctx.setups.iter().any(active) {
         return match &ctx.expect().coalesce {
             Coalescing::Off(why) if capability == Capability::Coalesce => Verdict::skip(why.clone()),
+            _ if ctx.under_test().claims_from == ClaimSource::Stage => {
+                Verdict::skip("not claimed by the stage under any config run (stage.capabilities)")
+            }
             _ => Verdict::skip("not claimed by the plugin's description"),
         };
     }

@@ -13,9 +13,11 @@ impl fmt::Display for Report {
         match &self.plugin {
             Some(p) => writeln!(
                 f,
-                "conformance of {}@{} (claims: {}; state version {})",
+                "conformance of {}@{} (streamgate:policy@{}; {}: {}; state version {})",
                 p.name,
                 p.version,
+                p.world,
+                if p.world == "0.1.0" { "claims" } else { "describe lists" },
                 if p.capabilities.is_empty() { "nothing".into() } else { p.capabilities.join(", ") },
                 p.state_version
             )?,

@@ -82,6 +82,10 @@ pub struct CheckReport {
 pub struct PluginInfo {
     pub name: String,
     pub version: String,
+    /// The `streamgate:policy` version the component exports (`0.1.0`, `0.2.0`).
+    pub world: String,
+    /// What `describe` lists: the claims under every config for 0.1.0, every capability
+    /// some config can give for 0.2.0 (each config's claims: `capabilities/stable`).
     pub capabilities: Vec<String>,
     pub state_version: u32,
 }

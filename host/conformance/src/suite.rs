@@ -10,7 +10,7 @@ use streamgate_runtime::{PolicyRuntime, SandboxConfig};
 use crate::harness::{Ctx, Setup};
 use crate::recorded::RecordedLog;
 use crate::report::{CheckReport, Outcome, PluginInfo, Report, Verdict};
-use crate::{checks, configs, determinism, expect, properties, render, resources, restore, variants};
+use crate::{checks, claims, configs, determinism, expect, properties, render, resources, restore, variants};
 
 /// Generated logs unless [`Suite::cases`] says otherwise.
 pub const DEFAULT_CASES: usize = 640;
@@ -45,6 +45,7 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("snapshot/refuses-garbage", restore::refuses_garbage),
     ("resources/memory", resources::memory),
     ("resources/time", resources::time),
+    ("capabilities/stable", claims::stable),
     ("claim/ordering", |ctx| properties::check(ctx, Capability::Ordering)),
     ("claim/staleness", |ctx| properties::check(ctx, Capability::Staleness)),
     ("claim/dedupe", |ctx| properties::check(ctx, Capability::Dedupe)),
@@ -144,9 +145,15 @@ impl<'a> Suite<'a> {
         let runtime = PolicyRuntime::new(&self.sandbox);
         let loaded = runtime.load(self.bytes);
         let world = match &loaded {
-            Ok(_) => Verdict::pass(
-                "a component of streamgate:policy@0.1.0 (world policy-plugin) that imports nothing",
-            ),
+            Ok(plugin) => Verdict::pass(format!(
+                "a component of {} (world policy-plugin) that imports nothing; the claims checked come from {}",
+                plugin.world(),
+                if plugin.world().stage_reports_capabilities() {
+                    "each stage's capabilities under its config (stage.capabilities)"
+                } else {
+                    "describe, the same under every config"
+                }
+            )),
             Err(e) => Verdict::fail(e.to_string(), String::new(), None),
         };
         self.record(&mut report, "component/world", world, started.elapsed(), 0, None);
@@ -165,6 +172,7 @@ impl<'a> Suite<'a> {
         report.plugin = Some(PluginInfo {
             name: d.name.clone(),
             version: d.version.clone(),
+            world: plugin.world().version().to_string(),
             capabilities: d.capabilities.iter().map(|c| expect::capability_name(*c).to_string()).collect(),
             state_version: d.state_version,
         });

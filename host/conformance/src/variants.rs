@@ -51,7 +51,7 @@ pub fn refuses_unknown_fields(plugin: &Plugin, config: &str, limits: StageLimits
 /// The config under test, then the variants the plugin accepts.
 pub fn setups(plugin: &Plugin, config: &str, limits: StageLimits) -> Vec<Setup> {
     let description = plugin.description();
-    let mut setups = vec![Setup::new(description, config.to_string())];
+    let mut setups = vec![crate::claims::setup(plugin, config, limits)];
     let base = match serde_json::from_str::<Value>(config) {
         _ if config.trim().is_empty() => Map::new(),
         Ok(Value::Object(map)) => map,
@@ -71,7 +71,7 @@ pub fn setups(plugin: &Plugin, config: &str, limits: StageLimits) -> Vec<Setup> 
         map.insert(key.to_string(), value);
         let variant = Value::Object(map).to_string();
         if plugin.stage(&variant, limits).is_ok() {
-            setups.push(Setup::new(description, variant));
+            setups.push(crate::claims::setup(plugin, &variant, limits));
         }
     }
     setups

@@ -1,14 +1,81 @@
-//! Host bindings for the root `wit/` package: the one `bindgen!` in streamgate. The
-//! boundary types ([`wit::Event`], [`wit::Decisions`], ...) carry metadata only; payloads
+//! Host bindings for the two supported versions of `streamgate:policy`, one `bindgen!`
+//! each: [`v0_1`] from the root `wit/` package (0.1.0), [`v0_2`] from `wit/v0.2.0/`.
+//! The boundary types ([`wit::Event`], [`Decisions`], ...) carry metadata only; payloads
 //! stay in the host.
+//!
+//! The host speaks in 0.1.0's types ([`wit`]) for both worlds: 0.2.0's records and enums
+//! with the same names are the same shapes, so a 0.2.0 stage's `push` is called with
+//! 0.1.0's [`wit::Event`] and answers straight into [`Decisions`] (see
+//! [`crate::stage`]): no copy or conversion on the hot path. What 0.2.0 adds
+//! (`stage.capabilities`, `decisions.expired`) is converted where it is read.
 
-wasmtime::component::bindgen!({
-    path: "../../wit",
-    world: "policy-plugin",
-});
+/// Bindings of `streamgate:policy@0.1.0` (world `policy-plugin`).
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "streamgate:policy/policy-plugin@0.1.0",
+    });
+}
 
-/// The `streamgate:policy/policy` interface's types, as the host sees them.
-pub use exports::streamgate::policy::policy as wit;
+/// Bindings of `streamgate:policy@0.2.0` (world `policy-plugin`).
+pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/v0.2.0",
+        world: "streamgate:policy/policy-plugin@0.2.0",
+    });
+}
+
+/// The `streamgate:policy/policy@0.1.0` interface's types: the host's boundary types
+/// for both worlds.
+pub use v0_1::exports::streamgate::policy::policy as wit;
+/// The `streamgate:policy/policy@0.2.0` interface, for what only 0.2.0 has.
+pub use v0_2::exports::streamgate::policy::policy as wit_v0_2;
+
+/// A stage's answer to one `push`, in either world: `released` in emission order,
+/// `dropped` with reasons, and `expired`, the key hashes the stage declares expired at
+/// this push (always empty from a 0.1.0 stage). The host carries `expired` through the
+/// chain but does not act on it yet (reserved for a staleness stage telling the host to
+/// forget a key's latest value).
+///
+/// Lifted directly from a 0.2.0 stage's `decisions` record (same field names and types).
+#[derive(Clone, Debug, Default, wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[component(record)]
+pub struct Decisions {
+    pub released: Vec<u64>,
+    pub dropped: Vec<wit::Dropped>,
+    pub expired: Vec<u64>,
+}
+
+impl From<wit::Decisions> for Decisions {
+    /// A 0.1.0 answer: nothing expired (`Vec::new` does not allocate).
+    fn from(d: wit::Decisions) -> Self {
+        Decisions { released: d.released, dropped: d.dropped, expired: Vec::new() }
+    }
+}
+
+impl From<wit_v0_2::Capability> for wit::Capability {
+    fn from(c: wit_v0_2::Capability) -> Self {
+        use wit_v0_2::Capability as C;
+        match c {
+            C::Ordering => wit::Capability::Ordering,
+            C::Staleness => wit::Capability::Staleness,
+            C::Dedupe => wit::Capability::Dedupe,
+            C::Filter => wit::Capability::Filter,
+            C::Coalesce => wit::Capability::Coalesce,
+        }
+    }
+}
+
+impl From<wit_v0_2::Description> for wit::Description {
+    fn from(d: wit_v0_2::Description) -> Self {
+        wit::Description {
+            name: d.name,
+            version: d.version,
+            capabilities: d.capabilities.into_iter().map(Into::into).collect(),
+            state_version: d.state_version,
+        }
+    }
+}
 
 /// The SDK's name of a drop reason's WIT twin (one mapping, used by the chain's metrics
 /// and the kit).

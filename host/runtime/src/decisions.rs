@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::bindings::wit;
+use crate::bindings::Decisions;
 
 /// Why an answer is invalid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -17,7 +17,7 @@ pub enum InvalidAnswer {
 
 /// Checks `answer` against what the stage holds (`holds(seq)`); on success every
 /// released and dropped number is held and named once.
-pub fn validate(answer: &wit::Decisions, holds: impl Fn(u64) -> bool) -> Result<(), InvalidAnswer> {
+pub fn validate(answer: &Decisions, holds: impl Fn(u64) -> bool) -> Result<(), InvalidAnswer> {
     let mut seen = HashSet::with_capacity(answer.released.len() + answer.dropped.len());
     let released = answer.released.iter().map(|&s| (s, true));
     for (seq, released) in released.chain(answer.dropped.iter().map(|d| (d.seq, false))) {
@@ -34,14 +34,16 @@ pub fn validate(answer: &wit::Decisions, holds: impl Fn(u64) -> bool) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::wit;
 
-    fn answer(released: &[u64], dropped: &[u64]) -> wit::Decisions {
-        wit::Decisions {
+    fn answer(released: &[u64], dropped: &[u64]) -> Decisions {
+        Decisions {
             released: released.to_vec(),
             dropped: dropped
                 .iter()
                 .map(|&seq| wit::Dropped { seq, reason: wit::DropReason::Stale })
                 .collect(),
+            expired: vec![],
         }
     }
 

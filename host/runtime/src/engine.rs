@@ -7,10 +7,11 @@ use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::bindings::PolicyPluginPre;
 use crate::plugin::{Plugin, PluginError, check_world, wasm_kind};
+use crate::sandbox::StageState;
 use crate::sandbox::{EPOCH_TICK, SandboxConfig, StageLimits};
-use crate::stage::{StageState, WasmStage};
+use crate::stage::WasmStage;
+use crate::world::WorldPre;
 
 /// Shared compilation engine and sandbox limits (cheap to clone).
 #[derive(Clone)]
@@ -52,15 +53,16 @@ impl PolicyRuntime {
     }
 
     /// Compiles and checks a component (a component, importing nothing, exporting the
-    /// policy interface, describing itself); the result instantiates stages cheaply.
+    /// policy interface of a supported world, describing itself); the result instantiates
+    /// stages cheaply.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
         wasm_kind(bytes).map_err(PluginError::NotAComponent)?;
         let component =
             Component::new(&self.engine, bytes).map_err(|e| PluginError::NotAComponent(format!("{e:#}")))?;
-        check_world(&self.engine, &component)?;
+        let world = check_world(&self.engine, &component)?;
         let pre =
             self.linker.instantiate_pre(&component).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        let pre = PolicyPluginPre::new(pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        let pre = WorldPre::new(world, pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
         let limits = self.sandbox.limits(None);
         let description = WasmStage::describe(&pre, &self.engine, limits).map_err(PluginError::Describe)?;
         crate::plugin::check_description(&description.name, &description.version)?;

@@ -4,7 +4,10 @@
 //!
 //! Layout, from the boundary inwards:
 //!
-//! - [`bindings`]: the one `bindgen!` of the root `wit/` package; [`wit`] its types.
+//! - [`bindings`]: one `bindgen!` per supported `streamgate:policy` version (0.1.0 in
+//!   `wit/`, 0.2.0 in `wit/v0.2.0/`); [`wit`] the host's boundary types, [`Decisions`] a
+//!   stage's answer in either world.
+//! - [`world`]: the supported worlds ([`World`]) and the one dispatch over their bindings.
 //! - [`event`]: the host's [`Event`] (payload included) and the key hash plugins see.
 //! - [`sandbox`]: the sandbox config and the limits every store and call runs under.
 //! - [`engine`]: the one wasmtime `Engine`; compiling and checking components.
@@ -29,8 +32,9 @@ pub mod plugin;
 pub mod sandbox;
 pub mod spec;
 pub mod stage;
+pub mod world;
 
-pub use bindings::wit;
+pub use bindings::{Decisions, wit};
 pub use chain::{Chain, ChainError, ChainOptions, ChainOutput, FailurePolicy, PreparedChain, PreparedStage};
 pub use chain::{Overrun, StateTransfer, SwapReport};
 pub use engine::PolicyRuntime;
@@ -40,3 +44,4 @@ pub use plugin::{Plugin, PluginError};
 pub use sandbox::{SandboxConfig, StageLimits};
 pub use spec::{ChainSpec, StageSpec};
 pub use stage::{Fault, StageError, WasmStage};
+pub use world::World;

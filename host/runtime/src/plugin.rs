@@ -1,28 +1,33 @@
 //! A compiled, checked policy component: refused at load if it is not a component,
-//! imports anything, or does not export `streamgate:policy/policy@0.1.0`; once loaded it
-//! instantiates stages without recompiling. Identified by the sha256 of its bytes.
+//! imports anything, or exports no supported version of `streamgate:policy/policy`
+//! ([`World::SUPPORTED`]: 0.1.0 and 0.2.0); once loaded it instantiates stages without
+//! recompiling. Identified by the sha256 of its bytes.
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, types::ComponentItem};
 
-use crate::bindings::{PolicyPluginPre, wit};
+use crate::bindings::wit;
 use crate::sandbox::StageLimits;
-use crate::stage::{StageError, StageState, WasmStage};
-
-/// The interface a plugin must export.
-pub const POLICY_INTERFACE: &str = "streamgate:policy/policy@0.1.0";
+use crate::stage::{StageError, WasmStage};
+use crate::world::{World, WorldPre};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("not a Wasm component ({0}); build the plugin as a component of streamgate:policy@0.1.0")]
+    #[error(
+        "not a Wasm component ({0}); build the plugin as a component of {supported}",
+        supported = World::supported_list()
+    )]
     NotAComponent(String),
     #[error(
         "the component imports {0}, which streamgate does not provide: plugins get no WASI \
          (no files, env, clock, random, network); build for wasm32-unknown-unknown"
     )]
     ForbiddenImports(String),
-    #[error("the component does not export streamgate:policy/policy@0.1.0 as expected: {0}")]
+    #[error(
+        "the component does not export a supported policy world ({supported}) as expected: {0}",
+        supported = World::supported_list()
+    )]
     WrongWorld(String),
     #[error("the plugin failed while describing itself: {0}")]
     Describe(#[source] StageError),
@@ -71,21 +76,26 @@ pub(crate) fn wasm_kind(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// No imports at all, and the policy interface exported.
-pub(crate) fn check_world(engine: &Engine, component: &Component) -> Result<(), PluginError> {
+/// No imports at all, and the policy interface of a supported world exported: the
+/// newest one if a component exports several.
+pub(crate) fn check_world(engine: &Engine, component: &Component) -> Result<World, PluginError> {
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
     if !imports.is_empty() {
         return Err(PluginError::ForbiddenImports(imports.join(", ")));
     }
-    let exports_policy = ty.exports(engine).any(|(name, item)| {
-        name == POLICY_INTERFACE && matches!(item.ty, ComponentItem::ComponentInstance(_))
-    });
-    if !exports_policy {
-        let names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-        return Err(PluginError::WrongWorld(format!("it exports [{}]", names.join(", "))));
+    let exports = |world: World| {
+        ty.exports(engine).any(|(name, item)| {
+            name == world.interface() && matches!(item.ty, ComponentItem::ComponentInstance(_))
+        })
+    };
+    match World::SUPPORTED.into_iter().rev().find(|&w| exports(w)) {
+        Some(world) => Ok(world),
+        None => {
+            let names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+            Err(PluginError::WrongWorld(format!("it exports [{}]", names.join(", "))))
+        }
     }
-    Ok(())
 }
 
 /// `sha256:` followed by the lowercase hex digest of `bytes`: a plugin's reference.
@@ -107,7 +117,7 @@ pub fn is_plugin_ref(r: &str) -> bool {
 
 /// A compiled, checked plugin: instantiates stages without recompiling.
 pub struct Plugin {
-    pre: PolicyPluginPre<StageState>,
+    pre: WorldPre,
     engine: Engine,
     description: wit::Description,
     /// `sha256:HEX` of the component's bytes.
@@ -115,17 +125,23 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    pub(crate) fn new(
-        pre: PolicyPluginPre<StageState>,
-        engine: Engine,
-        description: wit::Description,
-        bytes: &[u8],
-    ) -> Self {
+    pub(crate) fn new(pre: WorldPre, engine: Engine, description: wit::Description, bytes: &[u8]) -> Self {
         Plugin { pre, engine, description, digest: plugin_ref(bytes) }
     }
 
     pub fn description(&self) -> &wit::Description {
         &self.description
+    }
+
+    /// The policy world the component exports.
+    pub fn world(&self) -> World {
+        self.pre.world()
+    }
+
+    /// What the plugin's `describe` lists: for 0.1.0 the claims of every stage, for 0.2.0
+    /// every capability some config can give (ask a stage, [`WasmStage::capabilities`]).
+    pub fn described_capabilities(&self) -> &[wit::Capability] {
+        &self.description.capabilities
     }
 
     /// `sha256:HEX` of the component: two plugins with the same digest are the same code.
@@ -140,7 +156,7 @@ impl Plugin {
 
     /// A new stage in its own store under `limits`, created from `config`.
     pub fn stage(&self, config: &str, limits: StageLimits) -> Result<WasmStage, StageError> {
-        WasmStage::create(&self.pre, &self.engine, limits, config)
+        WasmStage::create(&self.pre, &self.engine, limits, config, &self.description.capabilities)
     }
 }
 
@@ -173,7 +189,23 @@ mod tests {
     #[test]
     fn a_component_of_another_world_is_refused() {
         let err = load_err("(component)");
-        assert!(err.contains("does not export streamgate:policy/policy@0.1.0"), "{err}");
+        assert!(err.contains("does not export a supported policy world"), "{err}");
+        assert!(err.contains("streamgate:policy@0.1.0 or streamgate:policy@0.2.0"), "{err}");
+    }
+
+    #[test]
+    fn a_component_of_an_unsupported_version_is_refused_naming_the_supported_ones() {
+        let err =
+            load_err(r#"(component (instance $i) (export "streamgate:policy/policy@0.3.0" (instance $i)))"#);
+        assert!(err.contains("it exports [streamgate:policy/policy@0.3.0]"), "{err}");
+        assert!(err.contains("streamgate:policy@0.1.0 or streamgate:policy@0.2.0"), "{err}");
+        // The right name is not enough: the interface must have 0.2.0's functions.
+        let err =
+            load_err(r#"(component (instance $i) (export "streamgate:policy/policy@0.2.0" (instance $i)))"#);
+        assert!(
+            err.contains("does not export a supported policy world") && err.contains("describe"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -183,6 +215,8 @@ mod tests {
             let plugin = runtime.load_ref(&format!("builtin:{name}")).unwrap();
             assert_eq!(plugin.description().name, *name);
             assert_eq!(plugin.label(), format!("{name}@0.1.0"));
+            let world = plugin.world();
+            assert!(World::SUPPORTED.contains(&world), "{name}: {world}");
         }
     }
 

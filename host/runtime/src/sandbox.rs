@@ -99,6 +99,14 @@ impl StageLimits {
     }
 }
 
+/// Per-store data of a stage: the resource limiter and whether the current call overran
+/// its wall-clock deadline (plugins get no host state). Every store of either policy
+/// world has exactly this.
+pub struct StageState {
+    pub(crate) limits: MeteredLimits,
+    pub(crate) overran: bool,
+}
+
 /// A store's resource limiter: wasmtime's [`StoreLimits`] under [`StageLimits`], also
 /// recording how large linear memory grew and the growth it refused, so a fault can
 /// say it hit the cap and a report how close a plugin runs to it.

@@ -3,22 +3,20 @@
 //! budget (deterministic: running out is a [`Fault`] on every instance alike); the store
 //! caps memory and tables. The wall clock never stops a call: a call still running at
 //! its epoch deadline (`call_timeout`) goes on to the end of its fuel and is marked
-//! [`WasmStage::overran`], for the chain to report to the whole cluster.
+//! [`WasmStage::overran`], for the chain to report to the whole cluster. A stage of
+//! either world ([`World`]) runs under exactly the same fuel, deadline and memory rules:
+//! the world only decides which bindings a call goes through ([`crate::world`]).
 
 use std::fmt;
 
 use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use crate::bindings::{PolicyPlugin, PolicyPluginPre, wit};
+use crate::bindings::{Decisions, wit};
 use crate::sandbox::{MeteredLimits, StageLimits};
+use crate::world::{World, WorldInstance, WorldPre};
 
-/// Per-store data: the resource limiter and whether the current call overran its
-/// wall-clock deadline (plugins get no host state).
-pub struct StageState {
-    limits: MeteredLimits,
-    overran: bool,
-}
+pub use crate::sandbox::StageState;
 
 /// Epoch ticks a call that overran gets before the deadline callback runs again: the
 /// callback only marks the call, so once is enough.
@@ -117,8 +115,10 @@ fn classify(store: &Store<StageState>, limits: &StageLimits, fuel: u64, e: wasmt
 pub struct WasmStage {
     limits: StageLimits,
     store: Store<StageState>,
-    bindings: PolicyPlugin,
+    bindings: WorldInstance,
     stage: ResourceAny,
+    /// A 0.1.0 stage's capabilities: its plugin's `describe` list (a 0.2.0 stage is asked).
+    described_capabilities: Vec<wit::Capability>,
     /// Events given to the stage and not yet decided: a call may work on all of them
     /// (a flush releasing a window), so its fuel counts them with the new batch.
     held: usize,
@@ -129,7 +129,7 @@ pub struct WasmStage {
 impl WasmStage {
     /// Calls `describe` in a throwaway store.
     pub(crate) fn describe(
-        pre: &PolicyPluginPre<StageState>,
+        pre: &WorldPre,
         engine: &Engine,
         limits: StageLimits,
     ) -> Result<wit::Description, StageError> {
@@ -137,46 +137,54 @@ impl WasmStage {
         let fuel = limits.state_fuel();
         let bindings = pre.instantiate(&mut store).map_err(|e| classify(&store, &limits, fuel, e))?;
         arm(&mut store, &limits, fuel);
-        bindings
-            .streamgate_policy_policy()
-            .call_describe(&mut store)
-            .map_err(|e| classify(&store, &limits, fuel, e))
+        bindings.describe(&mut store).map_err(|e| classify(&store, &limits, fuel, e))
     }
 
     pub(crate) fn create(
-        pre: &PolicyPluginPre<StageState>,
+        pre: &WorldPre,
         engine: &Engine,
         limits: StageLimits,
         config: &str,
+        described_capabilities: &[wit::Capability],
     ) -> Result<Self, StageError> {
         let mut store = new_store(engine, limits);
         let fuel = limits.state_fuel();
         let bindings = pre.instantiate(&mut store).map_err(|e| classify(&store, &limits, fuel, e))?;
         arm(&mut store, &limits, fuel);
-        let created = bindings
-            .streamgate_policy_policy()
-            .stage()
-            .call_create(&mut store, config)
-            .map_err(|e| classify(&store, &limits, fuel, e))?;
+        let created = bindings.create(&mut store, config).map_err(|e| classify(&store, &limits, fuel, e))?;
         let stage = created.map_err(|e| {
             StageError::Config(match e {
                 wit::ConfigError::Malformed(m) => format!("malformed config: {m}"),
                 wit::ConfigError::Invalid(m) => format!("invalid config: {m}"),
             })
         })?;
-        Ok(WasmStage { limits, store, bindings, stage, held: 0, last_push_fuel: 0 })
+        let described_capabilities = described_capabilities.to_vec();
+        Ok(WasmStage { limits, store, bindings, stage, described_capabilities, held: 0, last_push_fuel: 0 })
     }
 
-    /// Decides a batch at log time `now`.
-    pub fn push(&mut self, now: i64, events: &[wit::Event]) -> Result<wit::Decisions, StageError> {
+    /// The world this stage's component exports.
+    pub fn world(&self) -> World {
+        match self.bindings {
+            WorldInstance::V0_1(_) => World::V0_1,
+            WorldInstance::V0_2 { .. } => World::V0_2,
+        }
+    }
+
+    /// The capabilities this stage has under its config: a 0.2.0 stage's own answer (a
+    /// call, on the state fuel budget), or a 0.1.0 plugin's `describe` list.
+    pub fn capabilities(&mut self) -> Result<Vec<wit::Capability>, StageError> {
+        let fuel = self.limits.state_fuel();
+        arm(&mut self.store, &self.limits, fuel);
+        let result = self.bindings.capabilities(&mut self.store, self.stage);
+        let answer = result.map_err(|e| classify(&self.store, &self.limits, fuel, e))?;
+        Ok(answer.unwrap_or_else(|| self.described_capabilities.clone()))
+    }
+
+    /// Decides a batch at log time `now` (`expired` is always empty from a 0.1.0 stage).
+    pub fn push(&mut self, now: i64, events: &[wit::Event]) -> Result<Decisions, StageError> {
         let fuel = self.limits.fuel_for(self.held.saturating_add(events.len()));
         arm(&mut self.store, &self.limits, fuel);
-        let result = self.bindings.streamgate_policy_policy().stage().call_push(
-            &mut self.store,
-            self.stage,
-            now,
-            events,
-        );
+        let result = self.bindings.push(&mut self.store, self.stage, now, events);
         self.last_push_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
         let answer = result.map_err(|e| classify(&self.store, &self.limits, fuel, e))?;
         self.held = (self.held + events.len()).saturating_sub(answer.released.len() + answer.dropped.len());
@@ -186,8 +194,7 @@ impl WasmStage {
     pub fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
         let fuel = self.limits.state_fuel();
         arm(&mut self.store, &self.limits, fuel);
-        let result =
-            self.bindings.streamgate_policy_policy().stage().call_snapshot(&mut self.store, self.stage);
+        let result = self.bindings.snapshot(&mut self.store, self.stage);
         result.map_err(|e| classify(&self.store, &self.limits, fuel, e))
     }
 
@@ -197,12 +204,7 @@ impl WasmStage {
         self.held = held;
         let fuel = self.limits.state_fuel();
         arm(&mut self.store, &self.limits, fuel);
-        let result = self.bindings.streamgate_policy_policy().stage().call_restore(
-            &mut self.store,
-            self.stage,
-            state_version,
-            state,
-        );
+        let result = self.bindings.restore(&mut self.store, self.stage, state_version, state);
         result.map_err(|e| classify(&self.store, &self.limits, fuel, e))?.map_err(|e| {
             StageError::Restore(match e {
                 wit::RestoreError::UnsupportedVersion(v) => format!("unsupported state version {v}"),

@@ -9,6 +9,10 @@
 //!
 //! With `forget_after_ms`, keys (or ids) last seen that far behind log time are
 //! forgotten, bounding memory; set it above any staleness bound or redelivery delay.
+//!
+//! A `streamgate:policy@0.2.0` plugin: a stage claims `coalesce` only when its config
+//! has `newest_per_frame` (otherwise it releases every passing event), and always
+//! `dedupe`.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +23,7 @@ use streamgate_plugin_sdk::{
 };
 
 #[cfg(feature = "export")]
-streamgate_plugin_sdk::export_policy!(crate::Dedupe, "../../wit");
+streamgate_plugin_sdk::export_policy_v2!(crate::Dedupe, "../../wit/v0.2.0");
 
 const STATE_VERSION: u32 = 1;
 
@@ -76,6 +80,14 @@ impl Policy for Dedupe {
             version: env!("CARGO_PKG_VERSION").into(),
             capabilities: vec![Capability::Dedupe, Capability::Coalesce],
             state_version: STATE_VERSION,
+        }
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        if self.config.newest_per_frame {
+            vec![Capability::Dedupe, Capability::Coalesce]
+        } else {
+            vec![Capability::Dedupe]
         }
     }
 
@@ -186,6 +198,17 @@ mod tests {
         let out = p.decide(0, &[ev(1, 7, 100), ev(2, 8, 5), ev(3, 7, 110), ev(4, 7, 120)]);
         assert_eq!(out.released, vec![2, 4]);
         assert_eq!(out.dropped, vec![(1, DropReason::Superseded), (3, DropReason::Superseded)]);
+    }
+
+    #[test]
+    fn claims_coalesce_only_with_newest_per_frame() {
+        let plain = Dedupe::create("").unwrap();
+        assert_eq!(plain.capabilities(), vec![Capability::Dedupe]);
+        let newest = Dedupe::create(r#"{"newest_per_frame": true}"#).unwrap();
+        assert_eq!(newest.capabilities(), vec![Capability::Dedupe, Capability::Coalesce]);
+        let by_id = Dedupe::create(r#"{"by": "id"}"#).unwrap();
+        assert_eq!(by_id.capabilities(), vec![Capability::Dedupe]);
+        assert!(newest.capabilities().iter().all(|c| Dedupe::describe().capabilities.contains(c)));
     }
 
     #[test]

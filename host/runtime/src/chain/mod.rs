@@ -77,6 +77,11 @@ pub struct ChainOutput {
     pub released: Vec<Event>,
     /// Stages whose call ran past the wall-clock timeout on this instance.
     pub overran: Vec<Overrun>,
+    /// Key hashes any stage declared expired during this push (0.2.0 `decisions.expired`):
+    /// the union over stages, ascending, each once. Reserved for an upcoming feature (a
+    /// staleness stage telling the host to forget a key's latest value): the host carries
+    /// it here and does not act on it yet. Empty (no allocation) when no stage says so.
+    pub expired: Vec<u64>,
 }
 
 /// A stage call that was still running at its wall-clock deadline (it went on to finish
@@ -102,6 +107,8 @@ pub struct Chain {
     previous: Option<PreviousChain>,
     /// Overruns seen during the current `push`.
     overran: Vec<Overrun>,
+    /// Keys declared expired during the current `push`, in the order stages said so.
+    expired: Vec<u64>,
 }
 
 impl Chain {
@@ -125,6 +132,7 @@ impl Chain {
             spec: prepared.spec,
             previous: None,
             overran: Vec::new(),
+            expired: Vec::new(),
         }
     }
 
@@ -164,7 +172,10 @@ impl Chain {
         loop {
             match self.run_stages(now, input, injected, observer) {
                 Some(released) => {
-                    return ChainOutput { released, overran: std::mem::take(&mut self.overran) };
+                    let mut expired = std::mem::take(&mut self.expired);
+                    expired.sort_unstable();
+                    expired.dedup();
+                    return ChainOutput { released, overran: std::mem::take(&mut self.overran), expired };
                 }
                 // `last-good` replaced the chain: what the faulted chain held goes on
                 // through the restored one.
@@ -228,7 +239,8 @@ impl Chain {
             });
             input.clear();
             match answer {
-                Ok(d) => {
+                Ok(mut d) => {
+                    self.expired.append(&mut d.expired);
                     self.slots[index].backoff = self.options.restart_backoff;
                     // Counted once per reason per batch, not per event.
                     let mut drops = [0u64; DropReason::ALL.len()];

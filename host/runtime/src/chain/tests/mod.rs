@@ -1,7 +1,9 @@
-//! Chain tests against the real builtins and the `misbehave` / `dedupe-next` fixtures.
+//! Chain tests against the real builtins and the `misbehave` / `dedupe-next` /
+//! `overclaim` fixtures, in both policy worlds.
 
 mod faults;
 mod swap;
+mod worlds;
 
 use std::time::Duration;
 

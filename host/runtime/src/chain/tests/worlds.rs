@@ -1,0 +1,84 @@
+//! Both worlds side by side: 0.1.0 and 0.2.0 stages load into one chain and run
+//! together; a 0.2.0 stage's `expired` keys reach [`ChainOutput::expired`] (union, once
+//! each), and stages report their capabilities under their config.
+
+use super::*;
+use crate::bindings::wit::Capability;
+use crate::event::key_hash;
+use crate::world::World;
+
+fn ev(key: &str, t: i64) -> Event {
+    Event { key: key.into(), event_time: t, payload: Bytes::from_static(b"{}"), ..Default::default() }
+}
+
+#[test]
+fn builtins_and_fixtures_of_both_worlds_load() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let world = |r: &str| runtime.load_ref(r).unwrap().world();
+    assert_eq!(world("builtin:dedupe"), World::V0_2);
+    assert_eq!(world("builtin:ordering"), World::V0_1);
+    assert_eq!(world(&fixture("fixture_dedupe_next")), World::V0_1);
+    assert_eq!(world(&fixture("fixture_overclaim")), World::V0_2);
+}
+
+#[test]
+fn stages_report_capabilities_under_their_config() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let limits = runtime.limits(None);
+    let dedupe = runtime.load_ref("builtin:dedupe").unwrap();
+    assert_eq!(dedupe.described_capabilities(), [Capability::Dedupe, Capability::Coalesce]);
+    let mut plain = dedupe.stage("", limits).unwrap();
+    assert_eq!(plain.world(), World::V0_2);
+    assert_eq!(plain.capabilities().unwrap(), [Capability::Dedupe]);
+    let mut newest = dedupe.stage(r#"{"newest_per_frame": true}"#, limits).unwrap();
+    assert_eq!(newest.capabilities().unwrap(), [Capability::Dedupe, Capability::Coalesce]);
+    // A 0.1.0 stage's claims are its plugin's `describe` list, whatever its config.
+    let ordering = runtime.load_ref("builtin:ordering").unwrap();
+    let mut stage = ordering.stage(r#"{"window_ms": 5}"#, limits).unwrap();
+    assert_eq!(stage.world(), World::V0_1);
+    assert_eq!(stage.capabilities().unwrap(), ordering.described_capabilities());
+}
+
+#[test]
+fn one_chain_runs_both_worlds_and_unions_expired_keys() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    // Two 0.2.0 stages that expire the keys of what they drop, around two 0.1.0 stages;
+    // the first forgets keys after a second, the second never does.
+    let stages = [
+        policy(&fixture("fixture_overclaim"), "forget_after_ms = 1000"),
+        policy("builtin:ordering", "window_ms = 0"),
+        policy(&fixture("fixture_overclaim"), ""),
+        policy("builtin:staleness", "max_age_ms = 30000"),
+    ];
+    let mut chain = build(&runtime, &stages, ChainOptions::defaults(&runtime)).unwrap();
+    let m = Counts::new("t");
+    let released = |out: &ChainOutput| -> Vec<(String, i64)> {
+        out.released.iter().map(|e| (e.key.clone(), e.event_time)).collect()
+    };
+    // Stage 1 drops a's repeat (expiring a, twice over).
+    let out =
+        chain.push(100_000, vec![ev("a", 99_000), ev("b", 99_100), ev("a", 99_000), ev("a", 98_000)], &m);
+    assert_eq!(released(&out), vec![("a".into(), 99_000), ("b".into(), 99_100)]);
+    assert_eq!(out.expired, vec![key_hash("a")], "each key once");
+    // Stage 1 has forgotten both keys: it drops b's repeat (expires b) and passes a,
+    // which stage 3 still remembers and drops (expires a).
+    let out = chain.push(102_000, vec![ev("a", 99_000), ev("b", 99_200), ev("b", 99_200)], &m);
+    assert_eq!(released(&out), vec![("b".into(), 99_200)]);
+    let mut union = vec![key_hash("a"), key_hash("b")];
+    union.sort_unstable();
+    assert_eq!(out.expired, union, "the union over stages, ascending");
+    // Nothing dropped: nothing expired, and nothing allocated for it.
+    let out = chain.push(102_001, vec![ev("c", 99_500)], &m);
+    assert_eq!(released(&out), vec![("c".into(), 99_500)]);
+    assert!(out.expired.is_empty() && out.expired.capacity() == 0);
+}
+
+#[test]
+fn a_chain_of_0_1_0_stages_expires_nothing() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let stages = [policy(&fixture("fixture_dedupe_next"), ""), policy("builtin:staleness", "")];
+    let mut chain = build(&runtime, &stages, ChainOptions::defaults(&runtime)).unwrap();
+    let out = chain.push(100_000, vec![ev("a", 99_000), ev("a", 99_000)], &Counts::new("t"));
+    assert_eq!(out.released.len(), 1, "the repeat was dropped");
+    assert!(out.expired.is_empty());
+}

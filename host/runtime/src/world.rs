@@ -1,0 +1,223 @@
+//! The versions of `streamgate:policy` the host runs side by side, and one dispatch over
+//! them: [`WorldPre`] (a linked component of a known world) instantiates a
+//! [`WorldInstance`], whose calls answer in the host's types whatever the world.
+//!
+//! Fuel, deadlines and memory are not handled here: [`crate::stage`] arms and classifies
+//! every call the same way for both worlds.
+
+use std::fmt;
+
+use wasmtime::Store;
+use wasmtime::component::{Func, InstancePre, ResourceAny, TypedFunc};
+
+use crate::bindings::{Decisions, v0_1, v0_2, wit, wit_v0_2};
+use crate::sandbox::StageState;
+
+/// A version of the policy world a component exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum World {
+    /// `streamgate:policy@0.1.0`: capabilities only from `describe` (static).
+    V0_1,
+    /// `streamgate:policy@0.2.0`: each stage reports its capabilities under its config,
+    /// and decisions carry `expired` keys.
+    V0_2,
+}
+
+impl World {
+    /// Every supported world, oldest first.
+    pub const SUPPORTED: [World; 2] = [World::V0_1, World::V0_2];
+
+    /// `0.1.0` or `0.2.0`.
+    pub fn version(self) -> &'static str {
+        match self {
+            World::V0_1 => "0.1.0",
+            World::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The interface a component of this world exports.
+    pub fn interface(self) -> &'static str {
+        match self {
+            World::V0_1 => "streamgate:policy/policy@0.1.0",
+            World::V0_2 => "streamgate:policy/policy@0.2.0",
+        }
+    }
+
+    /// Whether a stage reports the capabilities it has under its config (0.2.0), rather
+    /// than the plugin's static `describe` list (0.1.0).
+    pub fn stage_reports_capabilities(self) -> bool {
+        self == World::V0_2
+    }
+
+    /// `streamgate:policy@0.1.0 or streamgate:policy@0.2.0`, for refusals.
+    pub fn supported_list() -> String {
+        let names: Vec<String> = World::SUPPORTED.iter().map(|w| w.to_string()).collect();
+        names.join(" or ")
+    }
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "streamgate:policy@{}", self.version())
+    }
+}
+
+/// A component linked (with no imports) against the bindings of its world.
+#[derive(Clone)]
+pub(crate) enum WorldPre {
+    V0_1(v0_1::PolicyPluginPre<StageState>),
+    V0_2(v0_2::PolicyPluginPre<StageState>),
+}
+
+impl WorldPre {
+    /// Checks `pre`'s exports against `world`'s bindings.
+    pub(crate) fn new(world: World, pre: InstancePre<StageState>) -> wasmtime::Result<Self> {
+        Ok(match world {
+            World::V0_1 => WorldPre::V0_1(v0_1::PolicyPluginPre::new(pre)?),
+            World::V0_2 => WorldPre::V0_2(v0_2::PolicyPluginPre::new(pre)?),
+        })
+    }
+
+    pub(crate) fn world(&self) -> World {
+        match self {
+            WorldPre::V0_1(_) => World::V0_1,
+            WorldPre::V0_2(_) => World::V0_2,
+        }
+    }
+
+    pub(crate) fn instantiate(&self, store: &mut Store<StageState>) -> wasmtime::Result<WorldInstance> {
+        match self {
+            WorldPre::V0_1(pre) => Ok(WorldInstance::V0_1(pre.instantiate(&mut *store)?)),
+            WorldPre::V0_2(pre) => {
+                let instance = pre.instance_pre().instantiate(&mut *store)?;
+                let bindings = v0_2::PolicyPlugin::new(&mut *store, &instance)?;
+                let push = (|| {
+                    let interface = instance.get_export_index(&mut *store, None, World::V0_2.interface())?;
+                    let index =
+                        instance.get_export_index(&mut *store, Some(&interface), "[method]stage.push")?;
+                    instance.get_func(&mut *store, index)
+                })()
+                .ok_or_else(|| wasmtime::Error::msg("no `stage.push` export"))?;
+                // Checked once here, so each push can skip the check (see `push`).
+                push.typed::<PushParams<'_>, (Decisions,)>(&*store)?;
+                Ok(WorldInstance::V0_2 { bindings, push })
+            }
+        }
+    }
+}
+
+/// `stage.push`'s parameters: the stage, `now`, the events (0.1.0's record, which has
+/// the same shape in 0.2.0).
+type PushParams<'a> = (ResourceAny, i64, &'a [wit::Event]);
+
+/// One instance of a component, called in the host's types.
+pub(crate) enum WorldInstance {
+    V0_1(v0_1::PolicyPlugin),
+    V0_2 {
+        bindings: v0_2::PolicyPlugin,
+        /// `stage.push`, type-checked at instantiation as taking [`PushParams`] and
+        /// answering [`Decisions`]: lifted straight into the host's types.
+        push: Func,
+    },
+}
+
+impl WorldInstance {
+    pub(crate) fn describe(&self, store: &mut Store<StageState>) -> wasmtime::Result<wit::Description> {
+        match self {
+            WorldInstance::V0_1(b) => b.streamgate_policy_policy().call_describe(store),
+            WorldInstance::V0_2 { bindings, .. } => {
+                Ok(bindings.streamgate_policy_policy().call_describe(store)?.into())
+            }
+        }
+    }
+
+    pub(crate) fn create(
+        &self,
+        store: &mut Store<StageState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<ResourceAny, wit::ConfigError>> {
+        match self {
+            WorldInstance::V0_1(b) => b.streamgate_policy_policy().stage().call_create(store, config),
+            WorldInstance::V0_2 { bindings, .. } => {
+                let created = bindings.streamgate_policy_policy().stage().call_create(store, config)?;
+                Ok(created.map_err(|e| match e {
+                    wit_v0_2::ConfigError::Malformed(m) => wit::ConfigError::Malformed(m),
+                    wit_v0_2::ConfigError::Invalid(m) => wit::ConfigError::Invalid(m),
+                }))
+            }
+        }
+    }
+
+    /// The stage's own answer (0.2.0), or `None` for a 0.1.0 stage, which has no such call.
+    pub(crate) fn capabilities(
+        &self,
+        store: &mut Store<StageState>,
+        stage: ResourceAny,
+    ) -> wasmtime::Result<Option<Vec<wit::Capability>>> {
+        match self {
+            WorldInstance::V0_1(_) => Ok(None),
+            WorldInstance::V0_2 { bindings, .. } => {
+                let answer = bindings.streamgate_policy_policy().stage().call_capabilities(store, stage)?;
+                Ok(Some(answer.into_iter().map(Into::into).collect()))
+            }
+        }
+    }
+
+    pub(crate) fn push(
+        &self,
+        store: &mut Store<StageState>,
+        stage: ResourceAny,
+        now: i64,
+        events: &[wit::Event],
+    ) -> wasmtime::Result<Decisions> {
+        match self {
+            WorldInstance::V0_1(b) => {
+                Ok(b.streamgate_policy_policy().stage().call_push(store, stage, now, events)?.into())
+            }
+            WorldInstance::V0_2 { push, .. } => {
+                // SAFETY: `instantiate` checked this very function against these types.
+                let push = unsafe { TypedFunc::<PushParams<'_>, (Decisions,)>::new_unchecked(*push) };
+                Ok(push.call(store, (stage, now, events))?.0)
+            }
+        }
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        store: &mut Store<StageState>,
+        stage: ResourceAny,
+    ) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            WorldInstance::V0_1(b) => b.streamgate_policy_policy().stage().call_snapshot(store, stage),
+            WorldInstance::V0_2 { bindings, .. } => {
+                bindings.streamgate_policy_policy().stage().call_snapshot(store, stage)
+            }
+        }
+    }
+
+    pub(crate) fn restore(
+        &self,
+        store: &mut Store<StageState>,
+        stage: ResourceAny,
+        state_version: u32,
+        state: &[u8],
+    ) -> wasmtime::Result<Result<(), wit::RestoreError>> {
+        match self {
+            WorldInstance::V0_1(b) => {
+                b.streamgate_policy_policy().stage().call_restore(store, stage, state_version, state)
+            }
+            WorldInstance::V0_2 { bindings, .. } => {
+                let restored = bindings.streamgate_policy_policy().stage().call_restore(
+                    store,
+                    stage,
+                    state_version,
+                    state,
+                )?;
+                Ok(restored.map_err(|e| match e {
+                    wit_v0_2::RestoreError::UnsupportedVersion(v) => wit::RestoreError::UnsupportedVersion(v),
+                    wit_v0_2::RestoreError::Corrupt(m) => wit::RestoreError::Corrupt(m),
+                }))
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! [`export_policy!`]: a [`Policy`](crate::Policy) as a component of `streamgate:policy@0.1.0`.
+
+/// Exports a [`Policy`](crate::Policy) implementation as the component's `streamgate:policy/policy@0.1.0`
+/// (world `policy-plugin`); `$wit_path` is the `wit/` directory holding `policy.wit`.
+/// [`Policy::capabilities`](crate::Policy::capabilities) and [`Decisions::expire`](crate::Decisions::expire) are not part of
+/// this world: use [`export_policy_v2!`] for them.
+///
+/// Call it once at the crate root of a `cdylib` plugin; the plugin crate must depend on
+/// `wit-bindgen` for `wasm32` targets. On other targets it expands to nothing, so the
+/// same crate doubles as a native library for tests and benchmarks.
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty, $wit_path:literal) => {
+        #[cfg(target_arch = "wasm32")]
+        mod __streamgate_export {
+            wit_bindgen::generate!({ path: $wit_path, world: "streamgate:policy/policy-plugin@0.1.0" });
+
+            use exports::streamgate::policy::policy as wit;
+            use $crate::Policy as _;
+
+            struct Component;
+
+            struct StageCell(::core::cell::RefCell<$policy>);
+
+            impl wit::Guest for Component {
+                type Stage = StageCell;
+
+                fn describe() -> wit::Description {
+                    let d = <$policy>::describe();
+                    wit::Description {
+                        name: d.name,
+                        version: d.version,
+                        capabilities: d.capabilities.into_iter().map(capability).collect(),
+                        state_version: d.state_version,
+                    }
+                }
+            }
+
+            impl wit::GuestStage for StageCell {
+                fn create(config: String) -> Result<wit::Stage, wit::ConfigError> {
+                    match <$policy>::create(&config) {
+                        Ok(p) => Ok(wit::Stage::new(StageCell(::core::cell::RefCell::new(p)))),
+                        Err($crate::ConfigError::Malformed(m)) => Err(wit::ConfigError::Malformed(m)),
+                        Err($crate::ConfigError::Invalid(m)) => Err(wit::ConfigError::Invalid(m)),
+                    }
+                }
+
+                fn push(&self, now: i64, events: Vec<wit::Event>) -> wit::Decisions {
+                    let events: Vec<$crate::Event> = events
+                        .into_iter()
+                        .map(|e| $crate::Event {
+                            seq: e.seq,
+                            key: e.key,
+                            event_time: e.event_time,
+                            log_time: e.log_time,
+                            id: e.id,
+                            tag: e.tag,
+                        })
+                        .collect();
+                    let mut out = $crate::Decisions::default();
+                    self.0.borrow_mut().push(now, &events, &mut out);
+                    wit::Decisions {
+                        released: out.released,
+                        dropped: out
+                            .dropped
+                            .into_iter()
+                            .map(|(seq, reason)| wit::Dropped { seq, reason: drop_reason(reason) })
+                            .collect(),
+                    }
+                }
+
+                fn snapshot(&self) -> Vec<u8> {
+                    self.0.borrow().snapshot()
+                }
+
+                fn restore(&self, state_version: u32, state: Vec<u8>) -> Result<(), wit::RestoreError> {
+                    self.0
+                        .borrow_mut()
+                        .restore(state_version, &state)
+                        .map_err(|e| match e {
+                            $crate::RestoreError::UnsupportedVersion(v) => wit::RestoreError::UnsupportedVersion(v),
+                            $crate::RestoreError::Corrupt(m) => wit::RestoreError::Corrupt(m),
+                        })
+                }
+            }
+
+            fn capability(c: $crate::Capability) -> wit::Capability {
+                match c {
+                    $crate::Capability::Ordering => wit::Capability::Ordering,
+                    $crate::Capability::Staleness => wit::Capability::Staleness,
+                    $crate::Capability::Dedupe => wit::Capability::Dedupe,
+                    $crate::Capability::Filter => wit::Capability::Filter,
+                    $crate::Capability::Coalesce => wit::Capability::Coalesce,
+                }
+            }
+
+            fn drop_reason(r: $crate::DropReason) -> wit::DropReason {
+                match r {
+                    $crate::DropReason::Stale => wit::DropReason::Stale,
+                    $crate::DropReason::Duplicate => wit::DropReason::Duplicate,
+                    $crate::DropReason::OutOfDate => wit::DropReason::OutOfDate,
+                    $crate::DropReason::Superseded => wit::DropReason::Superseded,
+                    $crate::DropReason::Filtered => wit::DropReason::Filtered,
+                    $crate::DropReason::Overflow => wit::DropReason::Overflow,
+                }
+            }
+
+            export!(Component);
+        }
+    };
+}
