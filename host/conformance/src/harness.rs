@@ -1,6 +1,6 @@
 //! Drives one plugin stage the way the chain does and judges its raw answers: every
 //! released or dropped sequence number must be one the stage holds (given to it, not
-//! yet decided), once. Faults (trap, timeout, memory cap) become a [`Failure`] with
+//! yet decided), once. Faults (trap, fuel, memory cap) become a [`Failure`] with
 //! the reason, never a crash of the kit. [`Ctx`] is what the kit knows while it runs
 //! one plugin: the configs it runs the claims under ([`Setup`]) and the runs of the
 //! generated logs, made once and shared by the checks that judge them.
@@ -13,25 +13,12 @@ use std::time::{Duration, Instant};
 use streamgate_plugin_sdk::{DropReason, Event};
 
 use streamgate_runtime::decisions::{self, InvalidAnswer};
-use streamgate_runtime::{Fault, Plugin, StageError, StageLimits, WasmStage, wit};
+use streamgate_runtime::{Plugin, StageError, StageLimits, WasmStage, wit};
+
+pub use crate::failure::{Failure, describe_fault};
 
 use crate::expect::{ClaimSource, Expectations};
 use crate::generate::{Batch, Generator, Log, Rng};
-
-/// Why a run failed, in words for the report.
-#[derive(Clone, Debug)]
-pub struct Failure {
-    pub message: String,
-    /// The stage used up its fuel or overran the call timeout: reproducing costs a full budget per try,
-    /// so such failures are not shrunk.
-    pub costly: bool,
-}
-
-impl Failure {
-    pub fn new(message: impl Into<String>) -> Self {
-        Failure { message: message.into(), costly: false }
-    }
-}
 
 /// One config the claims run under, with what it promises and a generator aimed at it.
 pub struct Setup {
@@ -336,16 +323,4 @@ pub fn run_log(ctx: &Ctx, setup: &Setup, log: &Log) -> Result<Trace, Failure> {
     let snapshot = probe.snapshot()?;
     frames.push(probe.push(log.flush_time(), &[])?);
     Ok(Trace { frames, still_held: probe.held.values().copied().collect(), snapshot })
-}
-
-/// Says what a fault was, in the sandbox's terms.
-pub fn describe_fault(what: &str, e: StageError) -> Failure {
-    match e {
-        StageError::Fault(fault @ Fault::OutOfFuel { .. }) => {
-            // Reproducing costs a full budget per try: not shrunk.
-            Failure { message: format!("{what}: {fault}"), costly: true }
-        }
-        StageError::Fault(fault) => Failure::new(format!("{what}: {fault}")),
-        other => Failure::new(format!("{what}: {other}")),
-    }
 }

@@ -15,7 +15,7 @@
 //! claims come from in each policy world, and their stability), [`variants`] (the other
 //! valid configs the claims run under), [`shapes`] and [`generate`] (seeded inputs),
 //! [`harness`] (stages driven as the chain drives them, answers validated, runs shared
-//! by the checks), [`cases`] (property runs and shrinking), [`checks`], [`configs`],
+//! by the checks; [`failure`] what a failed run says), [`cases`] (property runs and shrinking), [`checks`], [`configs`],
 //! [`determinism`], [`restore`] and [`resources`] (generic checks), [`properties`] and
 //! [`dedupe`] (capability claims), [`render`] (text and JSON), and [`componentize`],
 //! which makes a plugin's core module a component; [`differential`] compares two plugins
@@ -32,6 +32,7 @@ pub mod dedupe;
 pub mod determinism;
 pub mod differential;
 pub mod expect;
+pub mod failure;
 pub mod generate;
 pub mod harness;
 pub mod properties;
