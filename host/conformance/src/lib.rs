@@ -15,12 +15,12 @@
 //! claims come from in each policy world, and their stability), [`variants`] (the other
 //! valid configs the claims run under), [`shapes`] and [`generate`] (seeded inputs),
 //! [`harness`] (stages driven as the chain drives them, answers validated, runs shared
-//! by the checks; [`failure`] what a failed run says), [`cases`] (property runs and shrinking), [`checks`], [`configs`],
-//! [`determinism`], [`restore`] and [`resources`] (generic checks), [`properties`] and
-//! [`dedupe`] (capability claims), [`render`] (text and JSON), and [`componentize`],
-//! which makes a plugin's core module a component; [`differential`] compares two plugins
-//! on the same logs ([`compare`] says how two runs differ), generated and
-//! [`recorded`] from a running tenant ([`recorded_diff`]).
+//! by the checks) and [`failure`] (what a failed run says), [`cases`] (property runs and
+//! shrinking), [`checks`], [`configs`], [`determinism`], [`restore`] and [`resources`]
+//! (generic checks), [`properties`] and [`dedupe`] (capability claims), [`render`] (text
+//! and JSON), and [`componentize`], which makes a plugin's core module a component;
+//! [`differential`] compares two plugins on the same logs ([`compare`] says how two runs
+//! differ), generated and [`recorded`] from a running tenant ([`recorded_diff`]).
 
 pub mod cases;
 pub mod checks;
