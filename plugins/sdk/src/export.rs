@@ -84,28 +84,38 @@ macro_rules! export_policy {
                 }
             }
 
-            fn capability(c: $crate::Capability) -> wit::Capability {
-                match c {
-                    $crate::Capability::Ordering => wit::Capability::Ordering,
-                    $crate::Capability::Staleness => wit::Capability::Staleness,
-                    $crate::Capability::Dedupe => wit::Capability::Dedupe,
-                    $crate::Capability::Filter => wit::Capability::Filter,
-                    $crate::Capability::Coalesce => wit::Capability::Coalesce,
-                }
-            }
-
-            fn drop_reason(r: $crate::DropReason) -> wit::DropReason {
-                match r {
-                    $crate::DropReason::Stale => wit::DropReason::Stale,
-                    $crate::DropReason::Duplicate => wit::DropReason::Duplicate,
-                    $crate::DropReason::OutOfDate => wit::DropReason::OutOfDate,
-                    $crate::DropReason::Superseded => wit::DropReason::Superseded,
-                    $crate::DropReason::Filtered => wit::DropReason::Filtered,
-                    $crate::DropReason::Overflow => wit::DropReason::Overflow,
-                }
-            }
+            $crate::__wit_conversions!();
 
             export!(Component);
+        }
+    };
+}
+
+/// The SDK → WIT conversions both export macros need, written against whichever
+/// world's `wit` module is in scope where it expands (an internal detail of the macros).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __wit_conversions {
+    () => {
+        fn capability(c: $crate::Capability) -> wit::Capability {
+            match c {
+                $crate::Capability::Ordering => wit::Capability::Ordering,
+                $crate::Capability::Staleness => wit::Capability::Staleness,
+                $crate::Capability::Dedupe => wit::Capability::Dedupe,
+                $crate::Capability::Filter => wit::Capability::Filter,
+                $crate::Capability::Coalesce => wit::Capability::Coalesce,
+            }
+        }
+
+        fn drop_reason(r: $crate::DropReason) -> wit::DropReason {
+            match r {
+                $crate::DropReason::Stale => wit::DropReason::Stale,
+                $crate::DropReason::Duplicate => wit::DropReason::Duplicate,
+                $crate::DropReason::OutOfDate => wit::DropReason::OutOfDate,
+                $crate::DropReason::Superseded => wit::DropReason::Superseded,
+                $crate::DropReason::Filtered => wit::DropReason::Filtered,
+                $crate::DropReason::Overflow => wit::DropReason::Overflow,
+            }
         }
     };
 }

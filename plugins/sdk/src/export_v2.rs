@@ -92,26 +92,7 @@ macro_rules! export_policy_v2 {
                 }
             }
 
-            fn capability(c: $crate::Capability) -> wit::Capability {
-                match c {
-                    $crate::Capability::Ordering => wit::Capability::Ordering,
-                    $crate::Capability::Staleness => wit::Capability::Staleness,
-                    $crate::Capability::Dedupe => wit::Capability::Dedupe,
-                    $crate::Capability::Filter => wit::Capability::Filter,
-                    $crate::Capability::Coalesce => wit::Capability::Coalesce,
-                }
-            }
-
-            fn drop_reason(r: $crate::DropReason) -> wit::DropReason {
-                match r {
-                    $crate::DropReason::Stale => wit::DropReason::Stale,
-                    $crate::DropReason::Duplicate => wit::DropReason::Duplicate,
-                    $crate::DropReason::OutOfDate => wit::DropReason::OutOfDate,
-                    $crate::DropReason::Superseded => wit::DropReason::Superseded,
-                    $crate::DropReason::Filtered => wit::DropReason::Filtered,
-                    $crate::DropReason::Overflow => wit::DropReason::Overflow,
-                }
-            }
+            $crate::__wit_conversions!();
 
             export!(Component);
         }
