@@ -1,19 +1,33 @@
-//! Staleness policy: drops events older than `max_age_ms` relative to log time.
+//! Staleness policy: drops events older than `max_age_ms` relative to log time, and
+//! expires keys that went silent.
 //!
-//! Stateless: an event's fate depends only on its event time and the batch's `now`.
+//! An event's fate depends only on its event time and the batch's `now`. For expiry the
+//! stage remembers, per key, the newest event time it released; once that falls more
+//! than `max_age_ms` behind `now`, the key is declared expired (`Decisions::expire`,
+//! `streamgate:policy@0.2.0`) once and forgotten: a later event for it starts over.
+//! Only keys with a release in the last `max_age_ms` of log time are remembered, so the
+//! state is bounded by the keys alive in that window.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use streamgate_plugin_sdk::{
-    Capability, ConfigError, Decisions, Description, DropReason, Event, Policy, RestoreError, parse_config,
+    Capability, ConfigError, Decisions, Description, DropReason, Event, Policy, RestoreError, SnapshotReader,
+    SnapshotWriter, parse_config,
 };
 
-streamgate_plugin_sdk::export_policy!(crate::Staleness, "../../wit");
+streamgate_plugin_sdk::export_policy_v2!(crate::Staleness, "../../wit/v0.2.0");
+
+/// State version 2: the newest released event time per key. Version 1 (stateless,
+/// empty) is read too: a stage restored from it simply knows no keys yet.
+const STATE_VERSION: u32 = 2;
 
 /// Config (JSON): `{"max_age_ms": 30000}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StalenessConfig {
-    /// Events whose age (`now - event_time`) exceeds this are dropped as stale.
+    /// Events whose age (`now - event_time`) exceeds this are dropped as stale; keys
+    /// whose newest event is older than this are expired.
     pub max_age_ms: i64,
 }
 
@@ -25,6 +39,41 @@ impl Default for StalenessConfig {
 
 pub struct Staleness {
     max_age_ms: i64,
+    /// Key → newest event time released for it.
+    newest: BTreeMap<u64, i64>,
+    /// The same entries ordered by time, so expiry looks only at the oldest.
+    by_time: BTreeSet<(i64, u64)>,
+}
+
+impl Staleness {
+    /// Number of keys remembered (each has a release within `max_age_ms` of log time).
+    pub fn keys(&self) -> usize {
+        self.newest.len()
+    }
+
+    fn remember(&mut self, key: u64, event_time: i64) {
+        match self.newest.get(&key) {
+            Some(&t) if t >= event_time => {}
+            previous => {
+                if let Some(&t) = previous {
+                    self.by_time.remove(&(t, key));
+                }
+                self.newest.insert(key, event_time);
+                self.by_time.insert((event_time, key));
+            }
+        }
+    }
+
+    /// Expires (and forgets) every key whose newest time is before `oldest_allowed`.
+    fn expire_silent_keys(&mut self, oldest_allowed: i64, out: &mut Decisions) {
+        while let Some(&(t, key)) = self.by_time.first()
+            && t < oldest_allowed
+        {
+            self.by_time.pop_first();
+            self.newest.remove(&key);
+            out.expire(key);
+        }
+    }
 }
 
 impl Policy for Staleness {
@@ -33,7 +82,7 @@ impl Policy for Staleness {
             name: "staleness".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             capabilities: vec![Capability::Staleness],
-            state_version: 1,
+            state_version: STATE_VERSION,
         }
     }
 
@@ -42,7 +91,7 @@ impl Policy for Staleness {
         if cfg.max_age_ms < 0 {
             return Err(ConfigError::Invalid(format!("max_age_ms must be >= 0, got {}", cfg.max_age_ms)));
         }
-        Ok(Staleness { max_age_ms: cfg.max_age_ms })
+        Ok(Staleness { max_age_ms: cfg.max_age_ms, newest: BTreeMap::new(), by_time: BTreeSet::new() })
     }
 
     fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
@@ -52,21 +101,32 @@ impl Policy for Staleness {
                 out.drop(e.seq, DropReason::Stale);
             } else {
                 out.release(e.seq);
+                self.remember(e.key, e.event_time);
             }
         }
+        self.expire_silent_keys(oldest_allowed, out);
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        Vec::new()
+        let mut w = SnapshotWriter::with_capacity(4 + self.newest.len() * 16);
+        w.key_times(&self.newest);
+        w.finish()
     }
 
     fn restore(&mut self, state_version: u32, state: &[u8]) -> Result<(), RestoreError> {
-        if state_version != 1 {
-            return Err(RestoreError::UnsupportedVersion(state_version));
-        }
-        if !state.is_empty() {
-            return Err(RestoreError::Corrupt("staleness keeps no state".into()));
-        }
+        let newest = match state_version {
+            1 if state.is_empty() => BTreeMap::new(),
+            1 => return Err(RestoreError::Corrupt("staleness state version 1 is empty".into())),
+            STATE_VERSION => {
+                let mut r = SnapshotReader::new(state);
+                let newest = r.key_times()?;
+                r.finish()?;
+                newest
+            }
+            other => return Err(RestoreError::UnsupportedVersion(other)),
+        };
+        self.by_time = newest.iter().map(|(&key, &t)| (t, key)).collect();
+        self.newest = newest;
         Ok(())
     }
 }
@@ -77,6 +137,10 @@ mod tests {
 
     fn ev(seq: u64, event_time: i64) -> Event {
         Event { seq, key: seq, event_time, ..Event::default() }
+    }
+
+    fn keyed(seq: u64, key: u64, event_time: i64) -> Event {
+        Event { seq, key, event_time, ..Event::default() }
     }
 
     #[test]
@@ -92,6 +156,56 @@ mod tests {
         let mut p = Staleness::create("").unwrap();
         let out = p.decide(100_000, &[ev(1, 69_999), ev(2, 70_000)]);
         assert_eq!(out.released, vec![2]);
+    }
+
+    #[test]
+    fn expires_a_key_one_ms_past_max_age_not_at_it() {
+        let mut p = Staleness::create(r#"{"max_age_ms": 1000}"#).unwrap();
+        p.decide(5_000, &[keyed(1, 7, 5_000), keyed(2, 8, 5_500)]);
+        assert!(p.decide(6_000, &[]).expired.is_empty(), "exactly max_age_ms old is not expired");
+        assert_eq!(p.decide(6_001, &[]).expired, vec![7], "one ms more is");
+        assert_eq!(p.keys(), 1, "an expired key is forgotten");
+        assert!(p.decide(6_400, &[]).expired.is_empty(), "and expired once");
+        assert_eq!(p.decide(6_501, &[]).expired, vec![8]);
+        assert_eq!(p.keys(), 0);
+    }
+
+    #[test]
+    fn a_newer_event_keeps_a_key_alive_and_a_later_one_starts_over() {
+        let mut p = Staleness::create(r#"{"max_age_ms": 1000}"#).unwrap();
+        p.decide(1_000, &[keyed(1, 7, 1_000)]);
+        p.decide(1_900, &[keyed(2, 7, 1_800), keyed(3, 7, 1_200)]);
+        assert!(p.decide(2_500, &[]).expired.is_empty(), "the newest time (1800) counts, not the last");
+        assert_eq!(p.decide(2_801, &[]).expired, vec![7]);
+        // The key comes back: it is expired again, once, after its new newest time.
+        p.decide(3_000, &[keyed(4, 7, 3_000)]);
+        assert!(p.decide(4_000, &[]).expired.is_empty());
+        assert_eq!(p.decide(4_001, &[]).expired, vec![7]);
+    }
+
+    #[test]
+    fn a_stale_event_neither_revives_nor_creates_a_key() {
+        let mut p = Staleness::create(r#"{"max_age_ms": 1000}"#).unwrap();
+        let out = p.decide(10_000, &[keyed(1, 7, 8_000)]);
+        assert_eq!(out.dropped, vec![(1, DropReason::Stale)]);
+        assert!(out.expired.is_empty());
+        assert_eq!(p.keys(), 0);
+    }
+
+    #[test]
+    fn snapshot_restores_the_keys_and_reads_the_stateless_version() {
+        let mut a = Staleness::create(r#"{"max_age_ms": 1000}"#).unwrap();
+        a.decide(1_000, &[keyed(1, 7, 1_000), keyed(2, 8, 1_500)]);
+        let mut b = Staleness::create(r#"{"max_age_ms": 1000}"#).unwrap();
+        b.restore(STATE_VERSION, &a.snapshot()).unwrap();
+        for now in [2_001, 2_501] {
+            assert_eq!(a.decide(now, &[]), b.decide(now, &[]));
+        }
+        assert_eq!(b.keys(), 0);
+        b.restore(1, &[]).unwrap();
+        assert!(matches!(b.restore(1, &[0]), Err(RestoreError::Corrupt(_))));
+        assert!(matches!(b.restore(9, &[]), Err(RestoreError::UnsupportedVersion(9))));
+        assert!(matches!(b.restore(STATE_VERSION, &[1, 2]), Err(RestoreError::Corrupt(_))));
     }
 
     #[test]

@@ -6,6 +6,13 @@
 //! instance, since ids are log positions. A client that falls behind its buffer is
 //! counted and, for latest-value tenants, sent the newest state in one frame instead
 //! of the backlog.
+//!
+//! Wire: each frame is `event: NAME`, `id: POSITION`, `data: [payloads]`. When the
+//! policy chain expired keys at that position (latest-value tenants), the frame starts
+//! with `event: NAME-expired`, `data: ["key",...]` (the key strings): the client drops
+//! those keys before applying the payloads. The `id:` is on the frame's last event, so
+//! an expiry alone carries it itself; ids stay strictly increasing and a removal is
+//! replayed on resume like any frame.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -101,7 +108,7 @@ async fn events(
     // Ids only move forward on the wire: a catch-up state (at the newest position)
     // replaces the older frames it already covers.
     let mut last_sent = resume;
-    let catch_up = if sub.gap && !keyed { tenant.hub.conflated_frame() } else { None };
+    let catch_up = if sub.gap && !keyed { tenant.hub.conflated_frame(resume) } else { None };
     for frame in catch_up.iter().chain(&sub.backlog) {
         if last_sent.is_none_or(|p| frame.position > p) {
             last_sent = Some(frame.position);
@@ -176,7 +183,7 @@ impl Client {
                     let tenant = &self.guard.0;
                     tenant.metrics.sse_lagged.fetch_add(1, Relaxed);
                     tracing::debug!(tenant = %tenant.config.name, skipped, "slow SSE client skipped frames");
-                    if let Some(state) = tenant.hub.conflated_frame() {
+                    if let Some(state) = tenant.hub.conflated_frame(self.last_sent) {
                         self.last_sent = Some(state.position);
                         return Some(state.wire.clone());
                     }

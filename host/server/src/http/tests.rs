@@ -40,7 +40,7 @@ fn app_full(
 fn publish(handle: &TenantHandle, n: u64, taxi: &str) {
     let payload = bytes::Bytes::from(format!(r#"{{"mediaId":"{taxi}","timestamp":{n}}}"#));
     let e = Event { key: taxi.into(), event_time: n as i64, payload, ..Default::default() };
-    handle.hub.publish(LogPosition { major: n, minor: 0 }, vec![e]);
+    handle.hub.publish(LogPosition { major: n, minor: 0 }, vec![e], &[]);
 }
 
 async fn get(app: &Router, uri: &str, header: Option<(&str, &str)>) -> axum::response::Response {

@@ -18,10 +18,11 @@ pub(super) struct KeyedClient {
 }
 
 /// A delivery to make outside the lock: which client, through which sender, of which
-/// of the frame's events (indexes), and whether it must catch up instead.
+/// of the frame's removed keys and events (indexes), and whether it must catch up instead.
 pub(super) struct Delivery {
     pub(super) id: u64,
     pub(super) tx: mpsc::Sender<Arc<Frame>>,
+    pub(super) removed: Vec<usize>,
     pub(super) events: Vec<usize>,
     /// The client's keys, when it missed a frame and gets their newest state instead.
     pub(super) catch_up: Option<BTreeSet<String>>,
@@ -62,20 +63,25 @@ impl KeyedClients {
         }
     }
 
-    /// Who gets which events of `frame`, by client id.
+    /// Who gets which removed keys and events of `frame`, by client id.
     pub(super) fn deliveries(&self, frame: &Frame) -> Vec<Delivery> {
-        let mut wanted: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        let mut wanted: BTreeMap<u64, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+        for (i, key) in frame.removed.iter().enumerate() {
+            for &id in self.by_key.get(key).into_iter().flatten() {
+                wanted.entry(id).or_default().0.push(i);
+            }
+        }
         for (i, e) in frame.events.iter().enumerate() {
             for &id in self.by_key.get(&e.key).into_iter().flatten() {
-                wanted.entry(id).or_default().push(i);
+                wanted.entry(id).or_default().1.push(i);
             }
         }
         wanted
             .into_iter()
-            .map(|(id, events)| {
+            .map(|(id, (removed, events))| {
                 let client = &self.clients[&id];
                 let catch_up = client.missed.then(|| client.keys.clone());
-                Delivery { id, tx: client.tx.clone(), events, catch_up }
+                Delivery { id, tx: client.tx.clone(), removed, events, catch_up }
             })
             .collect()
     }

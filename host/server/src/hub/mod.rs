@@ -3,6 +3,12 @@
 //! per key for latest-value tenants ([`latest`]), and per-key routing for clients that
 //! asked for some keys only ([`keyed`]).
 //!
+//! Expiry: keys the policy chain expires at a log position leave the latest values at
+//! that position, before that position's releases are applied, and the position's frame
+//! carries their removal (`NAME-expired`, see [`frame`]) to live clients, the ring and
+//! keyed clients of those keys. Catch-up frames (a lagging or gap-resuming client) carry
+//! the removals the client missed, as far as the ring still knows them.
+//!
 //! Locks, and why they are small: the policy worker publishes under `state` (ring,
 //! latest values, last position) only to push and to send to the all-keys channel, so
 //! a concurrent subscriber sees each frame in the ring or live, never neither. Keyed
@@ -22,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 
-pub use frame::Frame;
+pub use frame::{EXPIRED_SUFFIX, Frame};
 use keyed::KeyedClients;
 use latest::Latest;
 use ring::Ring;
@@ -104,13 +110,27 @@ impl Hub {
         self.latest_value
     }
 
-    /// Publishes the events released at `position` as one frame (the policy worker).
-    pub fn publish(&self, position: LogPosition, released: Vec<Event>) {
+    /// Publishes what the chain decided at `position` as one frame (the policy worker):
+    /// the keys of the `expired` hashes leave the latest values (latest-value tenants;
+    /// unknown hashes are ignored), then the `released` events are applied. Nothing is
+    /// published when neither remains; returns whether a frame was.
+    pub fn publish(&self, position: LogPosition, released: Vec<Event>, expired: &[u64]) -> bool {
+        // Only this worker changes the latest values, so the keys looked up here are
+        // still there below.
+        let removed = if self.latest_value && !expired.is_empty() {
+            self.state.lock().unwrap().latest.keys_of(expired)
+        } else {
+            Vec::new()
+        };
+        if removed.is_empty() && released.is_empty() {
+            return false;
+        }
         // Serialised once, outside the locks.
-        let frame = Arc::new(Frame::new(&self.event_name, position, released));
+        let frame = Arc::new(Frame::new(&self.event_name, position, removed, released));
         {
             let mut state = self.state.lock().unwrap();
             if self.latest_value {
+                state.latest.remove(&frame.removed);
                 for e in &frame.events {
                     state.latest.offer(e);
                 }
@@ -122,6 +142,7 @@ impl Hub {
             let _ = self.live.send(frame.clone());
         }
         self.route(&frame);
+        true
     }
 
     /// Delivers each keyed client the part of `frame` it asked for.
@@ -137,10 +158,11 @@ impl Hub {
         for d in deliveries {
             let part = match &d.catch_up {
                 // Catch up with the newest state of its keys instead of the frames it missed.
-                Some(keys) if self.latest_value => self.state_frame(frame.position, Some(keys)),
+                Some(keys) if self.latest_value => self.state_frame(frame.position, keys),
                 _ => {
+                    let removed = d.removed.iter().map(|&i| frame.removed[i].clone()).collect();
                     let events = d.events.iter().map(|&i| frame.events[i].clone()).collect();
-                    Frame::new(&self.event_name, frame.position, events)
+                    Frame::new(&self.event_name, frame.position, removed, events)
                 }
             };
             match d.tx.try_send(Arc::new(part)) {
@@ -194,7 +216,7 @@ impl Hub {
         if let Some((position, events)) = state
             && !events.is_empty()
         {
-            backlog.push(Arc::new(Frame::new(&self.event_name, position, events)));
+            backlog.push(Arc::new(Frame::new(&self.event_name, position, Vec::new(), events)));
         }
         match &wanted {
             None => backlog.extend(frames),
@@ -215,22 +237,37 @@ impl Hub {
     }
 
     /// The whole newest state as one frame at the last position, for a client that fell
-    /// behind; `None` before the first frame or for tenants without latest values.
-    pub fn conflated_frame(&self) -> Option<Arc<Frame>> {
+    /// behind after `since` (its last frame): it also removes the keys removed after
+    /// `since` that the ring still records and the state does not have. `None` before
+    /// the first frame or for tenants without latest values.
+    pub fn conflated_frame(&self, since: Option<LogPosition>) -> Option<Arc<Frame>> {
         if !self.latest_value {
             return None;
         }
-        let (position, events) = {
+        let (position, removed, events) = {
             let state = self.state.lock().unwrap();
-            (state.last_position?, state.latest.sorted(None))
+            let position = state.last_position?;
+            let missed = since.map(|s| state.ring.after(s)).unwrap_or_default();
+            let removed: BTreeSet<String> = missed
+                .iter()
+                .flat_map(|f| &f.removed)
+                .filter(|k| !state.latest.contains(k))
+                .cloned()
+                .collect();
+            (position, removed, state.latest.sorted(None))
         };
-        Some(Arc::new(Frame::new(&self.event_name, position, events)))
+        Some(Arc::new(Frame::new(&self.event_name, position, removed.into_iter().collect(), events)))
     }
 
-    /// The newest state (of `keys`) as a frame at `position`; encoded outside the lock.
-    fn state_frame(&self, position: LogPosition, keys: Option<&BTreeSet<String>>) -> Frame {
-        let events = self.state.lock().unwrap().latest.sorted(keys);
-        Frame::new(&self.event_name, position, events)
+    /// The newest state of `keys` as a frame at `position`, with the removal of those of
+    /// `keys` it does not have (a keyed client catching up); encoded outside the lock.
+    fn state_frame(&self, position: LogPosition, keys: &BTreeSet<String>) -> Frame {
+        let (removed, events) = {
+            let state = self.state.lock().unwrap();
+            let removed = keys.iter().filter(|k| !state.latest.contains(k)).cloned().collect();
+            (removed, state.latest.sorted(Some(keys)))
+        };
+        Frame::new(&self.event_name, position, removed, events)
     }
 }
 

@@ -38,7 +38,7 @@ fn next(live: &mut Live) -> Option<Arc<Frame>> {
 fn frames_are_serialised_once_with_event_id_and_json_array() {
     let hub = Arc::new(Hub::new("liveMapLocation", false, 8, 8, Arc::new(TenantMetrics::new("t"))));
     let mut sub = hub.subscribe(None, None, false);
-    hub.publish(pos(5), released(&[("a", 1), ("b", 2)]));
+    hub.publish(pos(5), released(&[("a", 1), ("b", 2)]), &[]);
     let f = next(&mut sub.live).unwrap();
     assert_eq!(
         std::str::from_utf8(&f.wire).unwrap(),
@@ -50,7 +50,7 @@ fn frames_are_serialised_once_with_event_id_and_json_array() {
 fn resume_replays_frames_after_the_id_and_flags_gaps() {
     let hub = hub(false, 2, 8);
     for n in 1..=3 {
-        hub.publish(pos(n), released(&[("a", n as i64)]));
+        hub.publish(pos(n), released(&[("a", n as i64)]), &[]);
     }
     let sub = hub.subscribe(Some(pos(2)), None, false);
     assert_eq!(sub.backlog.iter().map(|f| f.position).collect::<Vec<_>>(), vec![pos(3)]);
@@ -63,11 +63,11 @@ fn resume_replays_frames_after_the_id_and_flags_gaps() {
 #[test]
 fn latest_value_keeps_newest_per_key_sorted_by_time() {
     let hub = hub(true, 8, 8);
-    hub.publish(pos(1), released(&[("b", 5), ("a", 7)]));
-    hub.publish(pos(2), released(&[("b", 9), ("a", 3)]));
+    hub.publish(pos(1), released(&[("b", 5), ("a", 7)]), &[]);
+    hub.publish(pos(2), released(&[("b", 9), ("a", 3)]), &[]);
     assert_eq!(&hub.snapshot_json(None)[..], br#"[{"k":"a","t":7},{"k":"b","t":9}]"#);
     assert_eq!(&hub.snapshot_json(Some(&["b".into()]))[..], br#"[{"k":"b","t":9}]"#);
-    let f = hub.conflated_frame().unwrap();
+    let f = hub.conflated_frame(None).unwrap();
     assert_eq!(f.position, pos(2));
 }
 
@@ -76,8 +76,8 @@ fn keyed_clients_get_only_their_keys_in_order_with_the_frame_id() {
     let hub = hub(false, 8, 8);
     let mut ab = hub.subscribe(None, Some(vec!["a".into(), "b".into()]), false);
     let mut c = hub.subscribe(None, Some(vec!["c".into()]), false);
-    hub.publish(pos(1), released(&[("b", 1), ("x", 1), ("a", 2), ("b", 3)]));
-    hub.publish(pos(2), released(&[("x", 4)]));
+    hub.publish(pos(1), released(&[("b", 1), ("x", 1), ("a", 2), ("b", 3)]), &[]);
+    hub.publish(pos(2), released(&[("x", 4)]), &[]);
     let f = next(&mut ab.live).unwrap();
     assert_eq!(f.position, pos(1));
     assert_eq!(data(&f), r#"[{"k":"b","t":1},{"k":"a","t":2},{"k":"b","t":3}]"#);
@@ -102,11 +102,11 @@ fn dropping_a_keyed_subscription_unregisters_it() {
 fn a_full_keyed_client_is_counted_and_catches_up_with_the_newest_state() {
     let hub = hub(true, 8, 1);
     let mut slow = hub.subscribe(None, Some(vec!["a".into()]), false);
-    hub.publish(pos(1), released(&[("a", 1)]));
-    hub.publish(pos(2), released(&[("a", 2)]));
+    hub.publish(pos(1), released(&[("a", 1)]), &[]);
+    hub.publish(pos(2), released(&[("a", 2)]), &[]);
     assert_eq!(hub.metrics.sse_lagged.load(Relaxed), 1, "the second frame did not fit");
     assert_eq!(data(&next(&mut slow.live).unwrap()), r#"[{"k":"a","t":1}]"#);
-    hub.publish(pos(3), released(&[("b", 3), ("a", 3)]));
+    hub.publish(pos(3), released(&[("b", 3), ("a", 3)]), &[]);
     let f = next(&mut slow.live).unwrap();
     assert_eq!((f.position, data(&f)), (pos(3), r#"[{"k":"a","t":3}]"#));
 }
@@ -114,8 +114,8 @@ fn a_full_keyed_client_is_counted_and_catches_up_with_the_newest_state() {
 #[test]
 fn snapshot_first_gives_a_new_client_every_key_at_once() {
     let hub = hub(true, 8, 8);
-    hub.publish(pos(1), released(&[("a", 1), ("b", 2)]));
-    hub.publish(pos(2), released(&[("c", 3)]));
+    hub.publish(pos(1), released(&[("a", 1), ("b", 2)]), &[]);
+    hub.publish(pos(2), released(&[("c", 3)]), &[]);
     let all = hub.subscribe(None, None, true);
     assert_eq!(all.backlog.len(), 1);
     assert_eq!(all.backlog[0].position, pos(2));
@@ -123,4 +123,93 @@ fn snapshot_first_gives_a_new_client_every_key_at_once() {
     let one = hub.subscribe(None, Some(vec!["b".into(), "zz".into()]), true);
     assert_eq!(data(&one.backlog[0]), r#"[{"k":"b","t":2}]"#);
     assert!(hub.subscribe(None, None, false).backlog.is_empty());
+}
+
+fn hashes(keys: &[&str]) -> Vec<u64> {
+    keys.iter().map(|k| crate::event::key_hash(k)).collect()
+}
+
+fn wire(f: &Frame) -> &str {
+    std::str::from_utf8(&f.wire).unwrap()
+}
+
+#[test]
+fn expired_keys_leave_the_snapshot_the_first_frame_and_the_conflated_state() {
+    let hub = hub(true, 8, 8);
+    hub.publish(pos(1), released(&[("a", 1), ("b", 2), ("c", 3)]), &[]);
+    let mut live = hub.subscribe(None, None, false);
+    // "zz" was never published: ignored. Removals come first, then the releases.
+    assert!(hub.publish(pos(2), released(&[("c", 5)]), &hashes(&["a", "zz"])));
+    assert_eq!(
+        wire(&next(&mut live.live).unwrap()),
+        "event: e-expired\ndata: [\"a\"]\n\nevent: e\nid: 2-0\ndata: [{\"k\":\"c\",\"t\":5}]\n\n"
+    );
+    assert_eq!(&hub.snapshot_json(None)[..], br#"[{"k":"b","t":2},{"k":"c","t":5}]"#);
+    assert_eq!(&hub.snapshot_json(Some(&["a".into()]))[..], b"[]");
+    let first = hub.subscribe(None, None, true);
+    assert_eq!(data(&first.backlog[0]), r#"[{"k":"b","t":2},{"k":"c","t":5}]"#);
+    let conflated = hub.conflated_frame(None).unwrap();
+    assert_eq!(
+        wire(&conflated),
+        "event: e\nid: 2-0\ndata: [{\"k\":\"b\",\"t\":2},{\"k\":\"c\",\"t\":5}]\n\n"
+    );
+    // A client that fell behind after frame 1 learns the removal it missed.
+    let caught_up = hub.conflated_frame(Some(pos(1))).unwrap();
+    assert!(wire(&caught_up).starts_with("event: e-expired\ndata: [\"a\"]\n\nevent: e\nid: 2-0\n"));
+    assert_eq!(hub.state.lock().unwrap().latest.indexed(), 2, "the hash index forgets a too");
+}
+
+#[test]
+fn an_expiry_alone_carries_the_id_is_replayed_on_resume_and_a_key_can_come_back() {
+    let hub = hub(true, 8, 8);
+    hub.publish(pos(1), released(&[("a", 1), ("b", 2)]), &[]);
+    assert!(hub.publish(pos(2), Vec::new(), &hashes(&["b"])));
+    assert!(!hub.publish(pos(3), Vec::new(), &hashes(&["b", "zz"])), "nothing left to remove: no frame");
+    let resumed = hub.subscribe(Some(pos(1)), None, false);
+    let replayed: Vec<&str> = resumed.backlog.iter().map(|f| wire(f)).collect();
+    assert_eq!(replayed, vec!["event: e-expired\nid: 2-0\ndata: [\"b\"]\n\n"]);
+    hub.publish(pos(4), released(&[("b", 9)]), &[]);
+    assert_eq!(&hub.snapshot_json(None)[..], br#"[{"k":"a","t":1},{"k":"b","t":9}]"#);
+    hub.publish(pos(5), Vec::new(), &hashes(&["b", "a"]));
+    assert_eq!(&hub.snapshot_json(None)[..], b"[]");
+    assert!(hub.conflated_frame(Some(pos(4))).unwrap().removed == ["a", "b"]);
+}
+
+#[test]
+fn keyed_clients_get_only_the_removals_of_their_keys() {
+    let hub = hub(true, 8, 8);
+    let mut a = hub.subscribe(None, Some(vec!["a".into()]), false);
+    let mut c = hub.subscribe(None, Some(vec!["c".into()]), false);
+    hub.publish(pos(1), released(&[("a", 1), ("b", 2)]), &[]);
+    hub.publish(pos(2), released(&[("b", 3)]), &hashes(&["a"]));
+    assert_eq!(data(&next(&mut a.live).unwrap()), r#"[{"k":"a","t":1}]"#);
+    assert_eq!(wire(&next(&mut a.live).unwrap()), "event: e-expired\nid: 2-0\ndata: [\"a\"]\n\n");
+    assert!(next(&mut c.live).is_none(), "neither c's data nor its removal");
+    let resumed = hub.subscribe(Some(pos(1)), Some(vec!["a".into()]), false);
+    assert_eq!(resumed.backlog.len(), 1);
+    assert_eq!(resumed.backlog[0].removed, ["a"]);
+    assert!(hub.subscribe(Some(pos(1)), Some(vec!["c".into()]), false).backlog.is_empty());
+}
+
+#[test]
+fn a_full_keyed_client_catches_up_with_the_removal_it_missed() {
+    let hub = hub(true, 8, 1);
+    let mut slow = hub.subscribe(None, Some(vec!["a".into(), "b".into()]), false);
+    hub.publish(pos(1), released(&[("a", 1), ("b", 1)]), &[]);
+    hub.publish(pos(2), Vec::new(), &hashes(&["a"]));
+    assert_eq!(hub.metrics.sse_lagged.load(Relaxed), 1, "the removal did not fit");
+    next(&mut slow.live).unwrap();
+    hub.publish(pos(3), released(&[("b", 3)]), &[]);
+    assert_eq!(
+        wire(&next(&mut slow.live).unwrap()),
+        "event: e-expired\ndata: [\"a\"]\n\nevent: e\nid: 3-0\ndata: [{\"k\":\"b\",\"t\":3}]\n\n"
+    );
+}
+
+#[test]
+fn tenants_without_latest_values_ignore_expiry() {
+    let hub = hub(false, 8, 8);
+    hub.publish(pos(1), released(&[("a", 1)]), &[]);
+    assert!(!hub.publish(pos(2), Vec::new(), &hashes(&["a"])));
+    assert!(hub.subscribe(Some(pos(1)), None, false).backlog.is_empty());
 }

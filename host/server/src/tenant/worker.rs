@@ -102,13 +102,15 @@ impl Worker {
         }
     }
 
-    /// Publishes a push's releases as the frame of `position`, reports its overruns and
+    /// Publishes a push's releases and expired keys as the frame of `position`, reports its overruns and
     /// notes a `last-good` revert (`version` ran before the push).
     fn emit(&mut self, position: LogPosition, version: u64, out: ChainOutput) {
-        if !out.released.is_empty() {
+        if !out.released.is_empty() || !out.expired.is_empty() {
             self.metrics.released.fetch_add(out.released.len() as u64, Relaxed);
-            self.metrics.frames.fetch_add(1, Relaxed);
-            self.hub.publish(position, out.released);
+            // Expired keys leave the latest values at this very position, on every instance.
+            if self.hub.publish(position, out.released, &out.expired) {
+                self.metrics.frames.fetch_add(1, Relaxed);
+            }
         }
         let timeout = self.chain.options().limits.call_timeout;
         for o in out.overran {

@@ -16,6 +16,7 @@ fn builtins_and_fixtures_of_both_worlds_load() {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let world = |r: &str| runtime.load_ref(r).unwrap().world();
     assert_eq!(world("builtin:dedupe"), World::V0_2);
+    assert_eq!(world("builtin:staleness"), World::V0_2);
     assert_eq!(world("builtin:ordering"), World::V0_1);
     assert_eq!(world(&fixture("fixture_dedupe_next")), World::V0_1);
     assert_eq!(world(&fixture("fixture_overclaim")), World::V0_2);
@@ -76,9 +77,32 @@ fn one_chain_runs_both_worlds_and_unions_expired_keys() {
 #[test]
 fn a_chain_of_0_1_0_stages_expires_nothing() {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
-    let stages = [policy(&fixture("fixture_dedupe_next"), ""), policy("builtin:staleness", "")];
+    let stages = [policy(&fixture("fixture_dedupe_next"), ""), policy("builtin:ordering", "")];
     let mut chain = build(&runtime, &stages, ChainOptions::defaults(&runtime)).unwrap();
     let out = chain.push(100_000, vec![ev("a", 99_000), ev("a", 99_000)], &Counts::new("t"));
     assert_eq!(out.released.len(), 1, "the repeat was dropped");
     assert!(out.expired.is_empty());
+}
+
+#[test]
+fn the_taxi_chain_expires_a_silent_key_at_one_push_only() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let stages = [
+        policy("builtin:ordering", "window_ms = 1000"),
+        policy("builtin:staleness", "max_age_ms = 30000"),
+        policy("builtin:dedupe", "newest_per_frame = true"),
+    ];
+    let mut chain = build(&runtime, &stages, ChainOptions::defaults(&runtime)).unwrap();
+    let m = Counts::new("t");
+    chain.push(10_000, vec![ev("quiet", 10_000), ev("busy", 10_000)], &m);
+    // Log time moves on; only `busy` keeps reporting. `quiet`'s newest time (10 000) is
+    // released once ordering's window passes, and expires 30 001 ms of log time later.
+    let mut expired_at = Vec::new();
+    for now in (11_000..=45_000).step_by(500) {
+        let out = chain.push(now, vec![ev("busy", now)], &m);
+        if !out.expired.is_empty() {
+            expired_at.push((now, out.expired));
+        }
+    }
+    assert_eq!(expired_at, vec![(40_500, vec![key_hash("quiet")])], "once, at the first push past the bound");
 }
