@@ -33,9 +33,8 @@ pub use v0_2::exports::streamgate::policy::policy as wit_v0_2;
 
 /// A stage's answer to one `push`, in either world: `released` in emission order,
 /// `dropped` with reasons, and `expired`, the key hashes the stage declares expired at
-/// this push (always empty from a 0.1.0 stage). The host carries `expired` through the
-/// chain but does not act on it yet (reserved for a staleness stage telling the host to
-/// forget a key's latest value).
+/// this push (always empty from a 0.1.0 stage). The chain unions `expired` over its
+/// stages and the server removes those keys' latest values at that log position.
 ///
 /// Lifted directly from a 0.2.0 stage's `decisions` record (same field names and types).
 #[derive(Clone, Debug, Default, wasmtime::component::ComponentType, wasmtime::component::Lift)]

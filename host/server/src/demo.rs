@@ -48,7 +48,9 @@ fn policy(name: &str, config: &str) -> PolicyRef {
     }
 }
 
-/// The live taxi map tenant with its default chain.
+/// The live taxi map tenant with its default chain: reorder within 1 s, drop what is
+/// over 30 s old and expire taxis silent for over 30 s of log time (the map removes them
+/// on `liveMapLocation-expired`), per taxi never back in time.
 pub fn taxi_tenant() -> TenantConfig {
     TenantConfig {
         name: "taxi".into(),

@@ -111,9 +111,9 @@ impl Decisions {
     }
 
     /// Declares key `key` (its hash, as in [`Event::key`]) expired at this push: its
-    /// latest value should no longer be served. Reserved for an upcoming host feature:
-    /// today the host carries it through the chain and does not act on it (0.2.0 only;
-    /// a 0.1.0 export drops it).
+    /// latest value should no longer be served. The host removes it from a latest-value
+    /// tenant's state at this log position and tells live clients (0.2.0 only; a 0.1.0
+    /// export drops it).
     pub fn expire(&mut self, key: u64) {
         self.expired.push(key);
     }

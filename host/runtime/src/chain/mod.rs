@@ -78,9 +78,8 @@ pub struct ChainOutput {
     /// Stages whose call ran past the wall-clock timeout on this instance.
     pub overran: Vec<Overrun>,
     /// Key hashes any stage declared expired during this push (0.2.0 `decisions.expired`):
-    /// the union over stages, ascending, each once. Reserved for an upcoming feature (a
-    /// staleness stage telling the host to forget a key's latest value): the host carries
-    /// it here and does not act on it yet. Empty (no allocation) when no stage says so.
+    /// the union over stages, ascending, each once: the server removes these keys' latest
+    /// values at this log position. Empty (no allocation) when no stage says so.
     pub expired: Vec<u64>,
 }
 
