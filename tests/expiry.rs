@@ -186,6 +186,10 @@ async fn silent_taxis_expire_at_the_same_position_on_every_instance() {
     let keyed = removals(&two.frames());
     let at = removals_a.iter().find(|(_, keys)| keys.contains(&taxi(99))).map(|(id, _)| id.clone());
     assert_eq!(keyed, vec![(at.expect("taxi-0099 was removed"), vec![taxi(99)])]);
+    for (name, instance) in [("A", &a), ("B", &b)] {
+        let expired = instance.metric("streamgate_expired_keys_total{tenant=\"taxi\"}");
+        assert_eq!(expired, silent.len() as f64, "{name} counted the expired keys");
+    }
     reporting.abort();
     eprintln!("expiry acceptance took {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -28,6 +28,8 @@ pub struct TenantMetrics {
     /// Events released by the chain, and the frames they formed.
     pub released: AtomicU64,
     pub frames: AtomicU64,
+    /// Keys removed from the latest values because the policy chain expired them.
+    pub expired_keys: AtomicU64,
     pub sse_clients: AtomicI64,
     /// Times a slow client fell behind and got the conflated state (or a gap).
     pub sse_lagged: AtomicU64,
@@ -76,7 +78,7 @@ type Series = (&'static str, &'static str, &'static str, fn(&TenantMetrics) -> i
 pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> String {
     let tenants: Vec<&TenantMetrics> = tenants.into_iter().collect();
     let mut out = String::new();
-    let simple: [Series; 14] = [
+    let simple: [Series; 15] = [
         ("streamgate_source_messages_total", "counter", "Messages read from the source.", |m| {
             m.consumed.load(Relaxed) as i64
         }),
@@ -99,6 +101,12 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
             m.released.load(Relaxed) as i64
         }),
         ("streamgate_frames_total", "counter", "SSE frames produced.", |m| m.frames.load(Relaxed) as i64),
+        (
+            "streamgate_expired_keys_total",
+            "counter",
+            "Keys removed from the latest values because the policy chain expired them.",
+            |m| m.expired_keys.load(Relaxed) as i64,
+        ),
         ("streamgate_sse_clients", "gauge", "Connected SSE clients.", |m| m.sse_clients.load(Relaxed)),
         (
             "streamgate_sse_lagged_total",

@@ -125,6 +125,7 @@ impl Hub {
         if removed.is_empty() && released.is_empty() {
             return false;
         }
+        self.metrics.expired_keys.fetch_add(removed.len() as u64, Relaxed);
         // Serialised once, outside the locks.
         let frame = Arc::new(Frame::new(&self.event_name, position, removed, released));
         {

@@ -157,6 +157,7 @@ fn expired_keys_leave_the_snapshot_the_first_frame_and_the_conflated_state() {
     let caught_up = hub.conflated_frame(Some(pos(1))).unwrap();
     assert!(wire(&caught_up).starts_with("event: e-expired\ndata: [\"a\"]\n\nevent: e\nid: 2-0\n"));
     assert_eq!(hub.state.lock().unwrap().latest.indexed(), 2, "the hash index forgets a too");
+    assert_eq!(hub.metrics.expired_keys.load(Relaxed), 1);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The worker's decisions about what only this instance saw: a chain it could not
 //! prepare for a local reason goes to the log as a revert (a deterministic refusal does
-//! not), and a revert is applied only by a chain of the version it names.
+//! not), and a revert is applied only by a chain of the version it names. And keys the
+//! chain expires leave the hub at the entry whose push expired them.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -16,8 +17,9 @@ use streamgate_runtime::{
 use super::dispatch::{PrepareFailure, SwapOrder, Work};
 use super::status::ChainStatus;
 use super::worker::Worker;
-use crate::bus::{Control, LogPosition};
-use crate::hub::Hub;
+use crate::bus::{Content, Control, LogEntry, LogPosition};
+use crate::event::Event;
+use crate::hub::{Hub, Live};
 use crate::metrics::TenantMetrics;
 
 fn spec(version: u64, plugins: &[&str]) -> ChainSpec {
@@ -29,8 +31,14 @@ fn spec(version: u64, plugins: &[&str]) -> ChainSpec {
 fn run(runtime: &PolicyRuntime, work: Vec<Work>) -> (Vec<Control>, ChainStatus) {
     let chain =
         Chain::build(runtime, &spec(0, &["builtin:dedupe"]), ChainOptions::defaults(runtime)).unwrap();
+    let hub = Arc::new(Hub::new("e", false, 16, 16, Arc::new(TenantMetrics::new("t"))));
+    run_chain(chain, hub, work)
+}
+
+/// Runs a worker of `chain` publishing to `hub` over `work`; what it reported, and the
+/// chain it ended with.
+fn run_chain(chain: Chain, hub: Arc<Hub>, work: Vec<Work>) -> (Vec<Control>, ChainStatus) {
     let metrics = Arc::new(TenantMetrics::new("t"));
-    let hub = Arc::new(Hub::new("e", false, 16, 16, metrics.clone()));
     let (status, status_rx) = watch::channel(ChainStatus::new(&chain));
     let (reports, mut reported) = mpsc::unbounded_channel();
     let worker = Worker {
@@ -105,4 +113,51 @@ fn a_revert_applies_only_to_the_chain_version_it_names() {
     let (reports, status) = run(&runtime, vec![order(1, 3, Some(0), Ok(prepared(3)))]);
     assert_eq!((status.version, status.labels.as_slice()), (3, &["staleness@0.1.0".to_string()][..]));
     assert!(reports.is_empty(), "applying a revert reports nothing");
+}
+
+#[test]
+fn keys_the_chain_expires_leave_the_hub_at_the_entry_that_expired_them() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let staleness = ChainSpec {
+        version: 0,
+        policies: vec![StageSpec::new("builtin:staleness", r#"{"max_age_ms":1000}"#)],
+    };
+    let chain = Chain::build(&runtime, &staleness, ChainOptions::defaults(&runtime)).unwrap();
+    let hub = Arc::new(Hub::new("e", true, 16, 16, Arc::new(TenantMetrics::new("t"))));
+    let Live::All(mut live) = hub.subscribe(None, None, false).live else { panic!("an all-keys client") };
+    let entry = |ms: u64, content| {
+        Work::Entry(LogEntry { position: LogPosition { major: ms, minor: 0 }, log_time: ms as i64, content })
+    };
+    let taxi = |key: &str, t: i64| Event {
+        key: key.into(),
+        event_time: t,
+        payload: bytes::Bytes::from(format!(r#"{{"k":"{key}"}}"#)),
+        ..Event::default()
+    };
+    run_chain(
+        chain,
+        hub.clone(),
+        vec![
+            entry(1_000, Content::Events(vec![taxi("quiet", 1_000), taxi("busy", 1_000)])),
+            entry(1_500, Content::Events(vec![taxi("busy", 1_500)])),
+            entry(2_000, Content::Heartbeat),
+            entry(2_001, Content::Heartbeat),
+            entry(2_400, Content::Heartbeat),
+            entry(2_501, Content::Heartbeat),
+        ],
+    );
+    let mut frames = Vec::new();
+    while let Ok(f) = live.try_recv() {
+        frames.push(String::from_utf8(f.wire.to_vec()).unwrap());
+    }
+    assert_eq!(
+        frames[2..],
+        [
+            "event: e-expired\nid: 2001-0\ndata: [\"quiet\"]\n\n",
+            "event: e-expired\nid: 2501-0\ndata: [\"busy\"]\n\n",
+        ],
+        "each key at the first entry more than 1000 ms after its newest time, and only there"
+    );
+    assert_eq!(frames.len(), 4);
+    assert_eq!(&hub.snapshot_json(None)[..], b"[]");
 }
