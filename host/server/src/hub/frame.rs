@@ -12,7 +12,7 @@ use crate::bus::LogPosition;
 use crate::event::Event;
 
 /// Suffix of the SSE event name that carries a frame's removed keys.
-pub const EXPIRED_SUFFIX: &str = "-expired";
+const EXPIRED_SUFFIX: &str = "-expired";
 
 /// One log position's SSE events, ready for the wire.
 #[derive(Debug)]

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 
-pub use frame::{EXPIRED_SUFFIX, Frame};
+pub use frame::Frame;
 use keyed::KeyedClients;
 use latest::Latest;
 use ring::Ring;
