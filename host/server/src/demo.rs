@@ -19,7 +19,8 @@ pub fn demo_config(listen: SocketAddr) -> Config {
     config
 }
 
-/// The waiting-queue tenant: per-user keys, dedupe by eventId, ranks coalesced.
+/// The waiting-queue tenant: per-user keys, dedupe by eventId, ranks coalesced; each
+/// user's newest rank, admission and leaving kept, so a (re)connecting page starts with them.
 pub fn queue_tenant() -> TenantConfig {
     TenantConfig {
         name: "queue".into(),
@@ -29,8 +30,9 @@ pub fn queue_tenant() -> TenantConfig {
         id: Some("/eventId".into()),
         tag: Some("/kind".into()),
         event: "queueUpdate".into(),
-        latest_value: false,
-        snapshot_on_connect: false,
+        latest_value: true,
+        latest_tags: vec!["rank".into(), "admitted".into(), "left".into()],
+        snapshot_on_connect: true,
         policies: vec![
             policy("dedupe", "by = \"id\"\nforget_after_ms = 600000"),
             policy("coalesce", "tags = [\"rank\"]"),
@@ -61,6 +63,7 @@ pub fn taxi_tenant() -> TenantConfig {
         tag: None,
         event: "liveMapLocation".into(),
         latest_value: true,
+        latest_tags: Vec::new(),
         snapshot_on_connect: true,
         history_frames: 1_024,
         max_payload_bytes: 64 << 10,

@@ -3,9 +3,9 @@
 //! Frames are pre-serialised by the hub and written as they are: one allocation per
 //! frame, however many clients. `?key=K` (repeatable) limits a client to those keys,
 //! routed in the hub. A client resumes with `Last-Event-ID` (or `?lastEventId=`) on any
-//! instance, since ids are log positions. A client that falls behind its buffer is
-//! counted and, for latest-value tenants, sent the newest state in one frame instead
-//! of the backlog.
+//! instance, since ids are log positions. A client that falls behind its buffer, or
+//! resumes from before the history ring, is counted and, for latest-value tenants, sent
+//! the newest state (of its keys) in one frame instead of the frames it missed.
 //!
 //! Wire: each frame is `event: NAME`, `id: POSITION`, `data: [payloads]`. When the
 //! policy chain expired keys at that position (latest-value tenants), the frame starts
@@ -98,8 +98,7 @@ async fn events(
         .map(|s| s.parse::<LogPosition>().map_err(|e| ApiError::BadRequest(format!("Last-Event-ID: {e}"))))
         .transpose()?;
     let keys = (!query.keys.is_empty()).then_some(query.keys);
-    let keyed = keys.is_some();
-    let sub = tenant.hub.subscribe(resume, keys, tenant.config.snapshot_on_connect);
+    let sub = tenant.hub.subscribe(resume, keys.clone(), tenant.config.snapshot_on_connect);
     if sub.gap {
         tenant.metrics.sse_lagged.fetch_add(1, Relaxed);
     }
@@ -108,7 +107,11 @@ async fn events(
     // Ids only move forward on the wire: a catch-up state (at the newest position)
     // replaces the older frames it already covers.
     let mut last_sent = resume;
-    let catch_up = if sub.gap && !keyed { tenant.hub.conflated_frame(resume) } else { None };
+    let catch_up = match &keys {
+        _ if !sub.gap => None,
+        None => tenant.hub.conflated_frame(resume),
+        Some(keys) => tenant.hub.current_frame_of(keys),
+    };
     for frame in catch_up.iter().chain(&sub.backlog) {
         if last_sent.is_none_or(|p| frame.position > p) {
             last_sent = Some(frame.position);

@@ -1,7 +1,7 @@
 //! The SSE hub of one tenant: frames serialised once and shared by every client
 //! ([`frame`]), a history ring for `Last-Event-ID` resume ([`ring`]), the newest payload
-//! per key for latest-value tenants ([`latest`]), and per-key routing for clients that
-//! asked for some keys only ([`keyed`]).
+//! per key (or per key and tag) for latest-value tenants ([`latest`]), and per-key
+//! routing for clients that asked for some keys only ([`keyed`]).
 //!
 //! Expiry: keys the policy chain expires at a log position leave the latest values at
 //! that position, before that position's releases are applied, and the position's frame
@@ -104,6 +104,13 @@ impl Hub {
             keyed: Mutex::default(),
             live: broadcast::channel(client_buffer).0,
         }
+    }
+
+    /// Keeps the newest value per key and each of these tag hashes apart (instead of
+    /// one per key), for latest-value tenants that name tags (`latest_tags`).
+    pub fn keeping_tags(self, tags: BTreeSet<u64>) -> Self {
+        self.state.lock().unwrap().latest = Latest::per_tag(tags);
+        self
     }
 
     pub fn latest_value(&self) -> bool {
@@ -258,6 +265,23 @@ impl Hub {
             (position, removed, state.latest.sorted(None))
         };
         Some(Arc::new(Frame::new(&self.event_name, position, removed.into_iter().collect(), events)))
+    }
+
+    /// The newest state of `keys` at the last position, with the removal of those of
+    /// `keys` it does not have: a keyed client resuming from before the ring, which may
+    /// hold values since removed. `None` before the first frame or for tenants without
+    /// latest values.
+    pub fn current_frame_of(&self, keys: &[String]) -> Option<Arc<Frame>> {
+        if !self.latest_value {
+            return None;
+        }
+        let keys: BTreeSet<String> = keys.iter().cloned().collect();
+        let (position, removed, events) = {
+            let state = self.state.lock().unwrap();
+            let removed = keys.iter().filter(|k| !state.latest.contains(k)).cloned().collect();
+            (state.last_position?, removed, state.latest.sorted(Some(&keys)))
+        };
+        Some(Arc::new(Frame::new(&self.event_name, position, removed, events)))
     }
 
     /// The newest state of `keys` as a frame at `position`, with the removal of those of

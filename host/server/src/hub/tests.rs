@@ -1,4 +1,5 @@
-//! The hub's unit tests: wire format, resume, latest values, keyed routing, lag.
+//! The hub's unit tests: wire format, resume, latest values (per key, and per key and
+//! tag), keyed routing, lag.
 
 use super::*;
 
@@ -213,4 +214,92 @@ fn tenants_without_latest_values_ignore_expiry() {
     hub.publish(pos(1), released(&[("a", 1)]), &[]);
     assert!(!hub.publish(pos(2), Vec::new(), &hashes(&["a"])));
     assert!(hub.subscribe(Some(pos(1)), None, false).backlog.is_empty());
+}
+
+/// A hub keeping the newest value per key and tag `rank`, `admitted` (a queue).
+fn queue_hub(history: usize, buffer: usize) -> Arc<Hub> {
+    let tags = ["rank", "admitted"].iter().map(|t| crate::event::key_hash(t)).collect();
+    let metrics = Arc::new(TenantMetrics::new("t"));
+    Arc::new(Hub::new("e", true, history, buffer, metrics).keeping_tags(tags))
+}
+
+/// Events of (user, kind, time), tagged with the kind's hash as the source does.
+fn tagged(items: &[(&str, &str, i64)]) -> Vec<Event> {
+    items
+        .iter()
+        .map(|(k, kind, t)| Event {
+            key: k.to_string(),
+            event_time: *t,
+            tag: crate::event::key_hash(kind),
+            payload: Bytes::from(format!(r#"{{"k":"{k}","kind":"{kind}","t":{t}}}"#)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[test]
+fn a_keyed_client_starts_with_its_own_newest_value_per_tag_in_log_order() {
+    let hub = queue_hub(8, 8);
+    hub.publish(pos(1), tagged(&[("u1", "rank", 10), ("u2", "rank", 11)]), &[]);
+    hub.publish(pos(2), tagged(&[("u1", "rank", 20), ("u1", "note", 21)]), &[]);
+    // Admitted at an earlier event time than the last rank: log order still puts it last.
+    hub.publish(pos(3), tagged(&[("u1", "admitted", 15), ("u2", "rank", 30)]), &[]);
+    let mut u1 = hub.subscribe(None, Some(vec!["u1".into()]), true);
+    assert_eq!(u1.backlog.len(), 1);
+    assert_eq!(
+        wire(&u1.backlog[0]),
+        "event: e\nid: 3-0\ndata: [{\"k\":\"u1\",\"kind\":\"rank\",\"t\":20},\
+         {\"k\":\"u1\",\"kind\":\"admitted\",\"t\":15}]\n\n",
+        "u1's newest rank, then its admission; not u2's, not the untracked note"
+    );
+    hub.publish(pos(4), tagged(&[("u2", "admitted", 40), ("u1", "rank", 41)]), &[]);
+    let f = next(&mut u1.live).unwrap();
+    assert_eq!((f.position, data(&f)), (pos(4), r#"[{"k":"u1","kind":"rank","t":41}]"#));
+    // An older rank does not replace a newer one (never back in time).
+    hub.publish(pos(5), tagged(&[("u1", "rank", 1)]), &[]);
+    let u1_again = hub.subscribe(None, Some(vec!["u1".into()]), true);
+    assert_eq!(
+        data(&u1_again.backlog[0]),
+        r#"[{"k":"u1","kind":"admitted","t":15},{"k":"u1","kind":"rank","t":41}]"#
+    );
+    assert_eq!(u1_again.backlog[0].position, pos(5));
+    assert!(hub.subscribe(None, Some(vec!["u9".into()]), true).backlog.is_empty(), "no state, no frame");
+}
+
+#[test]
+fn a_keyed_client_resuming_from_before_the_ring_gets_its_current_state() {
+    let hub = queue_hub(2, 8);
+    hub.publish(pos(1), tagged(&[("u1", "rank", 1)]), &[]);
+    hub.publish(pos(2), tagged(&[("u1", "admitted", 2)]), &[]);
+    hub.publish(pos(3), tagged(&[("u2", "rank", 3)]), &[]);
+    let resumed = hub.subscribe(Some(pos(0)), Some(vec!["u1".into()]), true);
+    assert!(resumed.gap);
+    let state = hub.current_frame_of(&["u1".into(), "u9".into()]).unwrap();
+    assert_eq!(
+        wire(&state),
+        "event: e-expired\ndata: [\"u9\"]\n\nevent: e\nid: 3-0\ndata: [{\"k\":\"u1\",\"kind\":\"rank\",\"t\":1},\
+         {\"k\":\"u1\",\"kind\":\"admitted\",\"t\":2}]\n\n",
+        "everything u1 has, at the newest id; u9 has nothing to keep"
+    );
+    let without_latest = Hub::new("e", false, 2, 8, Arc::new(TenantMetrics::new("t")));
+    assert!(without_latest.current_frame_of(&["u1".into()]).is_none());
+}
+
+#[test]
+fn expiry_removes_every_tag_of_a_key_and_a_full_keyed_client_catches_up_with_all_of_them() {
+    let hub = queue_hub(8, 1);
+    let mut slow = hub.subscribe(None, Some(vec!["u1".into()]), true);
+    hub.publish(pos(1), tagged(&[("u1", "rank", 1)]), &[]);
+    hub.publish(pos(2), tagged(&[("u1", "admitted", 2)]), &[]);
+    assert_eq!(hub.metrics.sse_lagged.load(Relaxed), 1, "the admission did not fit");
+    next(&mut slow.live).unwrap();
+    hub.publish(pos(3), tagged(&[("u1", "rank", 3)]), &[]);
+    assert_eq!(
+        data(&next(&mut slow.live).unwrap()),
+        r#"[{"k":"u1","kind":"admitted","t":2},{"k":"u1","kind":"rank","t":3}]"#,
+        "the missed admission comes back with the newest rank"
+    );
+    hub.publish(pos(4), Vec::new(), &hashes(&["u1"]));
+    assert_eq!(&hub.snapshot_json(None)[..], b"[]");
+    assert_eq!(hub.state.lock().unwrap().latest.indexed(), 0);
 }

@@ -30,6 +30,11 @@ pub struct TenantConfig {
     /// Keep the newest payload per key (snapshot endpoint, conflation for slow clients).
     #[serde(default)]
     pub latest_value: bool,
+    /// Latest-value tenants: keep the newest payload per key and each of these tags (the
+    /// values at `tag`, e.g. `["rank", "admitted"]`) instead of one per key, so a user's
+    /// current state is all of them; events with other tags are delivered, not kept.
+    #[serde(default)]
+    pub latest_tags: Vec<String>,
     /// Latest-value tenants: a new client's first frame holds the newest payload of
     /// every key (of its keys), so it need not wait for each key to change.
     #[serde(default)]
@@ -117,6 +122,11 @@ fn default_max_payload() -> usize {
 }
 
 impl TenantConfig {
+    /// Hashes of the `latest_tags`, as the source hashes tags.
+    pub fn latest_tag_hashes(&self) -> std::collections::BTreeSet<u64> {
+        self.latest_tags.iter().map(|t| crate::event::key_hash(t)).collect()
+    }
+
     /// How long this tenant's sources hold a batch before publishing it.
     pub fn linger(&self, bus: &BusConfig) -> Duration {
         self.frame.unwrap_or(bus.batch_linger)
@@ -147,6 +157,9 @@ impl TenantConfig {
         }
         if self.snapshot_on_connect && !self.latest_value {
             return Err(format!("tenant {name:?}: snapshot_on_connect needs latest_value = true"));
+        }
+        if !self.latest_tags.is_empty() && (!self.latest_value || self.tag.is_none()) {
+            return Err(format!("tenant {name:?}: latest_tags needs latest_value = true and a tag pointer"));
         }
         if let Some(auth) = &self.auth
             && let Err(e) = crate::auth::Verifier::new(name, auth)

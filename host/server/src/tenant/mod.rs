@@ -70,13 +70,17 @@ pub async fn start(
     let spec = config.configured_chain(catalog.plugins_dir().is_some());
     let chain = Chain::new(catalog.prepare(&spec, options.limits, false, false).await?, options);
     let metrics = Arc::new(TenantMetrics::new(&config.name));
-    let hub = Arc::new(Hub::new(
+    let mut hub = Hub::new(
         &config.event,
         config.latest_value,
         config.history_frames,
         CLIENT_BUFFER_FRAMES,
         metrics.clone(),
-    ));
+    );
+    if !config.latest_tags.is_empty() {
+        hub = hub.keeping_tags(config.latest_tag_hashes());
+    }
+    let hub = Arc::new(hub);
     let ready = CancellationToken::new();
     let (status_tx, status_rx) = watch::channel(ChainStatus::new(&chain));
     let handle = Arc::new(TenantHandle {
