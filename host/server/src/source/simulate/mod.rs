@@ -23,11 +23,12 @@ pub trait Simulator: Send + 'static {
     fn tick(&mut self, now_ms: i64) -> Vec<Vec<u8>>;
 }
 
-/// A simulator of `kind`: `size` taxis, or a line of `size / 3` users.
+/// A simulator of `kind`: `size` taxis, or a sale `10 * size` users rush into (the
+/// demo's 300 taxis: 3,000 users).
 pub fn build(kind: SimulatorKind, size: usize) -> Box<dyn Simulator> {
     match kind {
         SimulatorKind::Taxi => Box::new(TaxiSim::new(size, 42, FaultRates::default())),
-        SimulatorKind::Queue => Box::new(QueueSim::new(size / 3, 7)),
+        SimulatorKind::Queue => Box::new(QueueSim::new(size * 10, 7)),
     }
 }
 
