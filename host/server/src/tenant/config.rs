@@ -192,4 +192,17 @@ mod tests {
         assert_eq!(b.stage_spec(true).config_string(), "");
         assert_eq!(b.stage_spec(true).source, None);
     }
+
+    #[test]
+    fn latest_tags_need_latest_values_and_a_tag_pointer_and_hash_like_the_source() {
+        let mut queue = crate::demo::queue_tenant();
+        queue.validate().unwrap();
+        assert!(queue.latest_tag_hashes().contains(&crate::event::key_hash("admitted")));
+        queue.tag = None;
+        assert!(queue.validate().unwrap_err().contains("latest_tags"));
+        let mut queue = crate::demo::queue_tenant();
+        queue.latest_value = false;
+        queue.snapshot_on_connect = false;
+        assert!(queue.validate().unwrap_err().contains("latest_tags"));
+    }
 }
