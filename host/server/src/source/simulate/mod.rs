@@ -23,12 +23,12 @@ pub trait Simulator: Send + 'static {
     fn tick(&mut self, now_ms: i64) -> Vec<Vec<u8>>;
 }
 
-/// A simulator of `kind`: `size` taxis, or a sale `10 * size` users rush into (the
-/// demo's 300 taxis: 3,000 users).
+/// A simulator of `kind`: `size` taxis, or a sale `10 * size` users rush into, at most
+/// 5,000 (the demo's 300 taxis: 3,000 users; each moving user gets a rank every tick).
 pub fn build(kind: SimulatorKind, size: usize) -> Box<dyn Simulator> {
     match kind {
         SimulatorKind::Taxi => Box::new(TaxiSim::new(size, 42, FaultRates::default())),
-        SimulatorKind::Queue => Box::new(QueueSim::new(size * 10, 7)),
+        SimulatorKind::Queue => Box::new(QueueSim::new((size * 10).min(5_000), 7)),
     }
 }
 
