@@ -76,8 +76,8 @@ enum AdminError {
     BadToken,
     #[error("{0}")]
     BadRequest(String),
-    #[error("the component is larger than admin.max_plugin_bytes = {0}")]
-    TooLarge(usize),
+    #[error("the component is larger than admin.max_plugin_bytes = {max}")]
+    TooLarge { max: usize, unread: bool },
     #[error("{0}")]
     Control(#[from] ControlError),
 }
@@ -88,7 +88,7 @@ impl IntoResponse for AdminError {
             AdminError::Disabled => StatusCode::FORBIDDEN,
             AdminError::NoToken | AdminError::BadToken => StatusCode::UNAUTHORIZED,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AdminError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::Control(e) => match e {
                 ControlError::UnknownTenant(_) => StatusCode::NOT_FOUND,
                 ControlError::Rejected(CatalogError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -102,7 +102,7 @@ impl IntoResponse for AdminError {
             tracing::error!(error = %self, "admin request failed");
         }
         let body = Json(serde_json::json!({ "error": self.to_string() }));
-        if matches!(self, AdminError::TooLarge(_)) {
+        if matches!(self, AdminError::TooLarge { unread: true, .. }) {
             // The body was left unread: this connection cannot carry another request.
             return (status, [(header::CONNECTION, "close")], body).into_response();
         }
@@ -123,13 +123,20 @@ async fn upload(
     body: Body,
 ) -> Result<Response, AdminError> {
     let max = admin.max_plugin_bytes;
-    let too_big = || AdminError::TooLarge(max);
-    // Refused from its announced length, before a byte of the body is read.
+    // Up to twice the limit is read and discarded, so the client sees a plain 413 on a
+    // connection it may keep; more is refused from its announced length before a byte of
+    // it is read (or once twice the limit has come, without a length), and the
+    // connection closes.
+    let drain = max.saturating_mul(2);
+    let unread = AdminError::TooLarge { max, unread: true };
     let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > max as u64) {
-        return Err(too_big());
+    if announced.is_some_and(|n| n > drain as u64) {
+        return Err(unread);
     }
-    let body = axum::body::to_bytes(body, max).await.map_err(|_| too_big())?;
+    let body = axum::body::to_bytes(body, drain).await.map_err(|_| unread)?;
+    if body.len() > max {
+        return Err(AdminError::TooLarge { max, unread: false });
+    }
     if body.is_empty() {
         return Err(AdminError::BadRequest("empty body: send the component's bytes".into()));
     }
