@@ -8,7 +8,7 @@
 use std::fmt;
 
 use wasmtime::Store;
-use wasmtime::component::{Func, InstancePre, ResourceAny, TypedFunc};
+use wasmtime::component::{Func, InstancePre, ResourceAny};
 
 use crate::bindings::{Decisions, v0_1, v0_2, wit, wit_v0_2};
 use crate::sandbox::StageState;
@@ -98,7 +98,7 @@ impl WorldPre {
                     instance.get_func(&mut *store, index)
                 })()
                 .ok_or_else(|| wasmtime::Error::msg("no `stage.push` export"))?;
-                // Checked once here, so each push can skip the check (see `push`).
+                // Checked here, so a component of the wrong shape fails at instantiation.
                 push.typed::<PushParams<'_>, (Decisions,)>(&*store)?;
                 Ok(WorldInstance::V0_2 { bindings, push })
             }
@@ -175,8 +175,8 @@ impl WorldInstance {
                 Ok(b.streamgate_policy_policy().stage().call_push(store, stage, now, events)?.into())
             }
             WorldInstance::V0_2 { push, .. } => {
-                // SAFETY: `instantiate` checked this very function against these types.
-                let push = unsafe { TypedFunc::<PushParams<'_>, (Decisions,)>::new_unchecked(*push) };
+                // Typed per call (a check per batch, not per event: no `unsafe` to skip it).
+                let push = push.typed::<PushParams<'_>, (Decisions,)>(&*store)?;
                 Ok(push.call(store, (stage, now, events))?.0)
             }
         }
