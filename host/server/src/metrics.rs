@@ -148,33 +148,20 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
             let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(&m.tenant), get(m));
         }
     }
-    let name = "streamgate_source_dropped_total";
-    let _ = writeln!(out, "# HELP {name} Source messages dropped, by reason.\n# TYPE {name} counter");
-    for m in &tenants {
-        for e in DecodeError::ALL {
-            let _ = writeln!(
-                out,
-                "{name}{{tenant=\"{}\",reason=\"{}\"}} {}",
-                label(&m.tenant),
-                e.as_str(),
-                m.decode_errors(e)
-            );
-        }
-    }
-    let name = "streamgate_log_entries_skipped_total";
-    let _ =
-        writeln!(out, "# HELP {name} Log entries skipped as undecodable, by reason.\n# TYPE {name} counter");
-    for m in &tenants {
-        for r in SkipReason::ALL {
-            let _ = writeln!(
-                out,
-                "{name}{{tenant=\"{}\",reason=\"{}\"}} {}",
-                label(&m.tenant),
-                r.as_str(),
-                m.skipped(r)
-            );
-        }
-    }
+    by_reason(
+        &mut out,
+        &tenants,
+        "streamgate_source_dropped_total",
+        "Source messages dropped, by reason.",
+        |m| DecodeError::ALL.iter().map(|e| (e.as_str(), m.decode_errors(*e))).collect(),
+    );
+    by_reason(
+        &mut out,
+        &tenants,
+        "streamgate_log_entries_skipped_total",
+        "Log entries skipped as undecodable, by reason.",
+        |m| SkipReason::ALL.iter().map(|r| (r.as_str(), m.skipped(*r))).collect(),
+    );
     let name = "streamgate_policy_outcomes_total";
     let _ = writeln!(
         out,
@@ -200,6 +187,22 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
         }
     }
     out
+}
+
+/// One counter per tenant and reason.
+fn by_reason(
+    out: &mut String,
+    tenants: &[&TenantMetrics],
+    name: &str,
+    help: &str,
+    counts: impl Fn(&TenantMetrics) -> Vec<(&'static str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for m in tenants {
+        for (reason, n) in counts(m) {
+            let _ = writeln!(out, "{name}{{tenant=\"{}\",reason=\"{reason}\"}} {n}", label(&m.tenant));
+        }
+    }
 }
 
 /// A label value in the text exposition format: backslash, quote and newline escaped,

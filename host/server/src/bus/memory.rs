@@ -88,9 +88,8 @@ impl MemoryBus {
             };
             cursor += batch.len() as u64;
             for entry in batch {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    sent = out.send(entry) => if sent.is_err() { return },
+                if !super::deliver(&out, entry, &cancel).await {
+                    return;
                 }
             }
             tokio::select! {

@@ -220,6 +220,19 @@ impl Bus {
 
 /// Milliseconds since the Unix epoch by this machine's clock. Only publishers use it
 /// (for trimming and the memory bus); policies never do.
+/// Hands a read entry to the tenant's dispatcher unless reading was cancelled; false
+/// when the reader must stop (cancelled, or nobody is reading any more).
+pub(crate) async fn deliver(
+    out: &mpsc::Sender<LogEntry>,
+    entry: LogEntry,
+    cancel: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        sent = out.send(entry) => sent.is_ok(),
+    }
+}
+
 pub fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -102,9 +102,8 @@ impl RedisPubSubBus {
                         );
                     }
                     last_counter = Some(entry.position.major);
-                    tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
-                        sent = out.send(entry) => if sent.is_err() { return Ok(()) },
+                    if !super::deliver(&out, entry, &cancel).await {
+                        return Ok(());
                     }
                 }
             }

@@ -58,9 +58,18 @@ impl RedisStreamBus {
         Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
     }
 
+    /// The shared publishing connection (reconnects by itself).
+    async fn publisher(&self) -> Result<ConnectionManager, BusError> {
+        Ok(self.publisher.get_or_try_init(|| self.client.get_connection_manager()).await?.clone())
+    }
+
+    /// Entries older than the retention are trimmed (`MINID ~`) as new ones are added.
+    fn min_id(&self) -> u64 {
+        (wall_clock_ms().max(0) as u64).saturating_sub(self.retention.as_millis() as u64)
+    }
+
     pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<LogPosition, BusError> {
-        let mut conn = self.publisher.get_or_try_init(|| self.client.get_connection_manager()).await?.clone();
-        let min_id = (wall_clock_ms().max(0) as u64).saturating_sub(self.retention.as_millis() as u64);
+        let (mut conn, min_id) = (self.publisher().await?, self.min_id());
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.key(tenant)).arg("MINID").arg("~").arg(min_id).arg("*");
         match body {
@@ -82,8 +91,7 @@ impl RedisStreamBus {
         let EntryBody::Control(bytes) = body else {
             return self.publish(tenant, body).await;
         };
-        let mut conn = self.publisher.get_or_try_init(|| self.client.get_connection_manager()).await?.clone();
-        let min_id = (wall_clock_ms().max(0) as u64).saturating_sub(self.retention.as_millis() as u64);
+        let (mut conn, min_id) = (self.publisher().await?, self.min_id());
         let id: String = redis::Script::new(PUBLISH_RECORDED)
             .key(self.key(tenant))
             .key(&record.list)
@@ -154,9 +162,8 @@ impl RedisStreamBus {
             }
             for entry in entries {
                 *last_id = entry.position.to_string();
-                tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
-                    sent = out.send(entry) => if sent.is_err() { return Ok(()) },
+                if !super::deliver(out, entry, cancel).await {
+                    return Ok(());
                 }
             }
         }
