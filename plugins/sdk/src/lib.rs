@@ -9,8 +9,10 @@
 
 mod export;
 mod export_v2;
+mod keymap;
 mod snapshot;
 
+pub use keymap::{KeyHasher, KeyMap, key_map};
 pub use snapshot::{SnapshotReader, SnapshotWriter};
 
 /// Metadata of one event; the payload stays in the host.

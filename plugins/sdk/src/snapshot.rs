@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::RestoreError;
+use crate::{KeyMap, RestoreError};
 
 /// Appends fixed-width little-endian integers to a buffer.
 #[derive(Default)]
@@ -36,6 +36,19 @@ impl SnapshotWriter {
         self.buf.reserve(4 + map.len() * 16);
         self.u32(map.len() as u32);
         for (&key, &time) in map {
+            self.u64(key).i64(time);
+        }
+        self
+    }
+
+    /// A [`KeyMap`] of times, in the same format as [`SnapshotWriter::key_times`]
+    /// (sorted by key, so equal maps write equal bytes).
+    pub fn key_map(&mut self, map: &KeyMap<i64>) -> &mut Self {
+        let mut pairs: Vec<(u64, i64)> = map.iter().map(|(&k, &t)| (k, t)).collect();
+        pairs.sort_unstable();
+        self.buf.reserve(4 + pairs.len() * 16);
+        self.u32(pairs.len() as u32);
+        for (key, time) in pairs {
             self.u64(key).i64(time);
         }
         self
@@ -84,6 +97,17 @@ impl<'a> SnapshotReader<'a> {
     pub fn key_times(&mut self) -> Result<BTreeMap<u64, i64>, RestoreError> {
         let mut map = BTreeMap::new();
         for _ in 0..self.u32()? {
+            map.insert(self.u64()?, self.i64()?);
+        }
+        Ok(map)
+    }
+
+    /// What [`SnapshotWriter::key_map`] (or `key_times`) wrote, as a [`KeyMap`].
+    pub fn key_map(&mut self) -> Result<KeyMap<i64>, RestoreError> {
+        let n = self.u32()? as usize;
+        // Never trust the count for an allocation: at most what the bytes can hold.
+        let mut map = KeyMap::with_capacity_and_hasher(n.min(self.rest.len() / 16), Default::default());
+        for _ in 0..n {
             map.insert(self.u64()?, self.i64()?);
         }
         Ok(map)

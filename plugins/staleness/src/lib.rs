@@ -8,12 +8,13 @@
 //! Only keys with a release in the last `max_age_ms` of log time are remembered, so the
 //! state is bounded by the keys alive in that window.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use serde::Deserialize;
 use streamgate_plugin_sdk::{
-    Capability, ConfigError, Decisions, Description, DropReason, Event, Policy, RestoreError, SnapshotReader,
-    SnapshotWriter, parse_config,
+    Capability, ConfigError, Decisions, Description, DropReason, Event, KeyMap, Policy, RestoreError,
+    SnapshotReader, SnapshotWriter, key_map, parse_config,
 };
 
 streamgate_plugin_sdk::export_policy_v2!(crate::Staleness, "../../wit/v0.2.0");
@@ -40,9 +41,11 @@ impl Default for StalenessConfig {
 pub struct Staleness {
     max_age_ms: i64,
     /// Key → newest event time released for it.
-    newest: BTreeMap<u64, i64>,
-    /// The same entries ordered by time, so expiry looks only at the oldest.
-    by_time: BTreeSet<(i64, u64)>,
+    newest: KeyMap<i64>,
+    /// `(time, key)` for every time a key's newest took, oldest first, so expiry looks
+    /// only at the oldest. An entry whose time is no longer its key's newest is stale:
+    /// skipped when it surfaces, swept when stale entries outnumber the keys.
+    by_time: BinaryHeap<Reverse<(i64, u64)>>,
 }
 
 impl Staleness {
@@ -52,26 +55,27 @@ impl Staleness {
     }
 
     fn remember(&mut self, key: u64, event_time: i64) {
-        match self.newest.get(&key) {
-            Some(&t) if t >= event_time => {}
-            previous => {
-                if let Some(&t) = previous {
-                    self.by_time.remove(&(t, key));
-                }
-                self.newest.insert(key, event_time);
-                self.by_time.insert((event_time, key));
-            }
+        let newest = self.newest.entry(key).or_insert(i64::MIN);
+        if *newest < event_time {
+            *newest = event_time;
+            self.by_time.push(Reverse((event_time, key)));
         }
     }
 
-    /// Expires (and forgets) every key whose newest time is before `oldest_allowed`.
+    /// Expires (and forgets) every key whose newest time is before `oldest_allowed`,
+    /// in (time, key) order.
     fn expire_silent_keys(&mut self, oldest_allowed: i64, out: &mut Decisions) {
-        while let Some(&(t, key)) = self.by_time.first()
+        while let Some(&Reverse((t, key))) = self.by_time.peek()
             && t < oldest_allowed
         {
-            self.by_time.pop_first();
-            self.newest.remove(&key);
-            out.expire(key);
+            self.by_time.pop();
+            if self.newest.get(&key) == Some(&t) {
+                self.newest.remove(&key);
+                out.expire(key);
+            }
+        }
+        if self.by_time.len() > 2 * self.newest.len() + 1_024 {
+            self.by_time = self.newest.iter().map(|(&key, &t)| Reverse((t, key))).collect();
         }
     }
 }
@@ -91,7 +95,7 @@ impl Policy for Staleness {
         if cfg.max_age_ms < 0 {
             return Err(ConfigError::Invalid(format!("max_age_ms must be >= 0, got {}", cfg.max_age_ms)));
         }
-        Ok(Staleness { max_age_ms: cfg.max_age_ms, newest: BTreeMap::new(), by_time: BTreeSet::new() })
+        Ok(Staleness { max_age_ms: cfg.max_age_ms, newest: key_map(), by_time: BinaryHeap::new() })
     }
 
     fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
@@ -109,23 +113,23 @@ impl Policy for Staleness {
 
     fn snapshot(&self) -> Vec<u8> {
         let mut w = SnapshotWriter::with_capacity(4 + self.newest.len() * 16);
-        w.key_times(&self.newest);
+        w.key_map(&self.newest);
         w.finish()
     }
 
     fn restore(&mut self, state_version: u32, state: &[u8]) -> Result<(), RestoreError> {
         let newest = match state_version {
-            1 if state.is_empty() => BTreeMap::new(),
+            1 if state.is_empty() => key_map(),
             1 => return Err(RestoreError::Corrupt("staleness state version 1 is empty".into())),
             STATE_VERSION => {
                 let mut r = SnapshotReader::new(state);
-                let newest = r.key_times()?;
+                let newest = r.key_map()?;
                 r.finish()?;
                 newest
             }
             other => return Err(RestoreError::UnsupportedVersion(other)),
         };
-        self.by_time = newest.iter().map(|(&key, &t)| (t, key)).collect();
+        self.by_time = newest.iter().map(|(&key, &t)| Reverse((t, key))).collect();
         self.newest = newest;
         Ok(())
     }
