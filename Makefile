@@ -38,10 +38,11 @@ fmt:
 setup:
 	scripts/setup.sh all
 
-## bench: cost per event of the policy chain (Wasm vs native), the pause per chain swap,
+## bench: cost per event of the policy chain and of each builtin stage by batch size (Wasm vs native), the pause per chain swap,
 ## and swaps under load on two instances with real Kafka and Redis (prints tables)
 bench:
 	scripts/setup.sh all
 	$(CARGO) bench -p streamgate-runtime --bench policy_chain
+	$(CARGO) bench -p streamgate-runtime --bench policy_stages
 	$(CARGO) bench -p streamgate-runtime --bench swap
 	$(CARGO) test --release -p streamgate --test swaps -- --nocapture

@@ -2,8 +2,6 @@
 //! conformance kit alike: a stage may release or drop only events it holds (given to it
 //! and not yet decided), each once.
 
-use std::collections::HashSet;
-
 use crate::bindings::Decisions;
 
 /// Why an answer is invalid.
@@ -18,14 +16,17 @@ pub enum InvalidAnswer {
 /// Checks `answer` against what the stage holds (`holds(seq)`); on success every
 /// released and dropped number is held and named once.
 pub fn validate(answer: &Decisions, holds: impl Fn(u64) -> bool) -> Result<(), InvalidAnswer> {
-    let mut seen = HashSet::with_capacity(answer.released.len() + answer.dropped.len());
+    // A fixed-hash set is safe here: only numbers the host handed out (held ones) are
+    // inserted, so a plugin cannot choose colliding keys.
+    let mut seen = streamgate_plugin_sdk::KeyMap::<()>::default();
+    seen.reserve(answer.released.len() + answer.dropped.len());
     let released = answer.released.iter().map(|&s| (s, true));
     for (seq, released) in released.chain(answer.dropped.iter().map(|d| (d.seq, false))) {
-        if !seen.insert(seq) {
-            return Err(InvalidAnswer::Twice { seq, released });
-        }
         if !holds(seq) {
             return Err(InvalidAnswer::NotHeld { seq, released });
+        }
+        if seen.insert(seq, ()).is_some() {
+            return Err(InvalidAnswer::Twice { seq, released });
         }
     }
     Ok(())

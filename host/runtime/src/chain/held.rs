@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use streamgate_plugin_sdk::KeyMap;
+
 use crate::bindings::wit;
 use crate::event::{Event, key_hash};
 
@@ -33,7 +35,8 @@ impl HeldEvent {
 
 #[derive(Default)]
 pub(super) struct HeldEvents {
-    by_seq: HashMap<u64, HeldEvent>,
+    /// By sequence number; the host hands the numbers out, so a fixed hash is safe.
+    by_seq: KeyMap<HeldEvent>,
     next_seq: u64,
     /// Events whose stage did not survive a swap, with the stage of the new chain they
     /// enter on the next push (after every stage that inherited state they shaped).
