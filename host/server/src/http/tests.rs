@@ -32,8 +32,13 @@ fn app_full(
     });
     let tenants = BTreeMap::from([("taxi".to_string(), handle.clone())]);
     let limits = Arc::new(limits::Limits::new(limits));
-    let state =
-        AppState { tenants: Arc::new(tenants), cancel: CancellationToken::new(), admin: None, limits };
+    let state = AppState {
+        tenants: Arc::new(tenants),
+        cancel: CancellationToken::new(),
+        admin: None,
+        limits,
+        doors: Default::default(),
+    };
     (router(state), handle)
 }
 
