@@ -156,12 +156,24 @@ impl Instance {
         let port = free_port();
         let path = scratch_path("config.toml");
         std::fs::write(&path, format!("listen = \"127.0.0.1:{port}\"\n{config}")).unwrap();
+        Self::spawn(port, &["run".as_ref(), "--config".as_ref(), path.as_os_str()])
+    }
+
+    /// Starts `streamgate demo ARGS` (the embedded default: simulators on the in-memory
+    /// bus) on a free loopback port and waits for `/readyz`.
+    pub fn demo(args: &[&str]) -> Instance {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all: Vec<&std::ffi::OsStr> = vec!["demo".as_ref(), "--listen".as_ref(), listen.as_ref()];
+        all.extend(args.iter().map(|a| a.as_ref()));
+        Self::spawn(port, &all)
+    }
+
+    fn spawn(port: u16, args: &[&std::ffi::OsStr]) -> Instance {
         let log = scratch_path("streamgate.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_streamgate"))
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
+            .args(args)
             .env("RUST_LOG", "info,rdkafka=warn")
             .stdout(out.try_clone().unwrap())
             .stderr(out)

@@ -5,7 +5,8 @@
 //! at-least-once producer would). The sale ends when the line is empty, so the users
 //! (and the state kept per user) are bounded. Deterministic for a seed, unless someone
 //! walks in through the [`Door`] (the demo page's "join the queue" button): they take the
-//! next user id and join at the back on the next tick, like everyone else.
+//! next user id and join at the back on the next tick, like everyone else (but never
+//! leave by chance: they wait until admitted).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +55,8 @@ fn user_id(user: u64) -> String {
 pub struct QueueSim {
     /// Users in line, front first.
     line: Vec<u64>,
+    /// Those who came in through the door: real people, who leave only when admitted.
+    walk_ins: std::collections::BTreeSet<u64>,
     /// Each user's rank as last sent, by position in `line`.
     sent_rank: Vec<usize>,
     /// Users joining in the opening burst.
@@ -74,6 +77,7 @@ impl QueueSim {
         let (tx, arrivals) = mpsc::channel(DOOR_CAPACITY);
         QueueSim {
             line: Vec::new(),
+            walk_ins: Default::default(),
             sent_rank: Vec::new(),
             crowd: crowd as u64,
             ticks: 0,
@@ -130,20 +134,23 @@ impl Simulator for QueueSim {
         let admitted: Vec<u64> = self.line.drain(..front).collect();
         self.sent_rank.drain(..front);
         for user in admitted {
+            self.walk_ins.remove(&user);
             out.push(self.event(user, "admitted", 0, now_ms));
         }
         if self.roll() < 40 && !self.line.is_empty() {
             let at = (self.roll() as usize * 97) % self.line.len();
-            let user = self.line.remove(at);
-            self.sent_rank.remove(at);
-            out.push(self.event(user, "left", 0, now_ms));
+            if !self.walk_ins.contains(&self.line[at]) {
+                let user = self.line.remove(at);
+                self.sent_rank.remove(at);
+                out.push(self.event(user, "left", 0, now_ms));
+            }
         }
         let simulated = self.joining();
-        let newcomers: Vec<u64> = (0..simulated)
-            .map(|_| self.next_user.fetch_add(1, Ordering::Relaxed))
-            .chain(std::iter::from_fn(|| self.arrivals.try_recv().ok()))
-            .collect();
-        for user in newcomers {
+        let simulated: Vec<u64> =
+            (0..simulated).map(|_| self.next_user.fetch_add(1, Ordering::Relaxed)).collect();
+        let walk_ins: Vec<u64> = std::iter::from_fn(|| self.arrivals.try_recv().ok()).collect();
+        self.walk_ins.extend(&walk_ins);
+        for user in simulated.into_iter().chain(walk_ins) {
             self.line.push(user);
             // Never sent: the first rank goes out below.
             self.sent_rank.push(0);
@@ -244,7 +251,7 @@ mod tests {
             now += 1_000;
             assert!(now < 100_000, "{joined} never got to the front");
         };
-        assert!(["admitted", "left"].contains(&admitted["kind"].as_str().unwrap()));
+        assert_eq!(admitted["kind"], "admitted", "a walk-in never leaves by chance");
         assert!(door.join().unwrap() > joined, "ids keep rising");
     }
 
