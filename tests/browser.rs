@@ -17,7 +17,7 @@ use common::Instance;
 const SCRIPT_LIMIT: Duration = Duration::from_secs(420);
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository")
 }
 
 /// The Playwright venv `scripts/setup.sh browser` makes.

@@ -103,6 +103,8 @@ def map_scenario(page, origin, shots):
         "(id) => !mapState.taxis.has(id) && mapState.taxis.size >= 20 && mapState.drawn === mapState.taxis.size",
         arg=removed["id"],
     )
+    # taxi-0025's break began 10 s after taxi-0000's: it is past 20 s of silence now or soon.
+    check.wait("a taxi about to expire ringed in red", "() => mapState.expiring >= 1", 40)
     shots("map", page)
     page.reload()
     check.wait("the first frame after a reload", "() => window.mapState && mapState.frames >= 1", 30)
@@ -141,6 +143,7 @@ def queue_scenario(page, origin, shots):
     check.holds("people ahead are shown", "(r) => document.getElementById('ahead').textContent.startsWith((r - 1) + ' ')", arg=first)
     lower = check.wait(f"{user}'s rank falling below {first}", f"() => {{ const r = ({RANK})(); return r && r < {first} ? r : false; }}", 60)
     check.wait("an estimated wait", "() => document.getElementById('wait').textContent.startsWith('about ')", 30)
+    check.wait("the progress bar past 10 %", "() => parseFloat(document.getElementById('fill').style.width) > 10", 60)
     shots("queue", page)
     page.reload()
     again = check.wait("a rank at once after a reload", RANK, 10)
