@@ -69,12 +69,13 @@ mod tests {
         }
         let (status, body) = post(&app, "/demo/queue/join").await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        let user = serde_json::from_str::<serde_json::Value>(&body).unwrap()["userId"].to_string();
-        assert_eq!(user, "\"u-0010\"", "the id after the crowd's ten");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let user = answer["userId"].as_str().unwrap();
+        assert_eq!(user, "u-0010", "the id after the crowd's ten");
         let next = sim.tick(4_000);
         let ranked = next.iter().any(|raw| {
             let e: serde_json::Value = serde_json::from_slice(raw).unwrap();
-            e["userId"].to_string() == user && e["kind"] == "rank"
+            e["userId"] == user && e["kind"] == "rank"
         });
         assert!(ranked, "{user} has a rank after the next tick");
         let (status, body) = post(&app, "/demo/taxi/join").await;
