@@ -47,8 +47,7 @@ need_browser() {
     if ! command -v chromium >/dev/null 2>&1; then
         echo "setup: installing chromium (apt)"
         as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
-            chromium fonts-liberation >/dev/null
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium fonts-liberation >/dev/null
     fi
     # Playwright drives the system Chromium (executable_path); its own browsers are never
     # downloaded, so `playwright install` is not run.
@@ -57,7 +56,11 @@ need_browser() {
             >/dev/null 2>&1; then
         echo "setup: installing playwright $PLAYWRIGHT_VERSION (pip) into $BROWSER_VENV"
         mkdir -p "$CACHE"
-        python3 -m venv "$BROWSER_VENV"
+        if ! python3 -m venv "$BROWSER_VENV"; then
+            echo "setup: python3 cannot make a venv; installing python3-venv (apt)"
+            DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$BROWSER_VENV"
+        fi
         "$BROWSER_VENV/bin/pip" install --quiet --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
     fi
 }

@@ -95,8 +95,9 @@ fn the_map_shows_moving_taxis_and_removes_expired_ones() {
 
 #[test]
 fn the_queue_page_follows_a_new_user_from_the_back_of_the_line_to_admission() {
-    // A crowd of 300 (ten per taxi) admitted ten a second: joining in the first seconds
-    // puts the new user some hundreds back, admitted within about half a minute.
-    let demo = Instance::demo(&["--taxis", "30", "--every-ms", "250"]);
+    // A crowd of 450 (ten per taxi), five admitted every 500 ms and some leaving: the line
+    // lasts about a minute, so even a browser slow to start joins some hundreds back, and
+    // is admitted within about 45 s.
+    let demo = Instance::demo(&["--taxis", "45", "--every-ms", "250"]);
     run("queue", &demo);
 }

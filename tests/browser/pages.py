@@ -104,7 +104,7 @@ def map_scenario(page, origin, shots):
         arg=removed["id"],
     )
     # taxi-0025's break began 10 s after taxi-0000's: it is past 20 s of silence now or soon.
-    check.wait("a taxi about to expire ringed in red", "() => mapState.expiring >= 1", 40)
+    check.wait("a taxi about to expire ringed in red", "() => mapState.expiring >= 1", 90)
     shots("map", page)
     page.reload()
     check.wait("the first frame after a reload", "() => window.mapState && mapState.frames >= 1", 30)
