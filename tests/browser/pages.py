@@ -11,6 +11,7 @@ every check held; otherwise the failed check is printed and the exit code is 1.
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
-# Generous: the machine may be a loaded 2-core box.
+# Playwright counts in milliseconds; every wait below is generous for a loaded 2-core box.
 SECOND = 1000
 
 
@@ -131,6 +132,7 @@ def map_scenario(page, origin, shots):
     print(f"  5,000+ taxis: {cost:.1f} ms of drawing a frame, {elements} elements in the page", flush=True)
     assert elements < 100, f"the page grew to {elements} elements with the taxis: draw them, do not add elements"
     assert cost < 50, f"drawing 5,000 taxis takes {cost:.1f} ms a frame"
+    assert any(u == origin + "/ui/seoul.geojson" for u in requests), f"no outline requested: {requests}"
     assert_same_origin(requests, origin)
     print(f"  map: {check.state()}", flush=True)
 
@@ -180,7 +182,8 @@ def main():
     ap.add_argument("--scenario", choices=["map", "queue"], required=True)
     ap.add_argument("--artifacts", required=True, type=Path)
     ap.add_argument("--docs", type=Path, help="also write the README's screenshots here")
-    ap.add_argument("--chromium", default=os.environ.get("STREAMGATE_CHROMIUM", "/usr/bin/chromium"))
+    default_chromium = os.environ.get("STREAMGATE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    ap.add_argument("--chromium", default=default_chromium, help="Debian's chromium (never a downloaded one)")
     args = ap.parse_args()
     args.artifacts.mkdir(parents=True, exist_ok=True)
 
