@@ -165,14 +165,14 @@ def queue_scenario(page, origin, shots):
     check.wait("the progress bar past 10 %", "() => parseFloat(document.getElementById('fill').style.width) > 10", 60)
     shots("queue", page)
     page.reload()
-    again = check.wait("a rank at once after a reload", RANK, 10)
+    again = check.wait("a rank at once after a reload", RANK, 20)
     assert again <= lower, f"after a reload the rank is the current one ({again}), not older than {lower}"
     check.wait(f"{user} admitted", ADMITTED, 120)
     check.holds("the progress bar is full", "() => document.getElementById('fill').style.width === '100%'")
     shots("queue-admitted", page)
     # Nothing more is ever sent to an admitted user: only the state on connect can show it.
     page.reload()
-    check.wait("'admitted' at once after a reload", ADMITTED, 10)
+    check.wait("'admitted' at once after a reload", ADMITTED, 20)
     assert_same_origin(requests, origin)
 
 

@@ -85,7 +85,8 @@ pub async fn run_into_kafka(
 ) -> Result<u64, rdkafka::error::KafkaError> {
     let producer: FutureProducer =
         ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create()?;
-    let mut sim = TaxiSim::new(taxis, seed, FaultRates::default());
+    // A steady load: every taxi reports every tick (no breaks, unlike the demo's).
+    let mut sim = TaxiSim::new(taxis, seed, FaultRates { off_duty_one_in: 0, ..FaultRates::default() });
     let mut tick = tokio::time::interval(every);
     let mut delivered = 0u64;
     for _ in 0..ticks {
