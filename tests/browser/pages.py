@@ -90,7 +90,7 @@ def map_scenario(page, origin, shots):
         30,
         arg=before,
     )
-    check.holds("the header counts the taxis", "() => +document.getElementById('nTaxis').textContent >= 20")
+    check.wait("the header counting the taxis", "() => +document.getElementById('nTaxis').textContent >= 20", 10)
     # One taxi in 25 takes breaks: taxi-0000 goes off duty 5 s after the demo started,
     # taxi-0025 15 s after, ...: the policy expires them 30 s of log time later.
     removed = check.wait(
@@ -159,7 +159,11 @@ def queue_scenario(page, origin, shots):
     print(f"  ok: joined as {user}", flush=True)
     first = check.wait(f"{user}'s first rank", RANK, 30)
     assert first > 5, f"a newcomer joins at the back of a line of hundreds, not at rank {first}"
-    check.holds("people ahead are shown", "(r) => document.getElementById('ahead').textContent.startsWith((r - 1) + ' ')", arg=first)
+    check.holds(
+        "the people ahead match the rank",
+        "() => { const r = +document.getElementById('rank').textContent;"
+        " return document.getElementById('ahead').textContent.startsWith((r - 1) + ' '); }",
+    )
     lower = check.wait(f"{user}'s rank falling below {first}", f"() => {{ const r = ({RANK})(); return r && r < {first} ? r : false; }}", 60)
     check.wait("an estimated wait", "() => document.getElementById('wait').textContent.startsWith('about ')", 30)
     check.wait("the progress bar past 10 %", "() => parseFloat(document.getElementById('fill').style.width) > 10", 60)
