@@ -6,14 +6,15 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 export STREAMGATE_TANSU ?= $(CACHE)/tansu-0.6.0/bin/tansu
 CARGO ?= cargo
 
-.PHONY: demo test plugins lint fmt setup bench
+.PHONY: demo test plugins lint fmt setup bench screenshots
 
 ## demo: simulated taxis on the in-memory bus, map at http://127.0.0.1:8080
 demo:
 	scripts/setup.sh rust
 	$(CARGO) run -p streamgate -- demo
 
-## test: install redis-server, tansu and the Wasm target if missing; build plugins; run all tests
+## test: install redis-server, tansu, the Wasm target, chromium and Playwright if missing;
+## build plugins; run all tests (the pages' browser tests included)
 test: setup
 	$(CARGO) test --workspace
 
@@ -34,6 +35,11 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## screenshots: run the browser tests and rewrite the README's docs/img/{map,queue}.png
+screenshots:
+	scripts/setup.sh browser
+	STREAMGATE_UPDATE_SCREENSHOTS=1 $(CARGO) test -p streamgate --test browser
 
 setup:
 	scripts/setup.sh all

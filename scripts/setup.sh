@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what streamgate's build and tests need, once; quick when all is present.
 #   scripts/setup.sh rust   - the Wasm target the plugin build uses (enough for `make demo`)
-#   scripts/setup.sh all    - that, plus redis-server (apt) and tansu (cargo install, cached)
+#   scripts/setup.sh browser - Debian's chromium (apt) and Playwright for Python, pinned, in a
+#                              venv under the cache (the system Chromium; no browser download)
+#   scripts/setup.sh all    - all of the above, plus redis-server (apt) and tansu (cargo install, cached)
 set -euo pipefail
 
 CACHE="${STREAMGATE_CACHE:-$HOME/.cache/streamgate}"
 TANSU_VERSION=0.6.0
 TANSU_ROOT="$CACHE/tansu-$TANSU_VERSION"
+PLAYWRIGHT_VERSION=1.65.2
+BROWSER_VENV="$CACHE/browser-venv"
 WASM_TARGET=wasm32-unknown-unknown
 
 need_rust() {
@@ -39,8 +43,31 @@ need_tansu() {
     fi
 }
 
+need_browser() {
+    if ! command -v chromium >/dev/null 2>&1; then
+        echo "setup: installing chromium (apt)"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium fonts-liberation >/dev/null
+    fi
+    # Playwright drives the system Chromium (executable_path); its own browsers are never
+    # downloaded, so `playwright install` is not run.
+    if ! "$BROWSER_VENV/bin/python" -c "import playwright, sys; \
+            sys.exit(0 if __import__('importlib.metadata').metadata.version('playwright') == '$PLAYWRIGHT_VERSION' else 1)" \
+            >/dev/null 2>&1; then
+        echo "setup: installing playwright $PLAYWRIGHT_VERSION (pip) into $BROWSER_VENV"
+        mkdir -p "$CACHE"
+        if ! python3 -m venv "$BROWSER_VENV"; then
+            echo "setup: python3 cannot make a venv; installing python3-venv (apt)"
+            DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$BROWSER_VENV"
+        fi
+        "$BROWSER_VENV/bin/pip" install --quiet --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
+    fi
+}
+
 case "${1:-all}" in
     rust) need_rust ;;
-    all) need_rust; need_redis; need_tansu ;;
-    *) echo "usage: $0 [rust|all]" >&2; exit 2 ;;
+    browser) need_browser ;;
+    all) need_rust; need_redis; need_browser; need_tansu ;;
+    *) echo "usage: $0 [rust|browser|all]" >&2; exit 2 ;;
 esac

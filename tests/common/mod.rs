@@ -3,6 +3,7 @@
 //! that record every frame. Everything started here is stopped on drop.
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -156,12 +157,24 @@ impl Instance {
         let port = free_port();
         let path = scratch_path("config.toml");
         std::fs::write(&path, format!("listen = \"127.0.0.1:{port}\"\n{config}")).unwrap();
+        Self::spawn(port, &["run".into(), "--config".into(), path.into_os_string()])
+    }
+
+    /// Starts `streamgate demo ARGS` (the embedded default: simulators on the in-memory
+    /// bus) on a free loopback port and waits for `/readyz`.
+    pub fn demo(args: &[&str]) -> Instance {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all: Vec<OsString> = vec!["demo".into(), "--listen".into(), listen.into()];
+        all.extend(args.iter().map(OsString::from));
+        Self::spawn(port, &all)
+    }
+
+    fn spawn(port: u16, args: &[OsString]) -> Instance {
         let log = scratch_path("streamgate.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_streamgate"))
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
+            .args(args)
             .env("RUST_LOG", "info,rdkafka=warn")
             .stdout(out.try_clone().unwrap())
             .stderr(out)

@@ -86,6 +86,7 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
     let tasks = TaskTracker::new();
     tasks.spawn(catalog.clone().precompile_announced(cancel.clone()));
     let mut tenants = BTreeMap::new();
+    let mut doors = BTreeMap::new();
     for t in &config.tenants {
         let auth = t
             .auth
@@ -117,8 +118,11 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
                     config.bus.batch_max_events,
                     t.linger(&config.bus),
                 );
-                let (sim, every) =
-                    (simulate::build(t.simulator, taxis), simulate::tick_every(t.simulator, every));
+                let (sim, door) = simulate::build(t.simulator, taxis);
+                if let Some(door) = door {
+                    doors.insert(t.name.clone(), door);
+                }
+                let every = simulate::tick_every(t.simulator, every);
                 let extractor = Extractor::for_tenant(t);
                 tasks.spawn(simulate::run_on_bus(sim, every, extractor, publisher, cancel.clone()));
             }
@@ -147,7 +151,13 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
         control,
     };
     let limits = Arc::new(http::limits::Limits::new(config.limits.clone()));
-    let state = AppState { tenants, cancel: cancel.clone(), admin: Some(Arc::new(admin)), limits };
+    let state = AppState {
+        tenants,
+        cancel: cancel.clone(),
+        admin: Some(Arc::new(admin)),
+        limits,
+        doors: Arc::new(doors),
+    };
     let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(cancel.clone().cancelled_owned())

@@ -13,7 +13,8 @@
 //!   resolves plugin references and prepares chains.
 //! - [`tenant`]: runs one tenant: log reader, dispatcher, heartbeats, policy worker.
 //! - [`hub`]: frames serialised once, history ring, latest values, keyed routing.
-//! - [`http`]: the HTTP surface (SSE, snapshot, health, metrics, web UI, admin API).
+//! - [`http`]: the HTTP surface (SSE, snapshot, health, metrics, web UI, admin API, the
+//!   demo queue's join).
 //! - [`auth`]: optional JWT authorization of subscribers, per tenant.
 //! - [`secrets`]: admin tokens and token keys that rotate from a file without a restart.
 //!

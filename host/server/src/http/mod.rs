@@ -1,8 +1,10 @@
 //! The HTTP surface. Each module exposes `fn router() -> Router<AppState>`:
 //! [`sse`] (events and snapshots), [`ops`] (health, readiness, metrics), [`ui`] (web UI),
-//! [`admin`] (plugins and chains, behind a bearer token).
+//! [`admin`] (plugins and chains, behind a bearer token), [`demo`] (the simulated
+//! queue's door, only under `streamgate demo`).
 
 pub mod admin;
+pub mod demo;
 pub mod limits;
 pub mod ops;
 pub mod sse;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub admin: Option<Arc<admin::AdminState>>,
     /// Stream and request limits, and what they refused.
     pub limits: Arc<limits::Limits>,
+    /// The simulated queues' doors by tenant (`streamgate demo` only; empty otherwise).
+    pub doors: Arc<BTreeMap<String, crate::source::simulate::Door>>,
 }
 
 impl AppState {
@@ -73,11 +77,13 @@ impl IntoResponse for ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
+    let demo = if state.doors.is_empty() { Router::new() } else { demo::router() };
     Router::new()
         .merge(sse::router())
         .merge(ops::router())
         .merge(ui::router())
         .merge(admin::router())
+        .merge(demo)
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::guard))
         .with_state(state)
 }

@@ -32,8 +32,13 @@ fn app_full(
     });
     let tenants = BTreeMap::from([("taxi".to_string(), handle.clone())]);
     let limits = Arc::new(limits::Limits::new(limits));
-    let state =
-        AppState { tenants: Arc::new(tenants), cancel: CancellationToken::new(), admin: None, limits };
+    let state = AppState {
+        tenants: Arc::new(tenants),
+        cancel: CancellationToken::new(),
+        admin: None,
+        limits,
+        doors: Default::default(),
+    };
     (router(state), handle)
 }
 
@@ -306,4 +311,25 @@ async fn oversized_urls_and_headers_are_refused_with_a_reason() {
     let body = axum::body::to_bytes(r.into_body(), 1 << 10).await.unwrap();
     assert_eq!(&body[..], b"the headers are larger than limits.max_header_bytes\n");
     assert_eq!(get(&app, "/healthz", Some(("x-small", "z"))).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_pages_and_the_outline_of_seoul_are_served_from_here() {
+    let (app, _) = app();
+    let resp = get(&app, "/ui/seoul.geojson", None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/geo+json");
+    let geo: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap();
+    let kinds: Vec<&str> =
+        geo["features"].as_array().unwrap().iter().filter_map(|f| f["properties"]["kind"].as_str()).collect();
+    for kind in ["boundary", "river", "district-border", "label"] {
+        assert!(kinds.contains(&kind), "the outline has a {kind}: {kinds:?}");
+    }
+    for page in ["/", "/queue"] {
+        let html = text(get(&app, page, None).await).await;
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "{page} loads nothing from elsewhere"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{BatchPublisher, Extractor};
 use crate::bus::wall_clock_ms;
 pub use crate::tenant::SimulatorKind;
-pub use queue::QueueSim;
+pub use queue::{Door, DoorBusy, QueueSim};
 pub use taxi::{FaultRates, TaxiSim};
 
 /// Something that produces raw payloads, tick by tick.
@@ -24,11 +24,16 @@ pub trait Simulator: Send + 'static {
 }
 
 /// A simulator of `kind`: `size` taxis, or a sale `10 * size` users rush into, at most
-/// 5,000 (the demo's 300 taxis: 3,000 users; each moving user gets a rank every tick).
-pub fn build(kind: SimulatorKind, size: usize) -> Box<dyn Simulator> {
+/// 5,000 (the demo's 300 taxis: 3,000 users; each moving user gets a rank every tick),
+/// with its door for users joining from outside.
+pub fn build(kind: SimulatorKind, size: usize) -> (Box<dyn Simulator>, Option<Door>) {
     match kind {
-        SimulatorKind::Taxi => Box::new(TaxiSim::new(size, 42, FaultRates::default())),
-        SimulatorKind::Queue => Box::new(QueueSim::new((size * 10).min(5_000), 7)),
+        SimulatorKind::Taxi => (Box::new(TaxiSim::new(size, 42, FaultRates::default())), None),
+        SimulatorKind::Queue => {
+            let sim = QueueSim::new((size * 10).min(5_000), 7);
+            let door = sim.door();
+            (Box::new(sim), Some(door))
+        }
     }
 }
 
@@ -80,7 +85,8 @@ pub async fn run_into_kafka(
 ) -> Result<u64, rdkafka::error::KafkaError> {
     let producer: FutureProducer =
         ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create()?;
-    let mut sim = TaxiSim::new(taxis, seed, FaultRates::default());
+    // A steady load: every taxi reports every tick (no breaks, unlike the demo's).
+    let mut sim = TaxiSim::new(taxis, seed, FaultRates { off_duty_one_in: 0, ..FaultRates::default() });
     let mut tick = tokio::time::interval(every);
     let mut delivered = 0u64;
     for _ in 0..ticks {

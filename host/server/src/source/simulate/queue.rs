@@ -3,9 +3,16 @@
 //! admitted at a steady rate, and some leave. Every tick, each user whose place changed
 //! (and each newcomer) gets their rank; about one event in twenty is sent twice (as an
 //! at-least-once producer would). The sale ends when the line is empty, so the users
-//! (and the state kept per user) are bounded. Deterministic for a seed.
+//! (and the state kept per user) are bounded. Deterministic for a seed, unless someone
+//! walks in through the [`Door`] (the demo page's "join the queue" button): they take the
+//! next user id and join at the back on the next tick, like everyone else (but never
+//! leave by chance: they wait until admitted).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use super::Simulator;
 
@@ -15,32 +22,76 @@ const BURST_TICKS: u64 = 3;
 const TRICKLE_TICKS: u64 = 120;
 /// Users admitted per tick.
 const ADMITS_PER_TICK: usize = 5;
+/// Newcomers at the door, waiting for the next tick, at most.
+const DOOR_CAPACITY: usize = 1_024;
+
+/// Lets someone from outside the simulation join the line (the demo's join endpoint).
+#[derive(Clone, Debug)]
+pub struct Door {
+    next_user: Arc<AtomicU64>,
+    arrivals: mpsc::Sender<u64>,
+}
+
+/// Too many are at the door already; try again after the next tick.
+#[derive(Debug, thiserror::Error)]
+#[error("{DOOR_CAPACITY} people are already at the door; try again in a second")]
+pub struct DoorBusy;
+
+impl Door {
+    /// A new user: their id (`u-1234`) at once; they join at the back on the next tick
+    /// and get their rank then.
+    pub fn join(&self) -> Result<String, DoorBusy> {
+        let permit = self.arrivals.try_reserve().map_err(|_| DoorBusy)?;
+        let user = self.next_user.fetch_add(1, Ordering::Relaxed);
+        permit.send(user);
+        Ok(user_id(user))
+    }
+}
+
+fn user_id(user: u64) -> String {
+    format!("u-{user:04}")
+}
 
 pub struct QueueSim {
     /// Users in line, front first.
     line: Vec<u64>,
+    /// Those who came in through the door: real people, who leave only when admitted.
+    walk_ins: std::collections::BTreeSet<u64>,
     /// Each user's rank as last sent, by position in `line`.
     sent_rank: Vec<usize>,
     /// Users joining in the opening burst.
     crowd: u64,
     ticks: u64,
-    next_user: u64,
+    /// Shared with the door, so ids are never given twice.
+    next_user: Arc<AtomicU64>,
     next_event: u64,
     rng: u64,
+    arrivals: mpsc::Receiver<u64>,
+    door: Door,
 }
 
 impl QueueSim {
     /// A sale `crowd` users rush into when it opens.
     pub fn new(crowd: usize, seed: u64) -> Self {
+        let next_user = Arc::new(AtomicU64::new(0));
+        let (tx, arrivals) = mpsc::channel(DOOR_CAPACITY);
         QueueSim {
             line: Vec::new(),
+            walk_ins: Default::default(),
             sent_rank: Vec::new(),
             crowd: crowd as u64,
             ticks: 0,
-            next_user: 0,
+            next_user: next_user.clone(),
             next_event: 0,
             rng: seed | 1,
+            arrivals,
+            door: Door { next_user, arrivals: tx },
         }
+    }
+
+    /// The way in for users from outside the simulation.
+    pub fn door(&self) -> Door {
+        self.door.clone()
     }
 
     fn roll(&mut self) -> u64 {
@@ -55,7 +106,7 @@ impl QueueSim {
         serde_json::to_vec(&json!({
             "eventId": format!("q-{}", self.next_event),
             "queueType": "concert",
-            "userId": format!("u-{user:04}"),
+            "userId": user_id(user),
             "kind": kind,
             "rank": rank,
             "timestamp": now_ms,
@@ -83,19 +134,26 @@ impl Simulator for QueueSim {
         let admitted: Vec<u64> = self.line.drain(..front).collect();
         self.sent_rank.drain(..front);
         for user in admitted {
+            self.walk_ins.remove(&user);
             out.push(self.event(user, "admitted", 0, now_ms));
         }
         if self.roll() < 40 && !self.line.is_empty() {
             let at = (self.roll() as usize * 97) % self.line.len();
-            let user = self.line.remove(at);
-            self.sent_rank.remove(at);
-            out.push(self.event(user, "left", 0, now_ms));
+            if !self.walk_ins.contains(&self.line[at]) {
+                let user = self.line.remove(at);
+                self.sent_rank.remove(at);
+                out.push(self.event(user, "left", 0, now_ms));
+            }
         }
-        for _ in 0..self.joining() {
-            self.line.push(self.next_user);
+        let simulated = self.joining();
+        let simulated: Vec<u64> =
+            (0..simulated).map(|_| self.next_user.fetch_add(1, Ordering::Relaxed)).collect();
+        let walk_ins: Vec<u64> = std::iter::from_fn(|| self.arrivals.try_recv().ok()).collect();
+        self.walk_ins.extend(&walk_ins);
+        for user in simulated.into_iter().chain(walk_ins) {
+            self.line.push(user);
             // Never sent: the first rank goes out below.
             self.sent_rank.push(0);
-            self.next_user += 1;
         }
         self.ticks += 1;
         for at in 0..self.line.len() {
@@ -164,7 +222,46 @@ mod tests {
             assert!(ticks < 1_000, "the line never emptied");
         }
         assert!(left > 0, "nobody left");
-        assert_eq!(left + admitted, sim.next_user as usize, "everyone left or was admitted, once");
+        let users = sim.next_user.load(Ordering::Relaxed) as usize;
+        assert_eq!(left + admitted, users, "everyone left or was admitted, once");
         assert!(tick(&mut sim, ticks * 1_000).is_empty(), "the sale is over");
+    }
+
+    #[test]
+    fn a_user_at_the_door_joins_at_the_back_with_a_fresh_id_and_is_admitted_in_turn() {
+        let mut sim = QueueSim::new(40, 3);
+        let door = sim.door();
+        tick(&mut sim, 1_000);
+        let joined = door.join().unwrap();
+        let waiting = sim.line.len();
+        let events = tick(&mut sim, 2_000);
+        let mine: Vec<&Value> = events.iter().filter(|e| e["userId"] == joined.as_str()).collect();
+        assert_eq!(mine.len(), 1, "one rank for the newcomer: {mine:?}");
+        assert_eq!(mine[0]["kind"], "rank");
+        assert_eq!(mine[0]["rank"].as_u64().unwrap() as usize, sim.line.len(), "at the back");
+        assert!(sim.line.len() >= waiting - ADMITS_PER_TICK, "behind the {waiting} already waiting");
+        let ids: Vec<&str> = events.iter().map(|e| e["userId"].as_str().unwrap()).collect();
+        assert_eq!(ids.iter().filter(|id| **id == joined).count(), 1, "{joined} is nobody else's id");
+        let mut now = 3_000;
+        let admitted = loop {
+            let events = tick(&mut sim, now);
+            if let Some(e) = events.iter().find(|e| e["userId"] == joined.as_str() && e["kind"] != "rank") {
+                break e.clone();
+            }
+            now += 1_000;
+            assert!(now < 100_000, "{joined} never got to the front");
+        };
+        assert_eq!(admitted["kind"], "admitted", "a walk-in never leaves by chance");
+        assert!(door.join().unwrap() > joined, "ids keep rising");
+    }
+
+    #[test]
+    fn a_crowded_door_says_so() {
+        let sim = QueueSim::new(0, 1);
+        let door = sim.door();
+        for _ in 0..DOOR_CAPACITY {
+            door.join().unwrap();
+        }
+        assert!(door.join().unwrap_err().to_string().contains("try again"));
     }
 }

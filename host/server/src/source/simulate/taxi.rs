@@ -1,8 +1,10 @@
 //! The built-in taxi simulator: taxis driving around Seoul, reporting positions with
 //! the faults real fleets have mixed in: duplicates, late (out-of-order) reports,
-//! reports that go back in time, and stale reports from a lagging device.
+//! reports that go back in time, and stale reports from a lagging device. Some taxis
+//! take breaks: off duty (silent) for 40 s, long enough for the map to expire them,
+//! then back on the road.
 //!
-//! Deterministic for a seed.
+//! Deterministic for a seed (and the times it is ticked at).
 
 use serde_json::json;
 
@@ -11,18 +13,30 @@ use super::Simulator;
 /// Seoul, roughly: (south, north, west, east).
 const BOUNDS: (f64, f64, f64, f64) = (37.45, 37.68, 126.85, 127.15);
 
-/// Share of reports given each fault, per mille.
+/// How long a break lasts: over the map's 30 s, so the taxi expires before it returns.
+pub const BREAK_MS: i64 = 40_000;
+/// A taxi that takes breaks starts one this often.
+pub const BREAK_CYCLE_MS: i64 = 120_000;
+/// The first break of the `k`-th taxi that takes breaks starts this long after the first
+/// tick, plus `k` times [`BREAK_STAGGER_MS`] (within one cycle), so breaks are spread out.
+const FIRST_BREAK_MS: i64 = 5_000;
+const BREAK_STAGGER_MS: i64 = 10_000;
+
+/// Share of reports given each fault, per mille; and which taxis take breaks.
 #[derive(Clone, Copy, Debug)]
 pub struct FaultRates {
     pub duplicate: u32,
     pub late: u32,
     pub backwards: u32,
     pub stale: u32,
+    /// One taxi in this many (`taxi-0000`, then every `off_duty_one_in`-th) goes off
+    /// duty for [`BREAK_MS`] every [`BREAK_CYCLE_MS`]; 0: none does.
+    pub off_duty_one_in: usize,
 }
 
 impl Default for FaultRates {
     fn default() -> Self {
-        FaultRates { duplicate: 30, late: 30, backwards: 20, stale: 10 }
+        FaultRates { duplicate: 30, late: 30, backwards: 20, stale: 10, off_duty_one_in: 25 }
     }
 }
 
@@ -32,6 +46,17 @@ struct Taxi {
     lng: f64,
     heading: f64,
     last: Option<(f64, f64, i64)>,
+    /// When its first break starts, after the simulator's first tick (None: no breaks).
+    first_break_ms: Option<i64>,
+}
+
+impl Taxi {
+    /// Off duty at `since_start_ms` after the first tick.
+    fn on_break(&self, since_start_ms: i64) -> bool {
+        self.first_break_ms.is_some_and(|first| {
+            since_start_ms >= first && (since_start_ms - first) % BREAK_CYCLE_MS < BREAK_MS
+        })
+    }
 }
 
 impl Simulator for TaxiSim {
@@ -45,16 +70,28 @@ pub struct TaxiSim {
     rng: u64,
     faults: FaultRates,
     late: Vec<Vec<u8>>,
+    /// The time of the first tick, from which breaks are counted.
+    start_ms: Option<i64>,
 }
 
 impl TaxiSim {
     pub fn new(taxis: usize, seed: u64, faults: FaultRates) -> Self {
-        let mut sim = TaxiSim { taxis: Vec::with_capacity(taxis), rng: seed | 1, faults, late: Vec::new() };
+        let mut sim = TaxiSim {
+            taxis: Vec::with_capacity(taxis),
+            rng: seed | 1,
+            faults,
+            late: Vec::new(),
+            start_ms: None,
+        };
         for i in 0..taxis {
             let lat = BOUNDS.0 + sim.unit() * (BOUNDS.1 - BOUNDS.0);
             let lng = BOUNDS.2 + sim.unit() * (BOUNDS.3 - BOUNDS.2);
             let heading = sim.unit() * std::f64::consts::TAU;
-            sim.taxis.push(Taxi { id: format!("taxi-{i:04}"), lat, lng, heading, last: None });
+            let every = faults.off_duty_one_in;
+            let first_break_ms = (every > 0 && i % every == 0)
+                .then(|| FIRST_BREAK_MS + (i / every) as i64 * BREAK_STAGGER_MS % BREAK_CYCLE_MS);
+            let id = format!("taxi-{i:04}");
+            sim.taxis.push(Taxi { id, lat, lng, heading, last: None, first_break_ms });
         }
         sim
     }
@@ -75,15 +112,20 @@ impl TaxiSim {
         (self.next_u64() % 1000) as u32
     }
 
-    /// One report per taxi at `now_ms`, plus faults; last tick's late reports come last.
+    /// One report per taxi on duty at `now_ms`, plus faults; last tick's late reports
+    /// come last.
     pub fn tick(&mut self, now_ms: i64) -> Vec<Vec<u8>> {
+        let since_start = now_ms - *self.start_ms.get_or_insert(now_ms);
         let mut out = Vec::with_capacity(self.taxis.len() + self.late.len());
         for i in 0..self.taxis.len() {
+            if self.taxis[i].on_break(since_start) {
+                continue;
+            }
             let turn = (self.unit() - 0.5) * 0.6;
             let speed = 0.0003 + self.unit() * 0.0006;
             let jitter = (self.next_u64() % 200) as i64;
             let roll = self.per_mille();
-            let FaultRates { duplicate, late, backwards, stale } = self.faults;
+            let FaultRates { duplicate, late, backwards, stale, .. } = self.faults;
             let t = &mut self.taxis[i];
             t.heading += turn;
             t.lat += speed * t.heading.cos();
@@ -160,6 +202,44 @@ mod tests {
         }
         assert!(total > 300 * 20, "duplicates and extras add reports: {total}");
         assert!(stale > 0, "some reports are stale");
+    }
+
+    #[test]
+    fn one_taxi_in_25_takes_staggered_breaks_long_enough_to_expire() {
+        let mut sim = TaxiSim::new(60, 5, FaultRates { off_duty_one_in: 25, ..FaultRates::default() });
+        let start = 1_763_900_000_000;
+        let mut last_seen: std::collections::BTreeMap<String, i64> = Default::default();
+        let mut longest_silence: std::collections::BTreeMap<String, i64> = Default::default();
+        for n in 0..=300 {
+            let now = start + n * 1_000;
+            for raw in sim.tick(now) {
+                let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+                let id = v["mediaId"].as_str().unwrap().to_string();
+                if let Some(prev) = last_seen.insert(id.clone(), now) {
+                    let gap = longest_silence.entry(id).or_default();
+                    *gap = (*gap).max(now - prev);
+                }
+            }
+        }
+        let on_break: Vec<&str> =
+            longest_silence.iter().filter(|(_, gap)| **gap > 2_000).map(|(id, _)| id.as_str()).collect();
+        assert_eq!(on_break, ["taxi-0000", "taxi-0025", "taxi-0050"], "only every 25th taxi takes breaks");
+        for id in on_break {
+            let gap = longest_silence[id];
+            // Measured between two reports: it came back.
+            assert!((BREAK_MS..=BREAK_MS + 2_000).contains(&gap), "{id} silent for {gap} ms");
+        }
+        assert_eq!(last_seen.len(), 60, "every taxi reported");
+        let mut sim = TaxiSim::new(30, 5, FaultRates::default());
+        let reports_0000 = |raws: Vec<Vec<u8>>| {
+            raws.iter()
+                .filter(|r| serde_json::from_slice::<serde_json::Value>(r).unwrap()["mediaId"] == "taxi-0000")
+                .count()
+        };
+        assert!(reports_0000(sim.tick(start)) > 0);
+        // A late report from the tick before may still arrive with the first silent tick.
+        sim.tick(start + FIRST_BREAK_MS);
+        assert_eq!(reports_0000(sim.tick(start + FIRST_BREAK_MS + 1)), 0, "off duty from 5 s");
     }
 
     #[test]
