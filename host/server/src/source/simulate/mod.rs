@@ -4,6 +4,7 @@
 //! ([`run_into_kafka`]). A tenant names its simulator with `simulator = "taxi"|"queue"`.
 
 pub mod queue;
+mod seoul;
 pub mod taxi;
 
 use std::time::Duration;

@@ -9,9 +9,11 @@
 use serde_json::json;
 
 use super::Simulator;
+use super::seoul;
 
-/// Seoul, roughly: (south, north, west, east).
-const BOUNDS: (f64, f64, f64, f64) = (37.45, 37.68, 126.85, 127.15);
+/// The city limit's bounding box: (south, north, west, east). Taxis stay inside the limit
+/// ([`seoul::inside`]).
+const BOUNDS: (f64, f64, f64, f64) = (37.43, 37.70, 126.77, 127.18);
 
 /// How long a break lasts: over the map's 30 s, so the taxi expires before it returns.
 pub const BREAK_MS: i64 = 40_000;
@@ -84,8 +86,7 @@ impl TaxiSim {
             start_ms: None,
         };
         for i in 0..taxis {
-            let lat = BOUNDS.0 + sim.unit() * (BOUNDS.1 - BOUNDS.0);
-            let lng = BOUNDS.2 + sim.unit() * (BOUNDS.3 - BOUNDS.2);
+            let (lat, lng) = sim.place_in_city();
             let heading = sim.unit() * std::f64::consts::TAU;
             let every = faults.off_duty_one_in;
             let first_break_ms = (every > 0 && i % every == 0)
@@ -94,6 +95,19 @@ impl TaxiSim {
             sim.taxis.push(Taxi { id, lat, lng, heading, last: None, first_break_ms });
         }
         sim
+    }
+
+    /// A random point inside the city limit (the first of up to 64 tries; the centre
+    /// of the bounds, which is inside, if all miss).
+    fn place_in_city(&mut self) -> (f64, f64) {
+        for _ in 0..64 {
+            let lat = BOUNDS.0 + self.unit() * (BOUNDS.1 - BOUNDS.0);
+            let lng = BOUNDS.2 + self.unit() * (BOUNDS.3 - BOUNDS.2);
+            if seoul::inside(lat, lng) {
+                return (lat, lng);
+            }
+        }
+        ((BOUNDS.0 + BOUNDS.1) / 2.0, (BOUNDS.2 + BOUNDS.3) / 2.0)
     }
 
     /// xorshift64*: tiny, deterministic, good enough for traffic.
@@ -128,12 +142,13 @@ impl TaxiSim {
             let FaultRates { duplicate, late, backwards, stale, .. } = self.faults;
             let t = &mut self.taxis[i];
             t.heading += turn;
-            t.lat += speed * t.heading.cos();
-            t.lng += speed * t.heading.sin() / 0.79;
-            if !(BOUNDS.0..BOUNDS.1).contains(&t.lat) || !(BOUNDS.2..BOUNDS.3).contains(&t.lng) {
+            let lat = t.lat + speed * t.heading.cos();
+            let lng = t.lng + speed * t.heading.sin() / 0.79;
+            if seoul::inside(lat, lng) {
+                (t.lat, t.lng) = (lat, lng);
+            } else {
+                // At the city limit: turn around and stay put this tick.
                 t.heading += std::f64::consts::PI;
-                t.lat = t.lat.clamp(BOUNDS.0, BOUNDS.1);
-                t.lng = t.lng.clamp(BOUNDS.2, BOUNDS.3);
             }
             let ts = now_ms - jitter;
             let report = report(&t.id, t.lat, t.lng, ts);
@@ -192,8 +207,8 @@ mod tests {
             for raw in sim.tick(now) {
                 let e = extractor.decode(&raw).expect("simulator output decodes");
                 let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
-                let lat = v["lat"].as_f64().unwrap();
-                assert!((BOUNDS.0..=BOUNDS.1).contains(&lat));
+                let (lat, lng) = (v["lat"].as_f64().unwrap(), v["lng"].as_f64().unwrap());
+                assert!(seoul::inside(lat, lng), "{lat},{lng} is off the map");
                 if e.event_time < now - 30_000 {
                     stale += 1;
                 }
