@@ -1,7 +1,7 @@
-//! The conformance kit in both policy worlds: a 0.2.0 component is checked on exactly
-//! the claims its stages make under each config (`stage.capabilities`), which must be
-//! stable; a 0.1.0 component on its `describe` list, and the report says so; a 0.2.0
-//! stage claiming what it does not do under its config fails exactly that claim.
+//! The conformance kit in every policy world: a 0.2.0 or 0.3.0 component is checked on
+//! exactly the claims its stages make under each config (`stage.capabilities`), which
+//! must be stable; a 0.1.0 component on its `describe` list, and the report says so; a
+//! 0.2.0 stage claiming what it does not do under its config fails exactly that claim.
 
 use streamgate_conformance::{Outcome, Report, Suite};
 use streamgate_runtime::builtin::component_path;
@@ -40,16 +40,27 @@ fn a_0_2_0_builtin_is_checked_on_what_its_stages_claim_under_each_config() {
 }
 
 #[test]
+fn a_0_3_0_builtin_passes_with_its_batches_as_columns() {
+    for (component, claims) in [("staleness", "[staleness]"), ("ordering", "[ordering]")] {
+        let report = run(component, "");
+        assert!(report.passed(), "{report}");
+        assert_eq!(report.plugin.as_ref().unwrap().world, "0.3.0");
+        assert!(reason(&report, "component/world").contains("streamgate:policy@0.3.0"), "{report}");
+        assert!(reason(&report, "capabilities/stable").contains(claims), "{report}");
+    }
+}
+
+#[test]
 fn a_0_1_0_component_is_checked_on_its_description_and_the_report_says_so() {
-    let report = run("ordering", "");
+    let report = run("coalesce", "");
     assert!(report.passed(), "{report}");
     assert_eq!(report.plugin.as_ref().unwrap().world, "0.1.0");
     assert!(reason(&report, "component/world").contains("streamgate:policy@0.1.0"), "{report}");
     assert!(reason(&report, "component/world").contains("come from describe"), "{report}");
     let stable = report.check("capabilities/stable").unwrap();
     assert_eq!(stable.outcome, Outcome::Skip, "{report}");
-    assert!(stable.reason.contains("claims checked are describe's [ordering]"), "{}", stable.reason);
-    assert!(report.to_string().contains("(streamgate:policy@0.1.0; claims: ordering;"), "{report}");
+    assert!(stable.reason.contains("claims checked are describe's [coalesce]"), "{}", stable.reason);
+    assert!(report.to_string().contains("(streamgate:policy@0.1.0; claims: coalesce;"), "{report}");
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub fn stable(ctx: &Ctx) -> Verdict {
     if !world.stage_reports_capabilities() {
         return Verdict::skip(format!(
             "a {world} component: its stages cannot say what they do under a config, so the claims checked \
-             are describe's {} under every config (build for 0.2.0 to claim per config)",
+             are describe's {} under every config (build for 0.2.0 or later to claim per config)",
             names(described)
         ));
     }

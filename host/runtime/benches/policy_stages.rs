@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use streamgate_plugin_sdk::{Decisions, Event, Policy};
-use streamgate_runtime::{PolicyRuntime, SandboxConfig, wit};
+use streamgate_runtime::{Plugin, PolicyRuntime, SandboxConfig, wit};
 
 /// Events per measurement, whatever the batch size.
 const EVENTS: usize = 200_000;
@@ -57,8 +57,13 @@ fn to_wit(e: &Event) -> wit::Event {
 }
 
 /// ns/event and fuel/event of the Wasm stage; the number of events it released.
-fn wasm(runtime: &PolicyRuntime, case: &StageCase, events: &[Event], batch: usize) -> (f64, f64, usize) {
-    let plugin = runtime.load_ref(&format!("builtin:{}", case.name)).expect("builtin loads");
+fn wasm(
+    runtime: &PolicyRuntime,
+    plugin: &Plugin,
+    case: &StageCase,
+    events: &[Event],
+    batch: usize,
+) -> (f64, f64, usize) {
     let mut stage = plugin.stage(case.config, runtime.limits(None)).expect("stage creates");
     let batches: Vec<Vec<wit::Event>> =
         events.chunks(batch).map(|b| b.iter().map(to_wit).collect()).collect();
@@ -103,10 +108,11 @@ fn main() {
     println!("| stage | batch | Wasm ns/event | native ns/event | Wasm vs native | fuel/event |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for case in &CASES {
+        let plugin = runtime.load_ref(&format!("builtin:{}", case.name)).expect("builtin loads");
         for batch in [1, 100, 1_000, 10_000] {
             // Warm up once (allocator, caches), then measure.
-            wasm(&runtime, case, &events[..10_000], batch);
-            let (wasm_ns, fuel, wasm_released) = wasm(&runtime, case, &events, batch);
+            wasm(&runtime, &plugin, case, &events[..10_000], batch);
+            let (wasm_ns, fuel, wasm_released) = wasm(&runtime, &plugin, case, &events, batch);
             let (native_ns, native_released) = native(case, &events, batch);
             assert_eq!(
                 wasm_released, native_released,

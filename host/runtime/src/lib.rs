@@ -23,6 +23,7 @@
 pub mod bindings;
 pub mod builtin;
 pub mod chain;
+mod columns;
 pub mod decisions;
 pub mod duration_ms;
 pub mod engine;

@@ -1,6 +1,6 @@
 //! A compiled, checked policy component: refused at load if it is not a component,
 //! imports anything, or exports no supported version of `streamgate:policy/policy`
-//! ([`World::SUPPORTED`]: 0.1.0 and 0.2.0); once loaded it instantiates stages without
+//! ([`World::SUPPORTED`]: 0.1.0, 0.2.0 and 0.3.0); once loaded it instantiates stages without
 //! recompiling. Identified by the sha256 of its bytes.
 
 use sha2::{Digest, Sha256};
@@ -190,15 +190,21 @@ mod tests {
     fn a_component_of_another_world_is_refused() {
         let err = load_err("(component)");
         assert!(err.contains("does not export a supported policy world"), "{err}");
-        assert!(err.contains("streamgate:policy@0.1.0 or streamgate:policy@0.2.0"), "{err}");
+        assert!(
+            err.contains("streamgate:policy@0.1.0 or streamgate:policy@0.2.0 or streamgate:policy@0.3.0"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_component_of_an_unsupported_version_is_refused_naming_the_supported_ones() {
         let err =
-            load_err(r#"(component (instance $i) (export "streamgate:policy/policy@0.3.0" (instance $i)))"#);
-        assert!(err.contains("it exports [streamgate:policy/policy@0.3.0]"), "{err}");
-        assert!(err.contains("streamgate:policy@0.1.0 or streamgate:policy@0.2.0"), "{err}");
+            load_err(r#"(component (instance $i) (export "streamgate:policy/policy@0.4.0" (instance $i)))"#);
+        assert!(err.contains("it exports [streamgate:policy/policy@0.4.0]"), "{err}");
+        assert!(
+            err.contains("streamgate:policy@0.1.0 or streamgate:policy@0.2.0 or streamgate:policy@0.3.0"),
+            "{err}"
+        );
         // The right name is not enough: the interface must have 0.2.0's functions.
         let err =
             load_err(r#"(component (instance $i) (export "streamgate:policy/policy@0.2.0" (instance $i)))"#);

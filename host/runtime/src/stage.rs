@@ -167,6 +167,7 @@ impl WasmStage {
         match self.bindings {
             WorldInstance::V0_1(_) => World::V0_1,
             WorldInstance::V0_2 { .. } => World::V0_2,
+            WorldInstance::V0_3(_) => World::V0_3,
         }
     }
 

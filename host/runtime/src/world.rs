@@ -3,14 +3,15 @@
 //! [`WorldInstance`], whose calls answer in the host's types whatever the world.
 //!
 //! Fuel, deadlines and memory are not handled here: [`crate::stage`] arms and classifies
-//! every call the same way for both worlds.
+//! every call the same way for every world.
 
 use std::fmt;
 
 use wasmtime::Store;
 use wasmtime::component::{Func, InstancePre, ResourceAny};
 
-use crate::bindings::{Decisions, v0_1, v0_2, wit, wit_v0_2};
+use crate::bindings::{Decisions, v0_1, v0_2, v0_3, wit, wit_v0_2, wit_v0_3};
+use crate::columns::{self, Columns};
 use crate::sandbox::StageState;
 
 /// A version of the policy world a component exports.
@@ -21,17 +22,21 @@ pub enum World {
     /// `streamgate:policy@0.2.0`: each stage reports its capabilities under its config,
     /// and decisions carry `expired` keys.
     V0_2,
+    /// `streamgate:policy@0.3.0`: 0.2.0 with the batch as columns of numbers and the
+    /// drops as two lists, which cross the boundary as blocks.
+    V0_3,
 }
 
 impl World {
     /// Every supported world, oldest first.
-    pub const SUPPORTED: [World; 2] = [World::V0_1, World::V0_2];
+    pub const SUPPORTED: [World; 3] = [World::V0_1, World::V0_2, World::V0_3];
 
-    /// `0.1.0` or `0.2.0`.
+    /// `0.1.0`, `0.2.0` or `0.3.0`.
     pub fn version(self) -> &'static str {
         match self {
             World::V0_1 => "0.1.0",
             World::V0_2 => "0.2.0",
+            World::V0_3 => "0.3.0",
         }
     }
 
@@ -40,13 +45,14 @@ impl World {
         match self {
             World::V0_1 => "streamgate:policy/policy@0.1.0",
             World::V0_2 => "streamgate:policy/policy@0.2.0",
+            World::V0_3 => "streamgate:policy/policy@0.3.0",
         }
     }
 
     /// Whether a stage reports the capabilities it has under its config (0.2.0), rather
     /// than the plugin's static `describe` list (0.1.0).
     pub fn stage_reports_capabilities(self) -> bool {
-        self == World::V0_2
+        self != World::V0_1
     }
 
     /// `streamgate:policy@0.1.0 or streamgate:policy@0.2.0`, for refusals.
@@ -67,6 +73,7 @@ impl fmt::Display for World {
 pub(crate) enum WorldPre {
     V0_1(v0_1::PolicyPluginPre<StageState>),
     V0_2(v0_2::PolicyPluginPre<StageState>),
+    V0_3(v0_3::PolicyPluginPre<StageState>),
 }
 
 impl WorldPre {
@@ -75,6 +82,7 @@ impl WorldPre {
         Ok(match world {
             World::V0_1 => WorldPre::V0_1(v0_1::PolicyPluginPre::new(pre)?),
             World::V0_2 => WorldPre::V0_2(v0_2::PolicyPluginPre::new(pre)?),
+            World::V0_3 => WorldPre::V0_3(v0_3::PolicyPluginPre::new(pre)?),
         })
     }
 
@@ -82,12 +90,14 @@ impl WorldPre {
         match self {
             WorldPre::V0_1(_) => World::V0_1,
             WorldPre::V0_2(_) => World::V0_2,
+            WorldPre::V0_3(_) => World::V0_3,
         }
     }
 
     pub(crate) fn instantiate(&self, store: &mut Store<StageState>) -> wasmtime::Result<WorldInstance> {
         match self {
             WorldPre::V0_1(pre) => Ok(WorldInstance::V0_1(pre.instantiate(&mut *store)?)),
+            WorldPre::V0_3(pre) => Ok(WorldInstance::V0_3(pre.instantiate(&mut *store)?)),
             WorldPre::V0_2(pre) => {
                 let instance = pre.instance_pre().instantiate(&mut *store)?;
                 let bindings = v0_2::PolicyPlugin::new(&mut *store, &instance)?;
@@ -119,6 +129,7 @@ pub(crate) enum WorldInstance {
         /// answering [`Decisions`]: lifted straight into the host's types.
         push: Func,
     },
+    V0_3(v0_3::PolicyPlugin),
 }
 
 impl WorldInstance {
@@ -128,6 +139,7 @@ impl WorldInstance {
             WorldInstance::V0_2 { bindings, .. } => {
                 Ok(bindings.streamgate_policy_policy().call_describe(store)?.into())
             }
+            WorldInstance::V0_3(b) => Ok(b.streamgate_policy_policy().call_describe(store)?.into()),
         }
     }
 
@@ -145,6 +157,13 @@ impl WorldInstance {
                     wit_v0_2::ConfigError::Invalid(m) => wit::ConfigError::Invalid(m),
                 }))
             }
+            WorldInstance::V0_3(b) => {
+                let created = b.streamgate_policy_policy().stage().call_create(store, config)?;
+                Ok(created.map_err(|e| match e {
+                    wit_v0_3::ConfigError::Malformed(m) => wit::ConfigError::Malformed(m),
+                    wit_v0_3::ConfigError::Invalid(m) => wit::ConfigError::Invalid(m),
+                }))
+            }
         }
     }
 
@@ -158,6 +177,10 @@ impl WorldInstance {
             WorldInstance::V0_1(_) => Ok(None),
             WorldInstance::V0_2 { bindings, .. } => {
                 let answer = bindings.streamgate_policy_policy().stage().call_capabilities(store, stage)?;
+                Ok(Some(answer.into_iter().map(Into::into).collect()))
+            }
+            WorldInstance::V0_3(b) => {
+                let answer = b.streamgate_policy_policy().stage().call_capabilities(store, stage)?;
                 Ok(Some(answer.into_iter().map(Into::into).collect()))
             }
         }
@@ -179,6 +202,21 @@ impl WorldInstance {
                 let push = push.typed::<PushParams<'_>, (Decisions,)>(&*store)?;
                 Ok(push.call(store, (stage, now, events))?.0)
             }
+            WorldInstance::V0_3(b) => {
+                let c = Columns::of(events);
+                let answer = b.streamgate_policy_policy().stage().call_push(
+                    store,
+                    stage,
+                    now,
+                    &c.seqs,
+                    &c.keys,
+                    &c.event_times,
+                    &c.log_times,
+                    &c.ids,
+                    &c.tags,
+                )?;
+                columns::decisions(answer).map_err(wasmtime::Error::msg)
+            }
         }
     }
 
@@ -192,6 +230,7 @@ impl WorldInstance {
             WorldInstance::V0_2 { bindings, .. } => {
                 bindings.streamgate_policy_policy().stage().call_snapshot(store, stage)
             }
+            WorldInstance::V0_3(b) => b.streamgate_policy_policy().stage().call_snapshot(store, stage),
         }
     }
 
@@ -216,6 +255,14 @@ impl WorldInstance {
                 Ok(restored.map_err(|e| match e {
                     wit_v0_2::RestoreError::UnsupportedVersion(v) => wit::RestoreError::UnsupportedVersion(v),
                     wit_v0_2::RestoreError::Corrupt(m) => wit::RestoreError::Corrupt(m),
+                }))
+            }
+            WorldInstance::V0_3(b) => {
+                let stage_api = b.streamgate_policy_policy().stage();
+                let restored = stage_api.call_restore(store, stage, state_version, state)?;
+                Ok(restored.map_err(|e| match e {
+                    wit_v0_3::RestoreError::UnsupportedVersion(v) => wit::RestoreError::UnsupportedVersion(v),
+                    wit_v0_3::RestoreError::Corrupt(m) => wit::RestoreError::Corrupt(m),
                 }))
             }
         }

@@ -16,7 +16,7 @@ use streamgate_plugin_sdk::{
     SnapshotWriter, key_map, parse_config,
 };
 
-streamgate_plugin_sdk::export_policy!(crate::Ordering, "../../wit");
+streamgate_plugin_sdk::export_policy_v3!(crate::Ordering, "../../wit/v0.3.0");
 
 const STATE_VERSION: u32 = 1;
 /// Bytes of one held event in a snapshot.

@@ -1,6 +1,6 @@
-//! Both worlds side by side: 0.1.0 and 0.2.0 stages load into one chain and run
-//! together; a 0.2.0 stage's `expired` keys reach [`ChainOutput::expired`] (union, once
-//! each), and stages report their capabilities under their config.
+//! Every world side by side: 0.1.0, 0.2.0 and 0.3.0 stages load into one chain and
+//! run together; a 0.2.0 or 0.3.0 stage's `expired` keys reach [`ChainOutput::expired`]
+//! (union, once each), and stages report their capabilities under their config.
 
 use super::*;
 use crate::bindings::wit::Capability;
@@ -12,12 +12,13 @@ fn ev(key: &str, t: i64) -> Event {
 }
 
 #[test]
-fn builtins_and_fixtures_of_both_worlds_load() {
+fn builtins_and_fixtures_of_every_world_load() {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let world = |r: &str| runtime.load_ref(r).unwrap().world();
     assert_eq!(world("builtin:dedupe"), World::V0_2);
-    assert_eq!(world("builtin:staleness"), World::V0_2);
-    assert_eq!(world("builtin:ordering"), World::V0_1);
+    assert_eq!(world("builtin:staleness"), World::V0_3);
+    assert_eq!(world("builtin:ordering"), World::V0_3);
+    assert_eq!(world("builtin:coalesce"), World::V0_1);
     assert_eq!(world(&fixture("fixture_dedupe_next")), World::V0_1);
     assert_eq!(world(&fixture("fixture_overclaim")), World::V0_2);
 }
@@ -34,16 +35,16 @@ fn stages_report_capabilities_under_their_config() {
     let mut newest = dedupe.stage(r#"{"newest_per_frame": true}"#, limits).unwrap();
     assert_eq!(newest.capabilities().unwrap(), [Capability::Dedupe, Capability::Coalesce]);
     // A 0.1.0 stage's claims are its plugin's `describe` list, whatever its config.
-    let ordering = runtime.load_ref("builtin:ordering").unwrap();
-    let mut stage = ordering.stage(r#"{"window_ms": 5}"#, limits).unwrap();
+    let coalesce = runtime.load_ref("builtin:coalesce").unwrap();
+    let mut stage = coalesce.stage(r#"{"tags": ["rank"]}"#, limits).unwrap();
     assert_eq!(stage.world(), World::V0_1);
-    assert_eq!(stage.capabilities().unwrap(), ordering.described_capabilities());
+    assert_eq!(stage.capabilities().unwrap(), coalesce.described_capabilities());
 }
 
 #[test]
 fn one_chain_runs_both_worlds_and_unions_expired_keys() {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
-    // Two 0.2.0 stages that expire the keys of what they drop, around two 0.1.0 stages;
+    // Two 0.2.0 stages that expire the keys of what they drop, around two 0.3.0 stages;
     // the first forgets keys after a second, the second never does.
     let stages = [
         policy(&fixture("fixture_overclaim"), "forget_after_ms = 1000"),
@@ -77,7 +78,7 @@ fn one_chain_runs_both_worlds_and_unions_expired_keys() {
 #[test]
 fn a_chain_of_0_1_0_stages_expires_nothing() {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
-    let stages = [policy(&fixture("fixture_dedupe_next"), ""), policy("builtin:ordering", "")];
+    let stages = [policy(&fixture("fixture_dedupe_next"), ""), policy("builtin:coalesce", "")];
     let mut chain = build(&runtime, &stages, ChainOptions::defaults(&runtime)).unwrap();
     let out = chain.push(100_000, vec![ev("a", 99_000), ev("a", 99_000)], &Counts::new("t"));
     assert_eq!(out.released.len(), 1, "the repeat was dropped");
