@@ -161,6 +161,20 @@ async fn resumed_ids_only_move_forward_whatever_the_last_event_id() {
     }
 }
 
+#[tokio::test]
+async fn a_non_ascii_last_event_id_is_refused_not_ignored() {
+    let (app, handle) = app();
+    publish(&handle, 1, "taxi-1");
+    for bad in [&b"1\xc3\xa9-0"[..], b"\xff", "\u{ff11}-0".as_bytes()] {
+        let value = axum::http::HeaderValue::from_bytes(bad).unwrap();
+        let req = Request::get("/tenants/taxi/events").header("last-event-id", value);
+        let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad:?} must be refused like any malformed id");
+        let body = text(resp).await;
+        assert!(body.contains("Last-Event-ID: not ASCII text"), "{bad:?}: {body}");
+    }
+}
+
 const SECRET: &str = "a-secret-for-the-http-tests";
 
 fn token(keys: &[&str], exp_from_now: i64) -> String {
