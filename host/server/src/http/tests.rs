@@ -26,7 +26,7 @@ fn app_full(
         config: crate::demo::taxi_tenant(),
         hub: Arc::new(Hub::new("liveMapLocation", true, 16, 16, Arc::new(TenantMetrics::new("taxi")))),
         metrics: Arc::new(TenantMetrics::new("taxi")),
-        ready: CancellationToken::new(),
+        ready: Arc::new(crate::readiness::Readiness::without_source()),
         auth,
         chain: tokio::sync::watch::channel(crate::tenant::ChainStatus::empty()).1,
     });
@@ -75,7 +75,14 @@ async fn health_readiness_and_unknown_tenants() {
     let resp = get(&app, "/readyz", None).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(text(resp).await.contains("taxi"));
-    handle.ready.cancel();
+    handle.ready.log_up();
+    assert_eq!(get(&app, "/readyz", None).await.status(), StatusCode::OK);
+    // Readiness follows the connection, both ways, with the reason.
+    handle.ready.log_down("redis stream: connection refused");
+    let resp = get(&app, "/readyz", None).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text(resp).await.contains("taxi: log: redis stream: connection refused"));
+    handle.ready.log_up();
     assert_eq!(get(&app, "/readyz", None).await.status(), StatusCode::OK);
     let resp = get(&app, "/tenants/nope/events", None).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
