@@ -409,10 +409,12 @@ fn parse_block(block: &str) -> Option<SseFrame> {
 }
 
 /// The start of an instance config: this Kafka and Redis, a consumer group, and a
-/// session timeout short enough for tests to see a crash's rebalance.
+/// session timeout short enough for tests to see a crash's rebalance. Dynamic group
+/// membership: tansu 0.6.0 rebalances a group with static members (`group.instance.id`,
+/// streamgate's default) every session timeout, and may not fetch in between.
 pub fn services_config(tansu: &Tansu, redis: &Redis, group: &str) -> String {
     format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nsession_timeout_ms = 6000\n\n\
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\nsession_timeout_ms = 6000\ninstance_id = \"\"\n\n\
          [redis]\nurl = \"{}\"\n\n[bus]\nkind = \"redis-stream\"\n",
         tansu.brokers(),
         redis.url()

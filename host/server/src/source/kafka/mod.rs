@@ -224,3 +224,22 @@ async fn flush(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_static_member_id_is_stable_per_host_and_port_unless_set() {
+        let listen = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let derived = KafkaConfig::default().group_instance_id(listen(8080)).expect("a derived id");
+        assert!(derived.ends_with("-8080") && derived.len() > 5, "{derived}");
+        assert_eq!(KafkaConfig::default().group_instance_id(listen(8080)), Some(derived.clone()));
+        assert_ne!(KafkaConfig::default().group_instance_id(listen(8081)), Some(derived));
+        assert_eq!(KafkaConfig::default().group_instance_id(listen(0)), None, "port 0 is not stable");
+        let set = KafkaConfig { instance_id: Some("gw-1".into()), ..KafkaConfig::default() };
+        assert_eq!(set.group_instance_id(listen(0)).as_deref(), Some("gw-1"));
+        let off = KafkaConfig { instance_id: Some(String::new()), ..KafkaConfig::default() };
+        assert_eq!(off.group_instance_id(listen(8080)), None);
+    }
+}

@@ -38,10 +38,14 @@ pub struct PartitionView {
     pub assigned_here: bool,
 }
 
+fn unreachable(what: &str, e: rdkafka::error::KafkaError) -> String {
+    format!("kafka unreachable ({what}): {e}")
+}
+
 /// Asks the broker about `topic` (blocking: run off the runtime).
 fn probe(consumer: &SourceConsumer, topic: &str) -> Result<Vec<PartitionView>, String> {
     let metadata =
-        consumer.fetch_metadata(Some(topic), PROBE_TIMEOUT).map_err(|e| format!("kafka unreachable: {e}"))?;
+        consumer.fetch_metadata(Some(topic), PROBE_TIMEOUT).map_err(|e| unreachable("metadata", e))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -55,15 +59,13 @@ fn probe(consumer: &SourceConsumer, topic: &str) -> Result<Vec<PartitionView>, S
     for &p in &partitions {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer
-        .committed_offsets(tpl, PROBE_TIMEOUT)
-        .map_err(|e| format!("kafka committed offsets: {e}"))?;
-    let own = consumer.assignment().map_err(|e| format!("kafka assignment: {e}"))?;
+    let committed =
+        consumer.committed_offsets(tpl, PROBE_TIMEOUT).map_err(|e| unreachable("committed offsets", e))?;
+    let own = consumer.assignment().map_err(|e| unreachable("assignment", e))?;
     let mut views = Vec::with_capacity(partitions.len());
     for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, PROBE_TIMEOUT)
-            .map_err(|e| format!("kafka watermarks of partition {p}: {e}"))?;
+        let (low, high) =
+            consumer.fetch_watermarks(topic, p, PROBE_TIMEOUT).map_err(|e| unreachable("watermarks", e))?;
         let committed = match committed.find_partition(topic, p).map(|e| e.offset()) {
             Some(Offset::Offset(o)) => o,
             _ => low,
@@ -82,7 +84,12 @@ pub struct StallTracker {
 
 impl StallTracker {
     /// Takes one probe's views at `now`; answers the partitions stalled for `after`.
-    pub fn observe(&mut self, views: &[PartitionView], now: Instant, after: Duration) -> Vec<StalledPartition> {
+    pub fn observe(
+        &mut self,
+        views: &[PartitionView],
+        now: Instant,
+        after: Duration,
+    ) -> Vec<StalledPartition> {
         let mut stalled = Vec::new();
         self.since.retain(|p, _| views.iter().any(|v| v.partition == *p));
         for v in views {
@@ -146,9 +153,14 @@ pub async fn monitor(
         let before: Vec<i32> = ready.stalled().iter().map(|p| p.partition).collect();
         for p in stalled.iter().filter(|p| !before.contains(&p.partition)) {
             tracing::warn!(
-                tenant, topic, partition = p.partition, committed = p.committed, high_watermark = p.high_watermark,
+                tenant,
+                topic,
+                partition = p.partition,
+                committed = p.committed,
+                high_watermark = p.high_watermark,
                 assigned_here = p.assigned_here,
-                "kafka partition stalled: its committed offset has not moved for {} s while records wait", p.stalled_secs
+                "kafka partition stalled: its committed offset has not moved for {} s while records wait",
+                p.stalled_secs
             );
         }
         metrics.partitions_stalled.store(stalled.len() as i64, Relaxed);

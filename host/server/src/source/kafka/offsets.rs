@@ -101,7 +101,11 @@ pub fn check_first_offset(
             if let Some(missing) = gap(resume, first_fetched) {
                 gaps.offset_gaps.fetch_add(1, Relaxed);
                 tracing::warn!(
-                    tenant, topic, partition, from = missing.start, to = missing.end - 1,
+                    tenant,
+                    topic,
+                    partition,
+                    from = missing.start,
+                    to = missing.end - 1,
                     missing = missing.end - missing.start,
                     "kafka skipped offsets: the first record fetched after an assignment is beyond the \
                      resume offset; those records were not delivered (a broker bug?)"
