@@ -1,52 +1,78 @@
 //! `/readyz` follows what the instance can reach now, with the reason in the body: a
-//! real redis-server stopped and started again, then the Kafka broker stopped.
+//! real redis-server stopped and started again (meanwhile the partition whose records
+//! cannot be published shows as stalled), then the Kafka broker stopped.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{Instance, Redis, TAXI_TENANT, Tansu, http_answer, services_config};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-/// Polls `/readyz` every 100 ms until it answers `status`; its body then.
-fn wait_readyz(instance: &Instance, status: u16, within: Duration, why: &str) -> String {
+/// Polls `/readyz` every 100 ms until its status and body satisfy `done`; the body then.
+fn wait_readyz(instance: &Instance, within: Duration, why: &str, done: impl Fn(u16, &str) -> bool) -> String {
     let start = Instant::now();
     let mut last = None;
     loop {
         let answer = http_answer(&instance.url("/readyz"));
-        if let Some((s, body)) = &answer
-            && *s == status
+        if let Some((status, body)) = &answer
+            && done(*status, body)
         {
             return body.clone();
         }
         last = answer.or(last);
         assert!(
             start.elapsed() < within,
-            "/readyz did not answer {status} within {within:?} ({why}); last answer: {last:?}\nlog:\n{}",
+            "/readyz did not show {why} within {within:?}; last answer: {last:?}\nlog:\n{}",
             instance.log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
+fn produce(tansu: &Tansu, n: usize) {
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", tansu.brokers()).create().expect("kafka producer");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    for i in 0..n {
+        let payload = format!(r#"{{"mediaId":"taxi-{i}","lat":37.5,"lng":127.0,"timestamp":{now}}}"#);
+        producer.send(BaseRecord::<(), _>::to("taxi").partition(0).payload(&payload)).expect("queued");
+    }
+    producer.flush(Duration::from_secs(10)).expect("kafka delivery");
+}
+
 #[test]
 fn readyz_follows_redis_down_and_back_then_kafka_down() {
     let (mut tansu, mut redis) = (Tansu::start(), Redis::start());
-    tansu.create_topic("taxi", 2);
-    let instance = Instance::start(&format!("{}{TAXI_TENANT}", services_config(&tansu, &redis, "ready")));
-    let body = wait_readyz(&instance, 200, Duration::from_secs(5), "started");
-    assert_eq!(body, "ready\n");
+    tansu.create_topic("taxi", 1);
+    let services =
+        services_config(&tansu, &redis, "ready").replace("[kafka]\n", "[kafka]\nstalled_after_ms = 2000\n");
+    let instance = Instance::start(&format!("{services}{TAXI_TENANT}"));
+    let stalled = || instance.metric("streamgate_source_partitions_stalled{tenant=\"taxi\"}");
+    wait_readyz(&instance, Duration::from_secs(5), "ready", |s, body| s == 200 && body == "ready\n");
 
     redis.stop();
-    let body = wait_readyz(&instance, 503, Duration::from_secs(20), "redis stopped");
+    let body = wait_readyz(&instance, Duration::from_secs(20), "Redis down", |s, _| s == 503);
     assert!(body.starts_with("not ready\n"), "{body}");
     assert!(body.contains("taxi: log: redis stream:"), "the reason names the log and Redis: {body}");
 
+    // Records the instance reads but cannot publish: their offsets are not committed.
+    produce(&tansu, 5);
+    let body = wait_readyz(&instance, Duration::from_secs(20), "a stalled partition", |_, body| {
+        body.contains("stalled partition 0 of topic taxi")
+    });
+    assert!(body.contains("assigned to this instance"), "{body}");
+    assert_eq!(stalled(), 1.0, "the gauge counts the stalled partition");
+
     redis.start_again();
-    let body = wait_readyz(&instance, 200, Duration::from_secs(30), "redis started again");
-    assert_eq!(body, "ready\n");
+    wait_readyz(&instance, Duration::from_secs(30), "Redis back, nothing stalled", |s, body| {
+        s == 200 && body == "ready\n"
+    });
+    assert_eq!(stalled(), 0.0);
 
     tansu.stop();
-    let body = wait_readyz(&instance, 503, Duration::from_secs(30), "kafka stopped");
+    let body = wait_readyz(&instance, Duration::from_secs(30), "Kafka down", |s, _| s == 503);
     assert!(body.contains("taxi: source: kafka unreachable"), "the reason names the source: {body}");
     assert!(!body.contains("taxi: log:"), "the log is still fine: {body}");
 }
