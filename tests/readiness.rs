@@ -76,3 +76,46 @@ fn readyz_follows_redis_down_and_back_then_kafka_down() {
     assert!(body.contains("taxi: source: kafka unreachable"), "the reason names the source: {body}");
     assert!(!body.contains("taxi: log:"), "the log is still fine: {body}");
 }
+
+#[test]
+fn a_partition_held_by_a_member_that_does_not_consume_is_reported_stalled() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let (tansu, redis) = (Tansu::start(), Redis::start());
+    tansu.create_topic("taxi", 2);
+    let services =
+        services_config(&tansu, &redis, "idle").replace("[kafka]\n", "[kafka]\nstalled_after_ms = 3000\n");
+    let instance = Instance::start(&format!("{services}{TAXI_TENANT}"));
+    // A second member of the tenant's group that takes partitions and never reads them.
+    let idle: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", tansu.brokers())
+        .set("group.id", "idle.taxi")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("kafka consumer");
+    idle.subscribe(&["taxi"]).unwrap();
+    let start = Instant::now();
+    while idle.assignment().unwrap().count() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the idle member got no partition in 60 s");
+        let _ = idle.poll(Duration::from_millis(100));
+    }
+    let held = idle.assignment().unwrap().elements()[0].partition();
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", tansu.brokers()).create().expect("kafka producer");
+    for p in 0..2 {
+        for i in 0..5 {
+            let payload = format!(r#"{{"mediaId":"taxi-{i}","timestamp":1}}"#);
+            producer.send(BaseRecord::<(), _>::to("taxi").partition(p).payload(&payload)).expect("queued");
+        }
+    }
+    producer.flush(Duration::from_secs(10)).expect("kafka delivery");
+
+    let line = format!("stalled partition {held} of topic taxi");
+    let body =
+        wait_readyz(&instance, Duration::from_secs(30), "the idle member's partition stalled", |s, body| {
+            s == 200 && body.contains(&line)
+        });
+    assert!(body.contains("not assigned to this instance"), "{body}");
+    assert!(body.starts_with("ready\n"), "a stalled partition is reported, the instance stays ready: {body}");
+    assert!(instance.metric("streamgate_source_partitions_stalled{tenant=\"taxi\"}") >= 1.0);
+    drop(idle);
+}
