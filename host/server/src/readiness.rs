@@ -118,11 +118,6 @@ impl Readiness {
         s.log == Status::Up && s.source == Status::Up
     }
 
-    /// Whether the log reader is connected and caught up now.
-    pub fn log_is_up(&self) -> bool {
-        self.state.borrow().log == Status::Up
-    }
-
     /// Waits until the log reader is up (e.g. after a start or a reconnect).
     pub async fn log_ready(&self) {
         let mut rx = self.state.subscribe();
