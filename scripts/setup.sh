@@ -3,12 +3,14 @@
 #   scripts/setup.sh rust   - the Wasm target the plugin build uses (enough for `make demo`)
 #   scripts/setup.sh browser - Debian's chromium (apt) and Playwright for Python, pinned, in a
 #                              venv under the cache (the system Chromium; no browser download)
-#   scripts/setup.sh all    - all of the above, plus redis-server (apt) and tansu (cargo install, cached)
+#   scripts/setup.sh tansu  - the test Kafka broker (tansu, patched, built once, cached)
+#   scripts/setup.sh all    - all of the above, plus redis-server (apt)
 set -euo pipefail
 
 CACHE="${STREAMGATE_CACHE:-$HOME/.cache/streamgate}"
 TANSU_VERSION=0.6.0
-TANSU_ROOT="$CACHE/tansu-$TANSU_VERSION"
+TANSU_PATCH=p1                      # bump when the patch changes: a new cache path
+TANSU_ROOT="$CACHE/tansu-$TANSU_VERSION-$TANSU_PATCH"
 PLAYWRIGHT_VERSION=1.65.2
 BROWSER_VENV="$CACHE/browser-venv"
 WASM_TARGET=wasm32-unknown-unknown
@@ -33,14 +35,48 @@ need_redis() {
     # Tests start their own servers; the distribution's service is not needed.
 }
 
+# tansu 0.6.0 answers a fetch at an offset inside a record batch with the *next*
+# batch (tansu-storage dynostore.rs), so a consumer resuming there silently skips
+# records. We build it from the crates' sources with a one-line fix to tansu-storage
+# (scripts/tansu-storage-0.6.0-containing-batch.patch), everything else pinned by
+# tansu's own Cargo.lock.
+TANSU_CRATE_SHA256=4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d
+TANSU_STORAGE_CRATE_SHA256=720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d
+
+fetch_crate() { # NAME SHA256 DIR: download NAME-$TANSU_VERSION.crate, check it, unpack into DIR
+    local file="$3/$1-$TANSU_VERSION.crate"
+    curl -sSfL -o "$file" "https://static.crates.io/crates/$1/$1-$TANSU_VERSION.crate"
+    echo "$2  $file" | sha256sum -c --quiet - || { echo "setup: $1 checksum mismatch" >&2; exit 1; }
+    tar xzf "$file" -C "$3"
+}
+
 need_tansu() {
-    if [ ! -x "$TANSU_ROOT/bin/tansu" ]; then
-        echo "setup: installing tansu $TANSU_VERSION into $TANSU_ROOT (about 10 minutes, once)"
-        mkdir -p "$CACHE"
-        CARGO_TARGET_DIR="$CACHE/tansu-build" cargo install tansu --version "$TANSU_VERSION" \
-            --features dynostore --locked --root "$TANSU_ROOT"
-        rm -rf "$CACHE/tansu-build"
-    fi
+    if [ -x "$TANSU_ROOT/bin/tansu" ]; then return; fi
+    local here src
+    here="$(cd "$(dirname "$0")" && pwd)"
+    src="$CACHE/tansu-$TANSU_VERSION-$TANSU_PATCH-src"
+    echo "setup: building patched tansu $TANSU_VERSION into $TANSU_ROOT (about 10 minutes, once)"
+    rm -rf "$src" && mkdir -p "$src"
+    fetch_crate tansu "$TANSU_CRATE_SHA256" "$src"
+    fetch_crate tansu-storage "$TANSU_STORAGE_CRATE_SHA256" "$src"
+    patch -s -p1 -d "$src/tansu-storage-$TANSU_VERSION" \
+        < "$here/tansu-storage-$TANSU_VERSION-containing-batch.patch"
+    # The patched crate is a path dependency now: its lock entry loses the registry
+    # source and checksum; every other package stays as tansu's Cargo.lock pins it.
+    python3 - "$src/tansu-$TANSU_VERSION/Cargo.lock" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+entry = re.compile(r'(\[\[package\]\]\nname = "tansu-storage"\nversion = "[^"]+"\n)source = "[^"]+"\nchecksum = "[^"]+"\n')
+text, n = entry.subn(r'\1', text)
+if n != 1:
+    sys.exit("setup: tansu-storage not found once in tansu's Cargo.lock")
+open(path, "w").write(text)
+PY
+    CARGO_TARGET_DIR="$CACHE/tansu-build-$TANSU_PATCH" cargo install --locked \
+        --path "$src/tansu-$TANSU_VERSION" --features dynostore --root "$TANSU_ROOT" \
+        --config "patch.crates-io.tansu-storage.path=\"$src/tansu-storage-$TANSU_VERSION\""
+    rm -rf "$CACHE/tansu-build-$TANSU_PATCH" "$src"
 }
 
 need_browser() {
@@ -68,6 +104,7 @@ need_browser() {
 case "${1:-all}" in
     rust) need_rust ;;
     browser) need_browser ;;
+    tansu) need_tansu ;;
     all) need_rust; need_redis; need_browser; need_tansu ;;
-    *) echo "usage: $0 [rust|browser|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [rust|browser|tansu|all]" >&2; exit 2 ;;
 esac

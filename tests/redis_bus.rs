@@ -4,26 +4,28 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::Redis;
 use streamgate::bus::{Bus, Content, EntryBody, LogEntry, RedisPubSubBus, RedisStreamBus};
 use streamgate::event::Event;
+use streamgate::readiness::Readiness;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// A running reader of one tenant's log.
 struct Reader {
     rx: mpsc::Receiver<LogEntry>,
-    ready: CancellationToken,
+    ready: Arc<Readiness>,
     cancel: CancellationToken,
 }
 
 impl Reader {
     fn start(bus: &Bus, tenant: &str) -> Reader {
         let (tx, rx) = mpsc::channel(1024);
-        let (ready, cancel) = (CancellationToken::new(), CancellationToken::new());
+        let (ready, cancel) = (Arc::new(Readiness::without_source()), CancellationToken::new());
         tokio::spawn({
             let (bus, tenant, ready, cancel) =
                 (bus.clone(), tenant.to_string(), ready.clone(), cancel.clone());
@@ -33,7 +35,7 @@ impl Reader {
     }
 
     async fn wait_ready(&self) {
-        tokio::time::timeout(Duration::from_secs(10), self.ready.cancelled())
+        tokio::time::timeout(Duration::from_secs(10), self.ready.log_ready())
             .await
             .expect("reader connected and caught up within 10 s");
     }

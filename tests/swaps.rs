@@ -105,7 +105,15 @@ async fn read_log(redis: &Redis, last: LogPosition) -> Vec<LogEntry> {
     let cancel = CancellationToken::new();
     let reader = tokio::spawn({
         let cancel = cancel.clone();
-        async move { bus.read("taxi", tx, CancellationToken::new(), cancel).await }
+        async move {
+            bus.read(
+                "taxi",
+                tx,
+                std::sync::Arc::new(streamgate::readiness::Readiness::without_source()),
+                cancel,
+            )
+            .await
+        }
     });
     let mut entries = Vec::new();
     while entries.last().is_none_or(|e: &LogEntry| e.position < last) {

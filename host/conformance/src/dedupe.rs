@@ -9,7 +9,9 @@
 //!   `duplicate` has another event of the same id before it;
 //!
 //! except that a key (id) whose last release is older than `forget_after_ms` (config)
-//! before `now` may have been forgotten.
+//! before `now` may have been forgotten: by time, older either in log time (the push
+//! that released it, as the builtin forgets) or in event time (as plugins written
+//! before dedupe state version 2 forget).
 
 use std::collections::BTreeMap;
 
@@ -50,12 +52,14 @@ impl Fates {
 
 pub fn by_time(log: &Log, frames: &[Answer], forget_after_ms: Option<i64>) -> Result<(), String> {
     let fates = Fates::new(log, frames);
-    let mut last: BTreeMap<u64, (i64, u64)> = BTreeMap::new();
+    // Per key: the last released event time, its seq, and the log time of that push.
+    let mut last: BTreeMap<u64, (i64, u64, i64)> = BTreeMap::new();
     for (i, f) in frames.iter().enumerate() {
         for e in &f.released {
-            if let Some(&(t, seq)) = last.get(&e.key)
+            if let Some(&(t, seq, at)) = last.get(&e.key)
                 && e.event_time <= t
                 && !may_forget(forget_after_ms, t, f.now)
+                && !may_forget(forget_after_ms, at, f.now)
             {
                 return Err(format!(
                     "push {} (now={}) released seq {} with event time {}, but seq {seq} of the same key \
@@ -66,7 +70,7 @@ pub fn by_time(log: &Log, frames: &[Answer], forget_after_ms: Option<i64>) -> Re
                     e.event_time
                 ));
             }
-            last.insert(e.key, (e.event_time, e.seq));
+            last.insert(e.key, (e.event_time, e.seq, f.now));
         }
         for &(seq, reason) in &f.dropped {
             let Some(&(d, _)) = fates.arrivals.get(&seq) else { continue };
@@ -157,6 +161,13 @@ mod tests {
             by_time(&log, &frames, Some(1_000)).is_ok(),
             "900 is older than 5000 - 1000: may be forgotten"
         );
+        // A future stamp is forgotten from the log time of its release.
+        let (a, b) = (ev(1, 7, i64::MAX), ev(2, 7, 4_900));
+        let log =
+            Log::new(vec![Batch { now: 1_000, events: vec![a] }, Batch { now: 5_000, events: vec![b] }]);
+        let frames = [frame(1_000, &[a], &[]), frame(5_000, &[b], &[])];
+        assert!(by_time(&log, &frames, Some(1_000)).is_ok(), "released at 1000, older than 5000 - 1000");
+        assert!(by_time(&log, &frames, Some(10_000)).is_err(), "released within 10 s of 5000");
     }
 
     #[test]

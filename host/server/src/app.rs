@@ -87,6 +87,10 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
     tasks.spawn(catalog.clone().precompile_announced(cancel.clone()));
     let mut tenants = BTreeMap::new();
     let mut doors = BTreeMap::new();
+    let instance_id = config.kafka.group_instance_id(config.listen);
+    if matches!(source, Source::Kafka) {
+        tracing::info!(group_instance_id = ?instance_id, "kafka static membership");
+    }
     for t in &config.tenants {
         let auth = t
             .auth
@@ -100,7 +104,15 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
                 .map_err(|source| AppError::Chain { tenant: t.name.clone(), source })?;
         match source {
             Source::Kafka => {
-                let consumer = kafka::consumer(&config.kafka, t)?;
+                let consumer = Arc::new(kafka::consumer(&config.kafka, t, instance_id.as_deref())?);
+                tasks.spawn(kafka::monitor::monitor(
+                    consumer.clone(),
+                    t.topic.clone(),
+                    handle.metrics.clone(),
+                    handle.ready.clone(),
+                    config.kafka.stalled_after,
+                    cancel.clone(),
+                ));
                 tasks.spawn(kafka::run(
                     consumer,
                     t.clone(),
@@ -111,6 +123,8 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
                 ));
             }
             Source::Simulator { taxis, every } => {
+                // The simulators need no connection: only the log decides readiness.
+                handle.ready.source_up();
                 let publisher = BatchPublisher::new(
                     &t.name,
                     bus.clone(),

@@ -74,8 +74,8 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// Applies `STREAMGATE_LISTEN`, `STREAMGATE_KAFKA_BROKERS`, `STREAMGATE_REDIS_URL`,
-    /// `STREAMGATE_ADMIN_TOKEN`.
+    /// Applies `STREAMGATE_LISTEN`, `STREAMGATE_KAFKA_BROKERS`,
+    /// `STREAMGATE_KAFKA_INSTANCE_ID`, `STREAMGATE_REDIS_URL`, `STREAMGATE_ADMIN_TOKEN`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(listen) = var("STREAMGATE_LISTEN") {
             self.listen = listen.parse().map_err(|e| {
@@ -84,6 +84,9 @@ impl Config {
         }
         if let Some(brokers) = var("STREAMGATE_KAFKA_BROKERS") {
             self.kafka.brokers = brokers;
+        }
+        if let Some(id) = var("STREAMGATE_KAFKA_INSTANCE_ID") {
+            self.kafka.instance_id = Some(id);
         }
         if let Some(url) = var("STREAMGATE_REDIS_URL") {
             self.redis.url = url;

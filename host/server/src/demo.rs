@@ -67,6 +67,7 @@ pub fn taxi_tenant() -> TenantConfig {
         snapshot_on_connect: true,
         history_frames: 1_024,
         max_payload_bytes: 64 << 10,
+        max_future_skew: crate::tenant::config::default_max_future_skew(),
         policies: vec![
             policy("ordering", "window_ms = 1000"),
             policy("staleness", "max_age_ms = 30000"),

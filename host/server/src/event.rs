@@ -17,15 +17,18 @@ pub enum DecodeError {
     BadTime,
     #[error("id or tag missing or not a string/number")]
     BadId,
+    #[error("time further ahead of this instance's clock than max_future_skew_ms (not ms since epoch?)")]
+    FutureTime,
 }
 
 impl DecodeError {
-    pub const ALL: [DecodeError; 5] = [
+    pub const ALL: [DecodeError; 6] = [
         DecodeError::TooLarge,
         DecodeError::NotJson,
         DecodeError::BadKey,
         DecodeError::BadTime,
         DecodeError::BadId,
+        DecodeError::FutureTime,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl DecodeError {
             DecodeError::BadKey => "bad_key",
             DecodeError::BadTime => "bad_time",
             DecodeError::BadId => "bad_id",
+            DecodeError::FutureTime => "future_time",
         }
     }
 }

@@ -15,6 +15,7 @@
 //! - [`hub`]: frames serialised once, history ring, latest values, keyed routing.
 //! - [`http`]: the HTTP surface (SSE, snapshot, health, metrics, web UI, admin API, the
 //!   demo queue's join).
+//! - [`readiness`]: whether each tenant's log reader and source are connected now.
 //! - [`auth`]: optional JWT authorization of subscribers, per tenant.
 //! - [`secrets`]: admin tokens and token keys that rotate from a file without a restart.
 //!
@@ -34,6 +35,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod policy;
+pub mod readiness;
 pub mod secrets;
 pub mod source;
 pub mod tenant;

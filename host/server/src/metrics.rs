@@ -16,6 +16,12 @@ pub struct TenantMetrics {
     pub tenant: String,
     /// Messages read from the source.
     pub consumed: AtomicU64,
+    /// Partitions whose first record after an assignment was beyond the resume offset.
+    pub offset_gaps: AtomicU64,
+    /// Records in the topic not yet committed by the group, at the last probe.
+    pub source_lag: AtomicI64,
+    /// Partitions nobody consumes (committed offset behind and unmoved), at the last probe.
+    pub partitions_stalled: AtomicI64,
     decode_errors: [AtomicU64; DecodeError::ALL.len()],
     /// Events published to the bus by this instance.
     pub published: AtomicU64,
@@ -78,10 +84,28 @@ type Series = (&'static str, &'static str, &'static str, fn(&TenantMetrics) -> i
 pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> String {
     let tenants: Vec<&TenantMetrics> = tenants.into_iter().collect();
     let mut out = String::new();
-    let simple: [Series; 15] = [
+    let simple: [Series; 18] = [
         ("streamgate_source_messages_total", "counter", "Messages read from the source.", |m| {
             m.consumed.load(Relaxed) as i64
         }),
+        (
+            "streamgate_source_offset_gaps_total",
+            "counter",
+            "Partitions whose first record fetched after an assignment was beyond the resume offset (records skipped).",
+            |m| m.offset_gaps.load(Relaxed) as i64,
+        ),
+        (
+            "streamgate_source_lag",
+            "gauge",
+            "Records in the tenant's topic the group has not committed yet (last probe).",
+            |m| m.source_lag.load(Relaxed),
+        ),
+        (
+            "streamgate_source_partitions_stalled",
+            "gauge",
+            "Partitions whose committed offset stays behind the high watermark without moving (nobody consumes them).",
+            |m| m.partitions_stalled.load(Relaxed),
+        ),
         (
             "streamgate_bus_published_events_total",
             "counter",

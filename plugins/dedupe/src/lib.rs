@@ -7,8 +7,16 @@
 //! - `"id"`: each idempotency id (the tenant's `id` pointer) is released at most once;
 //!   a repeat is a `duplicate`. For at-least-once streams where every event counts.
 //!
-//! With `forget_after_ms`, keys (or ids) last seen that far behind log time are
-//! forgotten, bounding memory; set it above any staleness bound or redelivery delay.
+//! With `forget_after_ms`, keys (or ids) are forgotten that long in log time after they
+//! last released an event (ids: after they were first seen), bounding memory; set it
+//! above any staleness bound or redelivery delay. Forgetting never looks at event times,
+//! so a key once stamped far in the future (`i64::MAX`, microseconds for milliseconds)
+//! is forgotten like any other instead of holding back its later events forever. Drops
+//! do not refresh a key: a key that only drops is forgotten on time.
+//!
+//! State version 2: per key the event time and the log time of its last release.
+//! Version 1 (event time only) is still restored: each key counts as last released at
+//! the first push after the restore, or at its event time if that is earlier.
 //!
 //! A `streamgate:policy@0.2.0` plugin: a stage claims `coalesce` only when its config
 //! has `newest_per_frame` (otherwise it releases every passing event), and always
@@ -25,7 +33,9 @@ use streamgate_plugin_sdk::{
 #[cfg(feature = "export")]
 streamgate_plugin_sdk::export_policy_v2!(crate::Dedupe, "../../wit/v0.2.0");
 
-const STATE_VERSION: u32 = 1;
+const STATE_VERSION: u32 = 2;
+/// The state before release log times were kept: restored, never written.
+const STATE_VERSION_EVENT_TIMES: u32 = 1;
 
 /// Config (JSON): `{"by": "time", "newest_per_frame": true, "forget_after_ms": 600000}`.
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +59,12 @@ pub struct Dedupe {
     /// By time: last released event time per key. By id: log time each id was first
     /// seen. (BTreeMap: deterministic iteration.)
     last_time: BTreeMap<u64, i64>,
+    /// By time: log time at which each key of `last_time` last released an event; what
+    /// forgetting looks at. (By id, `last_time` is a log time already.)
+    released_at: BTreeMap<u64, i64>,
+    /// Restored from version 1: `released_at` holds event times, capped at the next
+    /// push's log time.
+    cap_released_at: bool,
     /// Log time at which the next forgetting sweep runs.
     next_sweep: i64,
     /// Scratch: index into the batch of the newest passing event per key.
@@ -67,7 +83,16 @@ impl Dedupe {
             return;
         }
         let cutoff = now.saturating_sub(horizon);
-        self.last_time.retain(|_, t| *t >= cutoff);
+        if self.config.by == DedupeBy::Id {
+            self.last_time.retain(|_, t| *t >= cutoff);
+        } else {
+            let forgotten: Vec<u64> =
+                self.released_at.iter().filter(|&(_, &at)| at < cutoff).map(|(&k, _)| k).collect();
+            for key in forgotten {
+                self.released_at.remove(&key);
+                self.last_time.remove(&key);
+            }
+        }
         // Sweep again after a tenth of the horizon: amortised O(1) per event.
         self.next_sweep = now.saturating_add((horizon / 10).max(1));
     }
@@ -104,12 +129,17 @@ impl Policy for Dedupe {
         Ok(Dedupe {
             config,
             last_time: BTreeMap::new(),
+            released_at: BTreeMap::new(),
+            cap_released_at: false,
             next_sweep: i64::MIN,
             newest_in_batch: BTreeMap::new(),
         })
     }
 
     fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
+        if std::mem::take(&mut self.cap_released_at) {
+            self.released_at.values_mut().for_each(|at| *at = (*at).min(now));
+        }
         self.forget_old_keys(now);
         if self.config.by == DedupeBy::Id {
             for e in events {
@@ -130,6 +160,7 @@ impl Policy for Dedupe {
                 Some(&t) if e.event_time < t => out.drop(e.seq, DropReason::OutOfDate),
                 _ => {
                     self.last_time.insert(e.key, e.event_time);
+                    self.released_at.insert(e.key, now);
                     passed.push(i);
                 }
             }
@@ -153,22 +184,38 @@ impl Policy for Dedupe {
         }
     }
 
+    /// Version 2: the next sweep, the key times, then the release log times (the same
+    /// keys; empty by id).
     fn snapshot(&self) -> Vec<u8> {
-        let mut w = SnapshotWriter::with_capacity(12 + self.last_time.len() * 16);
-        w.i64(self.next_sweep).key_times(&self.last_time);
+        let mut w = SnapshotWriter::with_capacity(16 + (self.last_time.len() + self.released_at.len()) * 16);
+        w.i64(self.next_sweep).key_times(&self.last_time).key_times(&self.released_at);
         w.finish()
     }
 
     fn restore(&mut self, state_version: u32, state: &[u8]) -> Result<(), RestoreError> {
-        if state_version != STATE_VERSION {
+        if state_version != STATE_VERSION && state_version != STATE_VERSION_EVENT_TIMES {
             return Err(RestoreError::UnsupportedVersion(state_version));
         }
         let mut r = SnapshotReader::new(state);
         let next_sweep = r.i64()?;
         let last_time = r.key_times()?;
+        let by_time = self.config.by == DedupeBy::Time;
+        let (released_at, cap) = match state_version {
+            STATE_VERSION => (r.key_times()?, false),
+            // Only event times were kept: they stand in for release times until the next
+            // push caps them at its log time (a future stamp is then forgotten on time).
+            STATE_VERSION_EVENT_TIMES if by_time => (last_time.clone(), true),
+            STATE_VERSION_EVENT_TIMES => (BTreeMap::new(), false),
+            v => return Err(RestoreError::UnsupportedVersion(v)),
+        };
         r.finish()?;
+        if by_time && !released_at.keys().eq(last_time.keys()) {
+            return Err(RestoreError::Corrupt("release times do not match the keys".into()));
+        }
         self.next_sweep = next_sweep;
         self.last_time = last_time;
+        self.released_at = if by_time { released_at } else { BTreeMap::new() };
+        self.cap_released_at = cap;
         Ok(())
     }
 }
@@ -214,9 +261,10 @@ mod tests {
     #[test]
     fn forgets_keys_behind_the_horizon() {
         let mut p = Dedupe::create(r#"{"forget_after_ms": 1000}"#).unwrap();
-        p.decide(0, &[ev(1, 7, 100), ev(2, 8, 900)]);
+        p.decide(0, &[ev(1, 7, 100)]);
+        p.decide(900, &[ev(2, 8, 900)]);
         p.decide(1_500, &[]);
-        assert_eq!(p.keys(), 1, "key 7 (time 100) is behind 1500-1000");
+        assert_eq!(p.keys(), 1, "key 7 (released at log time 0) is behind 1500-1000");
         // A forgotten key accepts an older time again: the staleness stage bounds that.
         assert_eq!(p.decide(1_500, &[ev(3, 7, 50)]).released, vec![3]);
     }
@@ -231,6 +279,42 @@ mod tests {
         assert_eq!(a.decide(0, &later), b.decide(0, &later));
         assert!(matches!(b.restore(9, &[]), Err(RestoreError::UnsupportedVersion(9))));
         assert!(matches!(b.restore(STATE_VERSION, &[1, 2]), Err(RestoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_far_future_event_time_does_not_freeze_its_key() {
+        let mut p = Dedupe::create(r#"{"forget_after_ms": 1000}"#).unwrap();
+        assert_eq!(p.decide(0, &[ev(1, 7, i64::MAX), ev(2, 8, 10)]).released, vec![1, 2]);
+        // Later events of key 7 are out of date while it is remembered, and dropping
+        // them does not keep it remembered.
+        assert_eq!(p.decide(600, &[ev(3, 7, 600)]).dropped, vec![(3, DropReason::OutOfDate)]);
+        assert_eq!(p.decide(900, &[ev(4, 7, 900)]).dropped, vec![(4, DropReason::OutOfDate)]);
+        // 1000 ms of log time after its last release, the key is forgotten.
+        assert_eq!(p.decide(1_200, &[ev(5, 7, 1_200)]).released, vec![5], "key 7 is free again");
+        assert_eq!(p.decide(1_300, &[ev(6, 7, 1_150)]).dropped, vec![(6, DropReason::OutOfDate)]);
+    }
+
+    #[test]
+    fn restores_version_1_state_and_caps_its_future_times() {
+        // Version 1: next sweep, then (key, event time) pairs.
+        let mut w = SnapshotWriter::default();
+        w.i64(i64::MIN).key_times(&BTreeMap::from([(7, i64::MAX), (8, 100)]));
+        let v1 = w.finish();
+        let mut p = Dedupe::create(r#"{"forget_after_ms": 1000}"#).unwrap();
+        p.restore(STATE_VERSION_EVENT_TIMES, &v1).unwrap();
+        assert_eq!(p.decide(500, &[ev(1, 7, 400), ev(2, 8, 100)]).dropped.len(), 2, "memory kept");
+        // Key 8 counts as released at its event time (100), key 7 at the first push (500).
+        p.decide(1_200, &[]);
+        assert_eq!(p.keys(), 1, "key 8 forgotten at 100 + 1000");
+        assert_eq!(p.decide(1_600, &[ev(3, 7, 1_600)]).released, vec![3], "key 7 forgotten at 500 + 1000");
+        // Version 2 round-trips the release times.
+        let mut q = Dedupe::create(r#"{"forget_after_ms": 1000}"#).unwrap();
+        q.restore(STATE_VERSION, &p.snapshot()).unwrap();
+        let later = [ev(4, 7, 1_600), ev(5, 7, 1_700)];
+        assert_eq!(p.decide(2_000, &later), q.decide(2_000, &later));
+        let mut by_id = Dedupe::create(r#"{"by": "id"}"#).unwrap();
+        by_id.restore(STATE_VERSION_EVENT_TIMES, &v1).unwrap();
+        assert_eq!(by_id.keys(), 2);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::readiness::Readiness;
+
 use super::{EntryBody, LogEntry, LogPosition, wall_clock_ms};
 
 const RETAINED_ENTRIES: usize = 65_536;
@@ -65,13 +67,13 @@ impl MemoryBus {
         &self,
         tenant: &str,
         out: mpsc::Sender<LogEntry>,
-        ready: CancellationToken,
+        ready: Arc<Readiness>,
         cancel: CancellationToken,
     ) {
         let log = self.log(tenant);
         let mut appended = log.appended.subscribe();
         let mut cursor = 0u64;
-        ready.cancel();
+        ready.log_up();
         loop {
             let batch: Vec<LogEntry> = {
                 let st = log.state.lock().unwrap();
@@ -115,7 +117,7 @@ mod tests {
         let reader = tokio::spawn({
             let bus = bus.clone();
             let cancel = cancel.clone();
-            async move { bus.read("t", tx, CancellationToken::new(), cancel).await }
+            async move { bus.read("t", tx, Arc::new(Readiness::without_source()), cancel).await }
         });
         for i in 0..10u8 {
             bus.publish("t", &EntryBody::batch(&[Event { event_time: i.into(), ..Event::default() }]));

@@ -20,6 +20,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::event::Event;
+use crate::readiness::Readiness;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use batch::{BatchDecodeError, decode_batch, encode_batch};
@@ -202,12 +204,13 @@ impl Bus {
     }
 
     /// Reads the tenant's log in order into `out` until `cancel`, reconnecting on
-    /// errors. `ready` is cancelled once the reader is connected and caught up.
+    /// errors. `ready` says whether the reader is connected and caught up, and why
+    /// not: set once caught up, reset while the connection is lost.
     pub async fn read(
         &self,
         tenant: &str,
         out: mpsc::Sender<LogEntry>,
-        ready: CancellationToken,
+        ready: Arc<Readiness>,
         cancel: CancellationToken,
     ) {
         match self {

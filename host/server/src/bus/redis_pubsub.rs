@@ -7,6 +7,7 @@
 //!
 //! Message layout: `<ms> <counter> ` followed by `B<batch>`, `H` or `C<control>`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,6 +15,8 @@ use redis::aio::ConnectionManager;
 use redis::{Client, Script};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::readiness::Readiness;
 
 use super::{BusError, EntryBody, LogEntry, LogPosition};
 
@@ -69,7 +72,7 @@ impl RedisPubSubBus {
         &self,
         tenant: &str,
         out: mpsc::Sender<LogEntry>,
-        ready: CancellationToken,
+        ready: Arc<Readiness>,
         cancel: CancellationToken,
     ) {
         let channel = self.channel(tenant);
@@ -78,7 +81,7 @@ impl RedisPubSubBus {
             let result: Result<(), BusError> = async {
                 let mut pubsub = self.client.get_async_pubsub().await?;
                 pubsub.subscribe(&channel).await?;
-                ready.cancel();
+                ready.log_up();
                 let mut messages = pubsub.on_message();
                 loop {
                     let msg = tokio::select! {
@@ -110,6 +113,7 @@ impl RedisPubSubBus {
             .await;
             if let Err(e) = result {
                 tracing::warn!(tenant, error = %e, "redis pub/sub reader failed; resubscribing");
+                ready.log_down(format_args!("redis pub/sub: {e}"));
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -5,12 +5,15 @@
 //! age (`MINID ~`). Readers start at the oldest retained entry, so an instance that
 //! joins late rebuilds its policy state from the same log as the others.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::readiness::Readiness;
 
 use super::{BusError, Content, EntryBody, LogEntry, LogPosition, SkipReason, wall_clock_ms};
 
@@ -110,7 +113,7 @@ impl RedisStreamBus {
         &self,
         tenant: &str,
         out: mpsc::Sender<LogEntry>,
-        ready: CancellationToken,
+        ready: Arc<Readiness>,
         cancel: CancellationToken,
     ) {
         let key = self.key(tenant);
@@ -125,6 +128,7 @@ impl RedisStreamBus {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(tenant, error = %e, retry_in = ?backoff, "redis stream reader failed; reconnecting");
+                    ready.log_down(format_args!("redis stream: {e}"));
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -141,7 +145,7 @@ impl RedisStreamBus {
         key: &str,
         last_id: &mut String,
         out: &mpsc::Sender<LogEntry>,
-        ready: &CancellationToken,
+        ready: &Readiness,
         cancel: &CancellationToken,
     ) -> Result<(), BusError> {
         let mut conn = self.connect(Duration::from_millis(BLOCK_MS + 5_000)).await?;
@@ -158,7 +162,7 @@ impl RedisStreamBus {
                 .await?;
             let entries = parse_xread(reply)?;
             if entries.len() < READ_COUNT {
-                ready.cancel();
+                ready.log_up();
             }
             for entry in entries {
                 *last_id = entry.position.to_string();

@@ -1,5 +1,5 @@
 //! Operations endpoints: `/healthz` (the process serves), `/readyz` (every tenant's
-//! log reader is connected and caught up), `/metrics` (Prometheus text).
+//! log reader and source are connected now, else the reasons), `/metrics` (Prometheus text).
 
 use axum::Router;
 use axum::extract::State;
@@ -21,13 +21,33 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// 200 `ready` or 503 `not ready`, then one line per reason (`TENANT: log|source: why`)
+/// and per stalled Kafka partition (reported, but not a reason to leave the pool: a
+/// partition nobody consumes is the whole group's problem, not this instance's).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let waiting: Vec<&str> =
-        state.tenants.iter().filter(|(_, t)| !t.ready.is_cancelled()).map(|(n, _)| n.as_str()).collect();
-    if waiting.is_empty() {
-        (StatusCode::OK, "ready\n".to_string())
+    let mut reasons = String::new();
+    let mut notes = String::new();
+    for (name, t) in state.tenants.iter() {
+        for reason in t.ready.reasons() {
+            reasons.push_str(&format!("{name}: {reason}\n"));
+        }
+        for p in t.ready.stalled() {
+            notes.push_str(&format!(
+                "{name}: stalled partition {} of topic {}: committed offset {} unmoved for {} s, \
+                 high watermark {} ({})\n",
+                p.partition,
+                t.config.topic,
+                p.committed,
+                p.stalled_secs,
+                p.high_watermark,
+                if p.assigned_here { "assigned to this instance" } else { "not assigned to this instance" },
+            ));
+        }
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, format!("ready\n{notes}"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("waiting for the log of: {}\n", waiting.join(", ")))
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready\n{reasons}{notes}"))
     }
 }
 

@@ -79,6 +79,11 @@ impl EventsQuery {
     }
 }
 
+/// The one answer to a `Last-Event-ID` that is not a log position.
+fn malformed_id(why: impl std::fmt::Display) -> String {
+    format!("Last-Event-ID: {why}")
+}
+
 async fn events(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -89,13 +94,17 @@ async fn events(
     let tenant = state.tenant(&tenant)?;
     let mut query = EventsQuery::parse(raw.as_deref())?;
     query.keys = authorize(&tenant, &headers, query.token.as_deref(), query.keys)?;
-    let resume = headers
+    // A header that is not visible ASCII is as malformed as any other bad id: refused,
+    // never ignored (ignoring it would replay the whole stream).
+    let header_id = headers
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| ApiError::BadRequest(malformed_id("not ASCII text")))?;
+    let resume = header_id
         .or(query.last_event_id)
         .filter(|s| !s.trim().is_empty())
-        .map(|s| s.parse::<LogPosition>().map_err(|e| ApiError::BadRequest(format!("Last-Event-ID: {e}"))))
+        .map(|s| s.parse::<LogPosition>().map_err(|e| ApiError::BadRequest(malformed_id(e))))
         .transpose()?;
     let keys = (!query.keys.is_empty()).then_some(query.keys);
     let sub = tenant.hub.subscribe(resume, keys.clone(), tenant.config.snapshot_on_connect);

@@ -26,7 +26,7 @@ fn app_full(
         config: crate::demo::taxi_tenant(),
         hub: Arc::new(Hub::new("liveMapLocation", true, 16, 16, Arc::new(TenantMetrics::new("taxi")))),
         metrics: Arc::new(TenantMetrics::new("taxi")),
-        ready: CancellationToken::new(),
+        ready: Arc::new(crate::readiness::Readiness::without_source()),
         auth,
         chain: tokio::sync::watch::channel(crate::tenant::ChainStatus::empty()).1,
     });
@@ -80,7 +80,14 @@ async fn health_readiness_and_unknown_tenants() {
     let resp = get(&app, "/readyz", None).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(text(resp).await.contains("taxi"));
-    handle.ready.cancel();
+    handle.ready.log_up();
+    assert_eq!(get(&app, "/readyz", None).await.status(), StatusCode::OK);
+    // Readiness follows the connection, both ways, with the reason.
+    handle.ready.log_down("redis stream: connection refused");
+    let resp = get(&app, "/readyz", None).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text(resp).await.contains("taxi: log: redis stream: connection refused"));
+    handle.ready.log_up();
     assert_eq!(get(&app, "/readyz", None).await.status(), StatusCode::OK);
     let resp = get(&app, "/tenants/nope/events", None).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
@@ -163,6 +170,20 @@ async fn resumed_ids_only_move_forward_whatever_the_last_event_id() {
     for bad in ["abc", "1-", "-1", "1-2-3", "18446744073709551616-0"] {
         let resp = get(&app, "/tenants/taxi/events", Some(("last-event-id", bad))).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_non_ascii_last_event_id_is_refused_not_ignored() {
+    let (app, handle) = app();
+    publish(&handle, 1, "taxi-1");
+    for bad in [&b"1\xc3\xa9-0"[..], b"\xff", "\u{ff11}-0".as_bytes()] {
+        let value = axum::http::HeaderValue::from_bytes(bad).unwrap();
+        let req = Request::get("/tenants/taxi/events").header("last-event-id", value);
+        let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad:?} must be refused like any malformed id");
+        let body = text(resp).await;
+        assert!(body.contains("Last-Event-ID: not ASCII text"), "{bad:?}: {body}");
     }
 }
 

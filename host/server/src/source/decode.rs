@@ -16,6 +16,8 @@ pub struct Extractor {
     pub id_pointer: Option<String>,
     pub tag_pointer: Option<String>,
     pub max_payload_bytes: usize,
+    /// Event times further than this (ms) ahead of the wall clock are refused.
+    pub max_future_skew_ms: i64,
 }
 
 /// A string or number at `pointer`, as text.
@@ -35,11 +37,19 @@ impl Extractor {
             id_pointer: tenant.id.clone(),
             tag_pointer: tenant.tag.clone(),
             max_payload_bytes: tenant.max_payload_bytes,
+            max_future_skew_ms: i64::try_from(tenant.max_future_skew.as_millis()).unwrap_or(i64::MAX),
         }
     }
 
-    /// Decodes one raw message into a [`Event`].
+    /// Decodes one raw message into a [`Event`], against this instance's clock.
     pub fn decode(&self, raw: &[u8]) -> Result<Event, DecodeError> {
+        self.decode_at(raw, crate::bus::wall_clock_ms())
+    }
+
+    /// Decodes one raw message into a [`Event`]; `now_ms` bounds its event time. (Ingest
+    /// is before the log, so the local clock may decide here: what is refused never
+    /// reaches any instance's policies.)
+    pub fn decode_at(&self, raw: &[u8], now_ms: i64) -> Result<Event, DecodeError> {
         if raw.len() > self.max_payload_bytes {
             return Err(DecodeError::TooLarge);
         }
@@ -60,6 +70,9 @@ impl Extractor {
                 .ok_or(DecodeError::BadTime)?,
             _ => return Err(DecodeError::BadTime),
         };
+        if event_time > now_ms.saturating_add(self.max_future_skew_ms) {
+            return Err(DecodeError::FutureTime);
+        }
         // SSE data is line-based: keep the bytes as sent unless they span lines.
         let payload = if raw.iter().any(|&b| b == b'\n' || b == b'\r') {
             Bytes::from(serde_json::to_vec(&value).expect("a parsed value serialises"))
@@ -81,6 +94,7 @@ mod tests {
             id_pointer: None,
             tag_pointer: None,
             max_payload_bytes: 1024,
+            max_future_skew_ms: 60_000,
         }
     }
 
@@ -102,6 +116,18 @@ mod tests {
         assert_eq!(x.decode(br#"{"mediaId":"a","timestamp":"x"}"#), Err(DecodeError::BadTime));
         assert_eq!(x.decode(br#"{"mediaId":"a","timestamp":1.5}"#), Err(DecodeError::BadTime));
         assert_eq!(x.decode(&vec![b' '; 2000]), Err(DecodeError::TooLarge));
+    }
+
+    #[test]
+    fn event_times_too_far_ahead_are_refused() {
+        let x = taxi();
+        let now = 1_763_900_000_000_i64;
+        let at = |t: i64| x.decode_at(format!(r#"{{"mediaId":"a","timestamp":{t}}}"#).as_bytes(), now);
+        assert!(at(now + 60_000).is_ok(), "within the skew");
+        assert_eq!(at(now + 60_001), Err(DecodeError::FutureTime));
+        assert_eq!(at(i64::MAX), Err(DecodeError::FutureTime));
+        assert_eq!(at(now * 1_000), Err(DecodeError::FutureTime), "microseconds for milliseconds");
+        assert!(at(0).is_ok(), "the past is the policies' business");
     }
 
     #[test]

@@ -45,6 +45,15 @@ pub struct TenantConfig {
     /// Payloads larger than this are dropped and counted.
     #[serde(default = "default_max_payload")]
     pub max_payload_bytes: usize,
+    /// Events whose time is further than this ahead of the ingesting instance's clock
+    /// are dropped and counted (`future_time`): one far-future stamp would otherwise
+    /// hold back a key in time-based policies.
+    #[serde(
+        default = "default_max_future_skew",
+        rename = "max_future_skew_ms",
+        with = "streamgate_runtime::duration_ms"
+    )]
+    pub max_future_skew: Duration,
     /// The policy chain, applied in order.
     #[serde(default)]
     pub policies: Vec<PolicyRef>,
@@ -119,6 +128,10 @@ fn default_history() -> usize {
 
 fn default_max_payload() -> usize {
     64 << 10
+}
+
+pub fn default_max_future_skew() -> Duration {
+    Duration::from_secs(60)
 }
 
 impl TenantConfig {

@@ -30,6 +30,7 @@ use crate::bus::{Bus, BusConfig};
 use crate::hub::Hub;
 use crate::metrics::TenantMetrics;
 use crate::policy::{Catalog, CatalogError};
+use crate::readiness::Readiness;
 
 /// Frames a client may have queued before it counts as lagging.
 const CLIENT_BUFFER_FRAMES: usize = 256;
@@ -41,8 +42,8 @@ pub struct TenantHandle {
     pub config: TenantConfig,
     pub hub: Arc<Hub>,
     pub metrics: Arc<TenantMetrics>,
-    /// Cancelled once the log reader is connected and caught up.
-    pub ready: CancellationToken,
+    /// Whether the log reader and the source are connected now, and why not.
+    pub ready: Arc<Readiness>,
     /// Checks subscribers' tokens, when the tenant requires them.
     pub auth: Option<crate::auth::Verifier>,
     /// The chain this instance runs and how far it has read, kept by the worker.
@@ -81,7 +82,8 @@ pub async fn start(
         hub = hub.keeping_tags(config.latest_tag_hashes());
     }
     let hub = Arc::new(hub);
-    let ready = CancellationToken::new();
+    // The source reports its own state once started (see `app::serve`).
+    let ready = Arc::new(Readiness::default());
     let (status_tx, status_rx) = watch::channel(ChainStatus::new(&chain));
     let handle = Arc::new(TenantHandle {
         config: config.clone(),

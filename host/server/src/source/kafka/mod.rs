@@ -1,6 +1,15 @@
 //! The Kafka source: one consumer per tenant in the shared consumer group. Offsets are
 //! stored only after the batch holding their messages is on the bus, so a crash or a
 //! rebalance redelivers rather than loses (at-least-once; dedupe policies absorb it).
+//! [`offsets`] notices records the broker skipped; [`monitor`] tells `/readyz` whether
+//! the broker answers and which partitions nobody consumes.
+//!
+//! Each instance joins its groups as a static member (`group.instance.id`, see
+//! [`KafkaConfig::group_instance_id`]): a member that restarts gets its partitions back
+//! at once, and one that vanishes is removed after `session_timeout_ms`.
+
+pub mod monitor;
+pub mod offsets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,13 +17,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use serde::Deserialize;
 
+use self::offsets::{SourceConsumer, SourceContext};
 use super::{BatchPublisher, Extractor};
 use crate::bus::{Bus, BusConfig};
 use crate::event::DecodeError;
@@ -35,7 +45,15 @@ pub struct KafkaConfig {
     pub group_id: String,
     #[serde(rename = "session_timeout_ms", with = "streamgate_runtime::duration_ms")]
     pub session_timeout: Duration,
-    /// Extra librdkafka properties, passed through as they are.
+    /// Static membership: this instance's `group.instance.id` (env
+    /// `STREAMGATE_KAFKA_INSTANCE_ID`). Unset: `<hostname>-<listen port>`; empty: none
+    /// (dynamic membership).
+    pub instance_id: Option<String>,
+    /// A partition whose committed offset stays behind its high watermark this long
+    /// is reported as stalled (nobody consumes it).
+    #[serde(rename = "stalled_after_ms", with = "streamgate_runtime::duration_ms")]
+    pub stalled_after: Duration,
+    /// Extra librdkafka properties, passed through as they are (they win over the above).
     pub options: BTreeMap<String, String>,
 }
 
@@ -45,7 +63,27 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             group_id: "streamgate".into(),
             session_timeout: Duration::from_secs(10),
+            instance_id: None,
+            stalled_after: Duration::from_secs(30),
             options: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The `group.instance.id` this instance joins with: `instance_id` when set (none
+    /// when empty), else `<hostname>-<port>` from the listen address, stable across
+    /// restarts and unique per host. A listen port of 0 is not stable: no static id.
+    pub fn group_instance_id(&self, listen: std::net::SocketAddr) -> Option<String> {
+        match self.instance_id.as_deref() {
+            Some("") => None,
+            Some(id) => Some(id.to_string()),
+            None if listen.port() == 0 => None,
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                let host = host.trim();
+                Some(format!("{}-{}", if host.is_empty() { "localhost" } else { host }, listen.port()))
+            }
         }
     }
 }
@@ -57,8 +95,13 @@ pub struct KafkaSourceError {
     source: rdkafka::error::KafkaError,
 }
 
-/// Builds the tenant's consumer and subscribes it; errors mean bad config.
-pub fn consumer(kafka: &KafkaConfig, tenant: &TenantConfig) -> Result<StreamConsumer, KafkaSourceError> {
+/// Builds the tenant's consumer and subscribes it, as `instance` (static membership)
+/// when given; errors mean bad config.
+pub fn consumer(
+    kafka: &KafkaConfig,
+    tenant: &TenantConfig,
+    instance: Option<&str>,
+) -> Result<SourceConsumer, KafkaSourceError> {
     let err = |source| KafkaSourceError { tenant: tenant.name.clone(), source };
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &kafka.brokers)
@@ -68,17 +111,20 @@ pub fn consumer(kafka: &KafkaConfig, tenant: &TenantConfig) -> Result<StreamCons
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", kafka.session_timeout.as_millis().to_string());
+    if let Some(id) = instance {
+        cfg.set("group.instance.id", id);
+    }
     for (k, v) in &kafka.options {
         cfg.set(k, v);
     }
-    let consumer: StreamConsumer = cfg.create().map_err(err)?;
+    let consumer: SourceConsumer = cfg.create_with_context(SourceContext::default()).map_err(err)?;
     consumer.subscribe(&[&tenant.topic]).map_err(err)?;
     Ok(consumer)
 }
 
 /// Consumes until `cancel`, then publishes what it holds, commits and leaves the group.
 pub async fn run(
-    consumer: StreamConsumer,
+    consumer: Arc<SourceConsumer>,
     tenant: TenantConfig,
     bus: Bus,
     bus_config: BusConfig,
@@ -124,6 +170,12 @@ pub async fn run(
                         tracing::debug!(tenant = %tenant.name, partition = msg.partition(), offset = msg.offset(), error = %e, "dropped a source message");
                     }
                 }
+                if consumer.context().first_since_assignment(msg.partition()) {
+                    offsets::check_first_offset(
+                        consumer.clone(), tenant.name.clone(), tenant.topic.clone(),
+                        msg.partition(), msg.offset(), metrics.clone(),
+                    );
+                }
                 offsets.insert(msg.partition(), msg.offset());
                 deadline.get_or_insert_with(|| Instant::now() + linger);
                 if publisher.is_full() {
@@ -150,7 +202,7 @@ pub async fn run(
 
 /// Publishes the batch, then stores the offsets it covered.
 async fn flush(
-    consumer: &StreamConsumer,
+    consumer: &SourceConsumer,
     topic: &str,
     publisher: &mut BatchPublisher,
     offsets: &mut BTreeMap<i32, i64>,
@@ -171,4 +223,23 @@ async fn flush(
         tracing::debug!(error = %e, "storing offsets");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_static_member_id_is_stable_per_host_and_port_unless_set() {
+        let listen = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let derived = KafkaConfig::default().group_instance_id(listen(8080)).expect("a derived id");
+        assert!(derived.ends_with("-8080") && derived.len() > 5, "{derived}");
+        assert_eq!(KafkaConfig::default().group_instance_id(listen(8080)), Some(derived.clone()));
+        assert_ne!(KafkaConfig::default().group_instance_id(listen(8081)), Some(derived));
+        assert_eq!(KafkaConfig::default().group_instance_id(listen(0)), None, "port 0 is not stable");
+        let set = KafkaConfig { instance_id: Some("gw-1".into()), ..KafkaConfig::default() };
+        assert_eq!(set.group_instance_id(listen(0)).as_deref(), Some("gw-1"));
+        let off = KafkaConfig { instance_id: Some(String::new()), ..KafkaConfig::default() };
+        assert_eq!(off.group_instance_id(listen(8080)), None);
+    }
 }
