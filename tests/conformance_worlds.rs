@@ -18,11 +18,11 @@ fn reason<'r>(report: &'r Report, id: &str) -> &'r str {
 }
 
 #[test]
-fn a_0_2_0_builtin_is_checked_on_what_its_stages_claim_under_each_config() {
+fn a_builtin_is_checked_on_what_its_stages_claim_under_each_config() {
     let report = run("dedupe", "");
     assert!(report.passed(), "{report}");
-    assert_eq!(report.plugin.as_ref().unwrap().world, "0.2.0");
-    assert!(reason(&report, "component/world").contains("streamgate:policy@0.2.0"), "{report}");
+    assert_eq!(report.plugin.as_ref().unwrap().world, "0.3.0");
+    assert!(reason(&report, "component/world").contains("streamgate:policy@0.3.0"), "{report}");
     assert!(reason(&report, "component/world").contains("stage.capabilities"), "{report}");
     let stable = report.check("capabilities/stable").unwrap();
     assert_eq!(stable.outcome, Outcome::Pass, "{report}");

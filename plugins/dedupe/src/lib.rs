@@ -22,16 +22,14 @@
 //! has `newest_per_frame` (otherwise it releases every passing event), and always
 //! `dedupe`.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use streamgate_plugin_sdk::{
-    Capability, ConfigError, Decisions, Description, DropReason, Event, Policy, RestoreError, SnapshotReader,
-    SnapshotWriter, parse_config,
+    Capability, ConfigError, Decisions, Description, DropReason, Event, KeyMap, Policy, RestoreError,
+    SnapshotReader, SnapshotWriter, key_map, parse_config,
 };
 
 #[cfg(feature = "export")]
-streamgate_plugin_sdk::export_policy_v2!(crate::Dedupe, "../../wit/v0.2.0");
+streamgate_plugin_sdk::export_policy_v3!(crate::Dedupe, "../../wit/v0.3.0");
 
 const STATE_VERSION: u32 = 2;
 /// The state before release log times were kept: restored, never written.
@@ -54,27 +52,34 @@ pub enum DedupeBy {
     Id,
 }
 
+/// What the stage remembers of one key (by time) or id (by id).
+#[derive(Clone, Copy)]
+struct Seen {
+    /// By time: the last released event time. By id: the log time it was first seen.
+    time: i64,
+    /// The log time of its last release (by id: first seen): what forgetting looks at.
+    released_at: i64,
+}
+
+/// Per-key state lives in a [`KeyMap`]: one hash lookup per event. Its iteration order
+/// never reaches a decision (forgetting keeps or removes each key on its own merits) or
+/// a snapshot (written sorted by key).
 pub struct Dedupe {
     config: DedupeConfig,
-    /// By time: last released event time per key. By id: log time each id was first
-    /// seen. (BTreeMap: deterministic iteration.)
-    last_time: BTreeMap<u64, i64>,
-    /// By time: log time at which each key of `last_time` last released an event; what
-    /// forgetting looks at. (By id, `last_time` is a log time already.)
-    released_at: BTreeMap<u64, i64>,
-    /// Restored from version 1: `released_at` holds event times, capped at the next
+    seen: KeyMap<Seen>,
+    /// Restored from version 1: release times are event times, capped at the next
     /// push's log time.
     cap_released_at: bool,
     /// Log time at which the next forgetting sweep runs.
     next_sweep: i64,
     /// Scratch: index into the batch of the newest passing event per key.
-    newest_in_batch: BTreeMap<u64, usize>,
+    newest_in_batch: KeyMap<usize>,
 }
 
 impl Dedupe {
     /// Number of keys remembered.
     pub fn keys(&self) -> usize {
-        self.last_time.len()
+        self.seen.len()
     }
 
     fn forget_old_keys(&mut self, now: i64) {
@@ -83,16 +88,7 @@ impl Dedupe {
             return;
         }
         let cutoff = now.saturating_sub(horizon);
-        if self.config.by == DedupeBy::Id {
-            self.last_time.retain(|_, t| *t >= cutoff);
-        } else {
-            let forgotten: Vec<u64> =
-                self.released_at.iter().filter(|&(_, &at)| at < cutoff).map(|(&k, _)| k).collect();
-            for key in forgotten {
-                self.released_at.remove(&key);
-                self.last_time.remove(&key);
-            }
-        }
+        self.seen.retain(|_, seen| seen.released_at >= cutoff);
         // Sweep again after a tenth of the horizon: amortised O(1) per event.
         self.next_sweep = now.saturating_add((horizon / 10).max(1));
     }
@@ -128,25 +124,24 @@ impl Policy for Dedupe {
         }
         Ok(Dedupe {
             config,
-            last_time: BTreeMap::new(),
-            released_at: BTreeMap::new(),
+            seen: key_map(),
             cap_released_at: false,
             next_sweep: i64::MIN,
-            newest_in_batch: BTreeMap::new(),
+            newest_in_batch: key_map(),
         })
     }
 
     fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
         if std::mem::take(&mut self.cap_released_at) {
-            self.released_at.values_mut().for_each(|at| *at = (*at).min(now));
+            self.seen.values_mut().for_each(|seen| seen.released_at = seen.released_at.min(now));
         }
         self.forget_old_keys(now);
         if self.config.by == DedupeBy::Id {
             for e in events {
-                match self.last_time.entry(e.id) {
-                    std::collections::btree_map::Entry::Occupied(_) => out.drop(e.seq, DropReason::Duplicate),
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        v.insert(e.log_time);
+                match self.seen.entry(e.id) {
+                    std::collections::hash_map::Entry::Occupied(_) => out.drop(e.seq, DropReason::Duplicate),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(Seen { time: e.log_time, released_at: e.log_time });
                         out.release(e.seq);
                     }
                 }
@@ -155,15 +150,24 @@ impl Policy for Dedupe {
         }
         let mut passed = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
-            match self.last_time.get(&e.key) {
-                Some(&t) if e.event_time == t => out.drop(e.seq, DropReason::Duplicate),
-                Some(&t) if e.event_time < t => out.drop(e.seq, DropReason::OutOfDate),
-                _ => {
-                    self.last_time.insert(e.key, e.event_time);
-                    self.released_at.insert(e.key, now);
-                    passed.push(i);
+            let newest = Seen { time: e.event_time, released_at: now };
+            match self.seen.entry(e.key) {
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let last = o.get().time;
+                    if e.event_time == last {
+                        out.drop(e.seq, DropReason::Duplicate);
+                        continue;
+                    } else if e.event_time < last {
+                        out.drop(e.seq, DropReason::OutOfDate);
+                        continue;
+                    }
+                    o.insert(newest);
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(newest);
                 }
             }
+            passed.push(i);
         }
         if !self.config.newest_per_frame {
             out.released.extend(passed.iter().map(|&i| events[i].seq));
@@ -187,8 +191,19 @@ impl Policy for Dedupe {
     /// Version 2: the next sweep, the key times, then the release log times (the same
     /// keys; empty by id).
     fn snapshot(&self) -> Vec<u8> {
-        let mut w = SnapshotWriter::with_capacity(16 + (self.last_time.len() + self.released_at.len()) * 16);
-        w.i64(self.next_sweep).key_times(&self.last_time).key_times(&self.released_at);
+        let mut seen: Vec<(u64, Seen)> = self.seen.iter().map(|(&k, &s)| (k, s)).collect();
+        seen.sort_unstable_by_key(|&(key, _)| key);
+        let by_time = self.config.by == DedupeBy::Time;
+        let mut w = SnapshotWriter::with_capacity(16 + seen.len() * 32);
+        w.i64(self.next_sweep).u32(seen.len() as u32);
+        for &(key, s) in &seen {
+            w.u64(key).i64(s.time);
+        }
+        let released: &[(u64, Seen)] = if by_time { &seen } else { &[] };
+        w.u32(released.len() as u32);
+        for &(key, s) in released {
+            w.u64(key).i64(s.released_at);
+        }
         w.finish()
     }
 
@@ -198,23 +213,31 @@ impl Policy for Dedupe {
         }
         let mut r = SnapshotReader::new(state);
         let next_sweep = r.i64()?;
-        let last_time = r.key_times()?;
+        let times = r.key_map()?;
         let by_time = self.config.by == DedupeBy::Time;
         let (released_at, cap) = match state_version {
-            STATE_VERSION => (r.key_times()?, false),
+            STATE_VERSION => (Some(r.key_map()?), false),
             // Only event times were kept: they stand in for release times until the next
             // push caps them at its log time (a future stamp is then forgotten on time).
-            STATE_VERSION_EVENT_TIMES if by_time => (last_time.clone(), true),
-            STATE_VERSION_EVENT_TIMES => (BTreeMap::new(), false),
+            STATE_VERSION_EVENT_TIMES => (None, by_time),
             v => return Err(RestoreError::UnsupportedVersion(v)),
         };
         r.finish()?;
-        if by_time && !released_at.keys().eq(last_time.keys()) {
+        let mut seen = KeyMap::with_capacity_and_hasher(times.len(), Default::default());
+        for (&key, &time) in &times {
+            let released_at = match (&released_at, by_time) {
+                (Some(at), true) => *at
+                    .get(&key)
+                    .ok_or_else(|| RestoreError::Corrupt("release times do not match the keys".into()))?,
+                _ => time,
+            };
+            seen.insert(key, Seen { time, released_at });
+        }
+        if by_time && released_at.is_some_and(|at| at.len() != times.len()) {
             return Err(RestoreError::Corrupt("release times do not match the keys".into()));
         }
         self.next_sweep = next_sweep;
-        self.last_time = last_time;
-        self.released_at = if by_time { released_at } else { BTreeMap::new() };
+        self.seen = seen;
         self.cap_released_at = cap;
         Ok(())
     }
@@ -298,7 +321,7 @@ mod tests {
     fn restores_version_1_state_and_caps_its_future_times() {
         // Version 1: next sweep, then (key, event time) pairs.
         let mut w = SnapshotWriter::default();
-        w.i64(i64::MIN).key_times(&BTreeMap::from([(7, i64::MAX), (8, 100)]));
+        w.i64(i64::MIN).key_times(&std::collections::BTreeMap::from([(7, i64::MAX), (8, 100)]));
         let v1 = w.finish();
         let mut p = Dedupe::create(r#"{"forget_after_ms": 1000}"#).unwrap();
         p.restore(STATE_VERSION_EVENT_TIMES, &v1).unwrap();

@@ -7,14 +7,15 @@
 //! event forever. Each batch's releases are sorted by (event time, seq). Above
 //! `max_buffered` held events, the earliest are released early.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+mod held;
 
 use serde::Deserialize;
 use streamgate_plugin_sdk::{
-    Capability, ConfigError, Decisions, Description, Event, KeyMap, Policy, RestoreError, SnapshotReader,
-    SnapshotWriter, key_map, parse_config,
+    Capability, ConfigError, Decisions, Description, Event, Policy, RestoreError, SnapshotReader,
+    SnapshotWriter, parse_config,
 };
+
+use held::Held;
 
 streamgate_plugin_sdk::export_policy_v3!(crate::Ordering, "../../wit/v0.3.0");
 
@@ -36,99 +37,15 @@ impl Default for OrderingConfig {
     }
 }
 
-/// A min-heap of `(time, seq)`.
-type TimeHeap = BinaryHeap<Reverse<(i64, u64)>>;
-
-/// Held events live in one map by seq; two min-heaps order them by event time and by
-/// arrival. An event released through one heap leaves a stale entry in the other, which
-/// is skipped when it surfaces and swept when stale entries outnumber the held ones.
 pub struct Ordering {
     config: OrderingConfig,
-    /// Held events by seq.
-    held: KeyMap<Event>,
-    /// `(event time, seq)`: release order.
-    by_time: TimeHeap,
-    /// `(arrival log time, seq)`: arrival order, whatever order the log times came in.
-    by_arrival: Arrivals,
-}
-
-/// Arrival times in order: a queue while they rise (the usual case, O(1) per event),
-/// plus a heap for the few that arrive with an earlier log time than the queue's last.
-#[derive(Default)]
-struct Arrivals {
-    in_order: VecDeque<(i64, u64)>,
-    late: TimeHeap,
-}
-
-impl Arrivals {
-    fn push(&mut self, log_time: i64, seq: u64) {
-        match self.in_order.back() {
-            Some(&(last, _)) if log_time < last => self.late.push(Reverse((log_time, seq))),
-            _ => self.in_order.push_back((log_time, seq)),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.in_order.len() + self.late.len()
-    }
-
-    fn clear(&mut self) {
-        self.in_order.clear();
-        self.late.clear();
-    }
-
-    /// Pops the earliest arrival if it is at most `cutoff`.
-    fn pop_until(&mut self, cutoff: i64) -> Option<u64> {
-        let queued = self.in_order.front().map(|&(t, seq)| (t, seq));
-        let late = self.late.peek().map(|&Reverse(entry)| entry);
-        match (queued, late) {
-            (Some(q), Some(l)) if l < q && l.0 <= cutoff => self.late.pop().map(|Reverse((_, seq))| seq),
-            (Some(q), _) if q.0 <= cutoff => self.in_order.pop_front().map(|(_, seq)| seq),
-            (None, Some(l)) if l.0 <= cutoff => self.late.pop().map(|Reverse((_, seq))| seq),
-            _ => None,
-        }
-    }
+    held: Held,
 }
 
 impl Ordering {
     /// Number of events held.
     pub fn held(&self) -> usize {
         self.held.len()
-    }
-
-    fn hold(&mut self, e: Event) {
-        self.held.insert(e.seq, e);
-        self.by_time.push(Reverse((e.event_time, e.seq)));
-        self.by_arrival.push(e.log_time, e.seq);
-    }
-
-    /// Pops `heap`'s earliest held event if its time is at most `cutoff`, skipping
-    /// stale entries.
-    fn pop_due(held: &mut KeyMap<Event>, heap: &mut TimeHeap, cutoff: i64) -> Option<Event> {
-        while let Some(&Reverse((t, seq))) = heap.peek() {
-            if t > cutoff {
-                return None;
-            }
-            heap.pop();
-            if let Some(e) = held.remove(&seq) {
-                return Some(e);
-            }
-        }
-        None
-    }
-
-    /// Rebuilds a heap whose stale entries outnumber the held events (amortised O(1)
-    /// per event; keeps a far-future event time from pinning garbage forever).
-    fn sweep(&mut self) {
-        let limit = 2 * self.held.len() + 1_024;
-        if self.by_time.len() > limit {
-            self.by_time = self.held.values().map(|e| Reverse((e.event_time, e.seq))).collect();
-        }
-        if self.by_arrival.len() > limit {
-            let mut held: Vec<(i64, u64)> = self.held.values().map(|e| (e.log_time, e.seq)).collect();
-            held.sort_unstable();
-            self.by_arrival = Arrivals { in_order: held.into(), late: TimeHeap::new() };
-        }
     }
 }
 
@@ -150,32 +67,31 @@ impl Policy for Ordering {
         if config.max_buffered == 0 {
             return Err(ConfigError::Invalid("max_buffered must be > 0".into()));
         }
-        Ok(Ordering { config, held: key_map(), by_time: TimeHeap::new(), by_arrival: Arrivals::default() })
+        Ok(Ordering { config, held: Held::default() })
     }
 
     fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
         for e in events {
-            self.hold(*e);
+            self.held.insert(*e);
         }
         let cutoff = now.saturating_sub(self.config.window_ms);
         let mut due = Vec::new();
-        while let Some(e) = Self::pop_due(&mut self.held, &mut self.by_time, cutoff) {
+        while let Some(e) = self.held.pop_by_time(cutoff) {
             due.push(e);
         }
-        while let Some(seq) = self.by_arrival.pop_until(cutoff) {
-            due.extend(self.held.remove(&seq));
+        while let Some(e) = self.held.pop_by_arrival(cutoff) {
+            due.push(e);
         }
         while self.held.len() > self.config.max_buffered as usize {
-            let e = Self::pop_due(&mut self.held, &mut self.by_time, i64::MAX).expect("over the limit");
-            due.push(e);
+            due.push(self.held.pop_by_time(i64::MAX).expect("over the limit"));
         }
-        self.sweep();
+        self.held.sweep();
         due.sort_unstable_by_key(|e| (e.event_time, e.seq));
         out.released.extend(due.iter().map(|e| e.seq));
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let mut held: Vec<&Event> = self.held.values().collect();
+        let mut held: Vec<&Event> = self.held.events().collect();
         held.sort_unstable_by_key(|e| (e.event_time, e.seq));
         let mut w = SnapshotWriter::with_capacity(4 + held.len() * EVENT_BYTES);
         w.u32(held.len() as u32);
@@ -204,11 +120,9 @@ impl Policy for Ordering {
             });
         }
         r.finish()?;
-        self.held.clear();
-        self.by_time.clear();
-        self.by_arrival.clear();
+        self.held = Held::default();
         for e in held {
-            self.hold(e);
+            self.held.insert(e);
         }
         Ok(())
     }
@@ -263,7 +177,7 @@ mod tests {
             push(&mut p, now, &[ev(n, i64::MAX - n as i64, now)]);
         }
         assert_eq!(p.held(), 1, "each waits one window after its arrival");
-        assert!(p.by_time.len() <= 2 * p.held() + 1_024, "stale entries swept: {}", p.by_time.len());
+        assert!(p.held.index_len() <= 2 * p.held() + 1_024, "stale entries swept: {}", p.held.index_len());
     }
 
     #[test]

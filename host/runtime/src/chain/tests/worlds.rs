@@ -15,7 +15,7 @@ fn ev(key: &str, t: i64) -> Event {
 fn builtins_and_fixtures_of_every_world_load() {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let world = |r: &str| runtime.load_ref(r).unwrap().world();
-    assert_eq!(world("builtin:dedupe"), World::V0_2);
+    assert_eq!(world("builtin:dedupe"), World::V0_3);
     assert_eq!(world("builtin:staleness"), World::V0_3);
     assert_eq!(world("builtin:ordering"), World::V0_3);
     assert_eq!(world("builtin:coalesce"), World::V0_1);
@@ -30,7 +30,7 @@ fn stages_report_capabilities_under_their_config() {
     let dedupe = runtime.load_ref("builtin:dedupe").unwrap();
     assert_eq!(dedupe.described_capabilities(), [Capability::Dedupe, Capability::Coalesce]);
     let mut plain = dedupe.stage("", limits).unwrap();
-    assert_eq!(plain.world(), World::V0_2);
+    assert_eq!(plain.world(), World::V0_3);
     assert_eq!(plain.capabilities().unwrap(), [Capability::Dedupe]);
     let mut newest = dedupe.stage(r#"{"newest_per_frame": true}"#, limits).unwrap();
     assert_eq!(newest.capabilities().unwrap(), [Capability::Dedupe, Capability::Coalesce]);
