@@ -203,7 +203,9 @@ fn a_wall_clock_overrun_is_reported_and_faults_where_the_log_says() {
     let m = Counts::new("t");
     let out = chain.push(1, three(1), &m);
     assert_eq!(out.released.len(), 3, "the slow call's answer counts: the wall clock decides nothing");
-    assert_eq!(out.overran, vec![Overrun { version: 0, stage: 1, plugin: FIXTURE.into() }]);
+    // On a loaded machine the quick dedupe call may outlive 1 ms too: look at stage 1.
+    let slow_stage: Vec<&Overrun> = out.overran.iter().filter(|o| o.stage == 1).collect();
+    assert_eq!(slow_stage, vec![&Overrun { version: 0, stage: 1, plugin: FIXTURE.into() }]);
     assert!(!chain.quarantined(1));
     assert_eq!(m.plugin_count(FIXTURE, "fault"), 0);
 
