@@ -1,0 +1,90 @@
+//! Instances going away mid-stream: SIGKILL (a crash) and SIGTERM (a rolling restart).
+
+use std::time::Duration;
+
+use super::client::Recorder;
+use super::cluster::TENANT;
+use super::plan::{Run, assert_prefix, joined};
+use super::tally;
+
+/// SIGKILL instance 0 a third of the way through the feed, start it again at two thirds.
+/// Its partitions' uncommitted messages are read again (at-least-once into the log), the
+/// id dedupe drops the repeats, and every instance, the restarted one replaying the log
+/// included, serves the same complete stream.
+pub async fn sigkill_then_restart() {
+    let (mut run, live) = Run::start(None).await;
+    run.until_acked(run.plan.at(1, 3)).await;
+    run.cluster.kill(0);
+    live[0].wait_until("the killed instance's stream to break", Duration::from_secs(10), |r| {
+        r.ended.map(|_| ()).ok_or_else(|| "still open".into())
+    })
+    .await;
+    run.until_acked(run.plan.at(2, 3)).await;
+    tokio::task::block_in_place(|| run.cluster.restart(0));
+    let (produced, _) = run.finish().await;
+    let full = run.full_streams(&produced).await;
+    for i in [1, 2] {
+        tally::wait_complete(&live[i], "a live client of a surviving instance", &produced, run.plan.patience())
+            .await;
+    }
+    assert_prefix("the killed instance's client before the crash", &live[0].recorded(), &full[0]);
+    let (log, repeats) = run.log().await;
+    let notes = format!(
+        "i0 killed at 1/3, back at 2/3; {repeats} events read twice into the log, dropped by dedupe; live clients of i1, i2 checked too"
+    );
+    let mut streams = full.clone();
+    streams.extend([live[1].recorded(), live[2].recorded()]);
+    let mut row = tally::count("SIGKILL one instance, restart", &produced, &log, &streams, notes);
+    row.delivered.truncate(3);
+    row.print();
+    row.assert_promises();
+    assert_eq!(row.in_log, row.produced, "every produced event reached the log");
+}
+
+/// SIGTERM instance 0 a third of the way through: its source publishes what it holds and
+/// commits, and each SSE stream ends with the shutdown hint. A client that follows the
+/// hint (waits `retry:` ms, reconnects to instance 1 with `Last-Event-ID`) misses
+/// nothing. Instance 0 comes back at two thirds (a rolling restart).
+pub async fn sigterm_then_resume_elsewhere() {
+    let (mut run, live) = Run::start(None).await;
+    run.until_acked(run.plan.at(1, 3)).await;
+    tokio::task::block_in_place(|| run.cluster.terminate(0));
+    live[0]
+        .wait_until("instance 0's stream to end", Duration::from_secs(10), |r| match r.ended {
+            Some(true) => Ok(()),
+            Some(false) => Err("it broke instead of ending cleanly".into()),
+            None => Err("still open".into()),
+        })
+        .await;
+    let before = live[0].recorded();
+    let retry = before.retry.expect("the stream gave a retry: hint");
+    assert!(
+        before.comments.iter().any(|c| c.contains("shutting down")),
+        "the stream's last words say it is shutting down: {:?}",
+        before.comments
+    );
+    assert!(retry <= 1_000, "the hint asks for a quick reconnect, not {retry} ms");
+    tokio::time::sleep(Duration::from_millis(retry)).await;
+    let last = before.last_id().expect("frames before the shutdown").to_string();
+    let resumed = Recorder::connect(&run.cluster.base(1), TENANT, Some(&last)).await;
+    run.until_acked(run.plan.at(2, 3)).await;
+    tokio::task::block_in_place(|| run.cluster.restart(0));
+    let (produced, _) = run.finish().await;
+    let full = run.full_streams(&produced).await;
+    tally::wait_complete(&resumed, "the client that moved to instance 1", &produced, run.plan.patience()).await;
+    let moved = joined(&before, &resumed.recorded());
+    let (log, repeats) = run.log().await;
+    let notes = format!(
+        "i0 stopped at 1/3 (clean end, retry: {retry}), back at 2/3; a client followed the hint to i1 \
+         ({} + {} frames, the 4th stream compared); {repeats} events read twice into the log",
+        before.frames.len(),
+        moved.frames.len() - before.frames.len()
+    );
+    let mut streams = full.clone();
+    streams.push(moved);
+    let mut row = tally::count("SIGTERM one instance, client follows the hint", &produced, &log, &streams, notes);
+    row.delivered.truncate(3);
+    row.print();
+    row.assert_promises();
+    assert_eq!(row.in_log, row.produced, "every produced event reached the log");
+}

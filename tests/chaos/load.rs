@@ -1,0 +1,84 @@
+//! Bad input and bad clients: a feed salted with malformed messages, and a thousand
+//! clients that connect and never read.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use super::cluster::TENANT;
+use super::plan::Run;
+use super::tally;
+
+/// One malformed message after every ninth good one (10 % of the feed): each is dropped
+/// and counted (`streamgate_source_decode_errors_total`), and every good one delivered.
+pub async fn malformed_tenth() {
+    let (mut run, live) = Run::start(Some(9)).await;
+    let (produced, malformed) = run.finish().await;
+    let full = run.full_streams(&produced).await;
+    let (log, repeats) = run.log().await;
+    let counted = run.cluster.metric_sum(&[0, 1, 2], "streamgate_source_decode_errors_total") as u64;
+    assert!(counted >= malformed, "{malformed} malformed messages produced, only {counted} counted as dropped");
+    if repeats == 0 {
+        assert_eq!(counted, malformed, "no message was read twice, so each drop is counted once");
+    }
+    let mut streams = full.clone();
+    streams.extend(live.iter().map(|c| c.recorded()));
+    let notes = format!("{malformed} malformed messages in the feed, {counted} drops counted; live clients compared too");
+    let mut row = tally::count("10 % malformed messages", &produced, &log, &streams, notes);
+    row.delivered.truncate(3);
+    row.print();
+    row.assert_promises();
+    assert_eq!(row.in_log, row.produced, "every good event reached the log");
+}
+
+/// `Plan::stalled` connections to instance 0 ask for the whole stream and never read.
+/// A reading client of the same instance keeps its cadence (no gap over 2 s while the
+/// feed runs), the instance's memory stays bounded, and nothing is lost for readers.
+pub async fn stalled_clients() {
+    let (mut run, live) = Run::start(None).await;
+    let base = run.cluster.base(0);
+    let rss_before = run.cluster.instance(0).rss_bytes();
+    let host = base.trim_start_matches("http://").to_string();
+    let request = format!(
+        "GET /tenants/{TENANT}/events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nLast-Event-ID: 0-0\r\n\r\n"
+    );
+    let stalled: Vec<TcpStream> = tokio::task::block_in_place(|| {
+        (0..run.plan.stalled)
+            .map(|n| {
+                let mut s = TcpStream::connect(&host).unwrap_or_else(|e| panic!("stalled client {n}: {e}"));
+                s.write_all(request.as_bytes()).unwrap();
+                s
+            })
+            .collect()
+    });
+    let want = (run.plan.stalled + live.len()) as f64;
+    tokio::task::block_in_place(|| {
+        crate::common::wait_for("instance 0 to count the stalled clients", Duration::from_secs(30), || {
+            run.cluster.metric_sum(&[0], "streamgate_sse_clients") >= want - 2.0
+        })
+    });
+    let since = std::time::Instant::now();
+    let (produced, _) = run.finish().await;
+    let rss_peak = run.cluster.instance(0).rss_bytes();
+    let full = run.full_streams(&produced).await;
+    tally::wait_complete(&live[0], "instance 0's reading client", &produced, run.plan.patience()).await;
+    let reader = live[0].recorded();
+    let after: Vec<_> = reader.arrivals.iter().filter(|&&t| t >= since).collect();
+    let gap = after.windows(2).map(|w| *w[1] - *w[0]).max().unwrap_or_default();
+    let growth_mb = rss_peak.saturating_sub(rss_before) as f64 / 1e6;
+    let (log, _) = run.log().await;
+    let notes = format!(
+        "{} stalled clients on i0: its reader's longest gap {} ms, RSS +{growth_mb:.0} MB",
+        stalled.len(),
+        gap.as_millis()
+    );
+    let mut streams = full.clone();
+    streams.push(reader);
+    let mut row = tally::count(&format!("{} stalled clients", stalled.len()), &produced, &log, &streams, notes);
+    row.delivered.truncate(3);
+    row.print();
+    row.assert_promises();
+    assert!(gap < Duration::from_secs(2), "a reading client waited {gap:?} for a frame beside stalled ones");
+    assert!(growth_mb < 200.0, "instance 0 grew {growth_mb:.0} MB with stalled clients");
+    drop(stalled);
+}
