@@ -31,16 +31,15 @@ impl Cluster {
         cluster
     }
 
-    /// Instance `i`'s config. Each has its own `group.instance.id` (static membership),
-    /// so a restarted instance takes its partitions back at once.
-    fn config(&self, i: usize) -> String {
+    /// Instance `i`'s config: dynamic group membership (with tansu 0.6.0 a
+    /// `group.instance.id` keeps a group from ever being assigned partitions).
+    fn config(&self, _i: usize) -> String {
         format!(
             r#"
 [kafka]
 brokers = "{brokers}"
 group_id = "chaos"
 session_timeout_ms = 6000
-options = {{ "group.instance.id" = "chaos-{i}" }}
 
 [redis]
 url = "{redis}"
@@ -106,9 +105,22 @@ config = {{ by = "id" }}
     /// Waits until every instance in `live` has read messages from Kafka: the group has
     /// settled and each holds partitions.
     pub fn wait_all_consuming(&self, live: &[usize], timeout: Duration) {
-        crate::common::wait_for("every instance to consume from Kafka", timeout, || {
-            live.iter().all(|&i| metric(&self.instances[i], "streamgate_source_messages_total") > 0.0)
-        });
+        let consumed = |i: usize| metric(&self.instances[i], "streamgate_source_messages_total");
+        let start = std::time::Instant::now();
+        while !live.iter().all(|&i| consumed(i) > 0.0) {
+            if start.elapsed() > timeout {
+                let idle: Vec<usize> = live.iter().copied().filter(|&i| consumed(i) == 0.0).collect();
+                let log = self.instances[idle[0]].log_text();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "instances {idle:?} consumed nothing from Kafka in {timeout:?} (the group did not \
+                     settle); instance {}'s log ends:\n{}",
+                    idle[0],
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Every entry of the tenant's Redis log: the `id`s of its events, in log order.

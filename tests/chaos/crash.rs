@@ -71,7 +71,8 @@ pub async fn sigterm_then_resume_elsewhere() {
     tokio::task::block_in_place(|| run.cluster.restart(0));
     let (produced, _) = run.finish().await;
     let full = run.full_streams(&produced).await;
-    tally::wait_complete(&resumed, "the client that moved to instance 1", &produced, run.plan.patience()).await;
+    let what = "the client that moved to instance 1";
+    tally::wait_resumed(&resumed, &before, what, &produced, run.plan.patience()).await;
     let moved = joined(&before, &resumed.recorded());
     let (log, repeats) = run.log().await;
     let notes = format!(

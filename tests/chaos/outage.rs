@@ -44,7 +44,7 @@ pub async fn client_resumes_elsewhere() {
     let resumed = Recorder::connect(&run.cluster.base(1), TENANT, Some(&last)).await;
     let (produced, _) = run.finish().await;
     let full = run.full_streams(&produced).await;
-    tally::wait_complete(&resumed, "the resumed client", &produced, run.plan.patience()).await;
+    tally::wait_resumed(&resumed, &before, "the resumed client", &produced, run.plan.patience()).await;
     let after = resumed.recorded();
     let moved = joined(&before, &after);
     let (log, _) = run.log().await;

@@ -130,10 +130,24 @@ pub fn increasing(s: &Recorded) -> Result<(), String> {
 
 /// Waits (bounded) until `client` has delivered every id of `produced`.
 pub async fn wait_complete(client: &Recorder, what: &str, produced: &[String], timeout: Duration) {
+    wait_resumed(client, &Recorded::default(), what, produced, timeout).await;
+}
+
+/// Waits (bounded) until `before` (what a client saw elsewhere) and then `client` (where
+/// it resumed) have delivered every id of `produced`.
+pub async fn wait_resumed(
+    client: &Recorder,
+    before: &Recorded,
+    what: &str,
+    produced: &[String],
+    timeout: Duration,
+) {
     let wanted: BTreeSet<&str> = produced.iter().map(String::as_str).collect();
+    let earlier = ids_of(before);
     client
         .wait_until(what, timeout, |r| {
-            let ids = ids_of(r);
+            let mut ids = ids_of(r);
+            ids.extend(earlier.iter().cloned());
             let seen: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
             let missing: Vec<&&str> = wanted.difference(&seen).collect();
             match missing.first() {
