@@ -1,6 +1,6 @@
 //! The fault suite: real tansu, redis-server and three `streamgate` processes through the
 //! faults users meet (a crash, a rolling restart, Redis restarting, a client moving to
-//! another instance, malformed input, stalled clients). Each scenario prints one table
+//! another instance, the broker or Redis unreachable, malformed input, stalled clients). Each scenario prints one table
 //! row (produced, in the log, delivered per instance, lost, duplicated, identical
 //! streams) and asserts what the README's "Guarantees under faults" promises.
 //!
@@ -39,6 +39,18 @@ async fn sigterm_ends_streams_with_a_hint_and_clients_resume_elsewhere() {
 async fn redis_restart_mid_stream() {
     let _turn = ONE_AT_A_TIME.lock().await;
     chaos::outage::redis_restart().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_unreachable_mid_stream() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::outage::unreachable(chaos::outage::Server::Broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_mid_stream() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::outage::unreachable(chaos::outage::Server::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,50 @@
-//! Parts that go away for a while: Redis restarted mid-stream, and a client that drops
-//! off and comes back on another instance.
+//! Parts that go away for a while: the broker or Redis unreachable (frozen with
+//! SIGSTOP), Redis restarted mid-stream, and a client that drops off and comes back on
+//! another instance.
 
 use super::client::Recorder;
 use super::cluster::TENANT;
-use super::plan::{Run, joined};
+use super::plan::{Frozen, Run, joined};
 use super::tally;
+
+/// Which server to make unreachable.
+#[derive(Clone, Copy, Debug)]
+pub enum Server {
+    Broker,
+    Redis,
+}
+
+/// The broker or Redis is frozen (SIGSTOP: connections stay open and nothing answers)
+/// for `Plan::outage` from a third of the way through, then thawed. Producers, sources
+/// and log readers wait it out; every event reaches the log (repeats, if any, dropped by
+/// the id dedupe) and every instance serves the same complete stream.
+pub async fn unreachable(server: Server) {
+    let (mut run, live) = Run::start(None).await;
+    run.until_acked(run.plan.at(1, 3)).await;
+    let pid = match server {
+        Server::Broker => run.cluster.tansu.pid(),
+        Server::Redis => run.cluster.redis.pid(),
+    };
+    let frozen = Frozen::new(pid);
+    tokio::time::sleep(run.plan.outage).await;
+    drop(frozen);
+    let (produced, _) = run.finish().await;
+    let full = run.full_streams(&produced).await;
+    for (i, client) in live.iter().enumerate() {
+        let what = format!("instance {i}'s live client to get every event through the outage");
+        tally::wait_complete(client, &what, &produced, run.plan.patience()).await;
+    }
+    let (log, repeats) = run.log().await;
+    let secs = run.plan.outage.as_secs();
+    let notes = format!("{server:?} frozen {secs} s at 1/3; {repeats} events read twice into the log; live clients compared too");
+    let mut streams = full.clone();
+    streams.extend(live.iter().map(|c| c.recorded()));
+    let mut row = tally::count(&format!("{server:?} unreachable {secs} s"), &produced, &log, &streams, notes);
+    row.delivered.truncate(3);
+    row.print();
+    row.assert_promises();
+    assert_eq!(row.in_log, row.produced, "every produced event reached the log");
+}
 
 /// Redis (no persistence) is killed and started again a third of the way through. The
 /// log starts over empty; publishers retry until the new server takes their batches and

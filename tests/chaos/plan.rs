@@ -15,6 +15,8 @@ pub struct Plan {
     pub rate: u64,
     /// How long a client stays away before resuming elsewhere.
     pub away: Duration,
+    /// How long the broker or Redis stays unreachable.
+    pub outage: Duration,
     /// Clients that connect and never read.
     pub stalled: usize,
 }
@@ -22,9 +24,9 @@ pub struct Plan {
 impl Plan {
     pub fn get() -> Plan {
         if std::env::var("STREAMGATE_CHAOS").is_ok_and(|v| v == "full") {
-            Plan { total: 30_000, rate: 1_000, away: Duration::from_secs(5), stalled: 1_000 }
+            Plan { total: 30_000, rate: 1_000, away: Duration::from_secs(5), outage: Duration::from_secs(20), stalled: 1_000 }
         } else {
-            Plan { total: 2_000, rate: 250, away: Duration::from_secs(5), stalled: 1_000 }
+            Plan { total: 2_000, rate: 250, away: Duration::from_secs(5), outage: Duration::from_secs(4), stalled: 1_000 }
         }
     }
 
@@ -92,6 +94,28 @@ impl Run {
         let repeats = ids.len() - super::cluster::distinct(&ids).len();
         (ids, repeats)
     }
+}
+
+/// Freezes process `pid` (SIGSTOP: its sockets stay open, nothing answers) and lets it
+/// go again (SIGCONT) when dropped.
+pub struct Frozen(u32);
+
+impl Frozen {
+    pub fn new(pid: u32) -> Frozen {
+        signal("-STOP", pid);
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal("-CONT", self.0);
+    }
+}
+
+fn signal(which: &str, pid: u32) {
+    let status = std::process::Command::new("kill").arg(which).arg(pid.to_string()).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill {which} {pid} failed");
 }
 
 /// `part` is exactly the start of `whole`, frame by frame.
