@@ -26,7 +26,13 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_one_instance_then_restart() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    chaos::crash::sigkill_then_restart().await;
+    chaos::crash::sigkill_then_restart(&[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_two_instances_in_a_row_then_restart() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::crash::sigkill_then_restart(&[0, 1]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

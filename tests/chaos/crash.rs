@@ -7,34 +7,54 @@ use super::cluster::TENANT;
 use super::plan::{Run, assert_prefix, joined};
 use super::tally;
 
-/// SIGKILL instance 0 a third of the way through the feed, start it again at two thirds.
-/// Its partitions' uncommitted messages are read again (at-least-once into the log), the
-/// id dedupe drops the repeats, and every instance, the restarted one replaying the log
-/// included, serves the same complete stream.
-pub async fn sigkill_then_restart() {
+/// SIGKILL the `victims` one after another from a third of the way through the feed (the
+/// first at 1/3, the next at 1/2), start them again at two thirds. Their partitions'
+/// uncommitted messages are read again (at-least-once into the log), the id dedupe drops
+/// the repeats, and every instance, the restarted ones replaying the log included,
+/// serves the same complete stream; the survivors' live clients never notice.
+pub async fn sigkill_then_restart(victims: &[usize]) {
     let (mut run, live) = Run::start(None).await;
-    run.until_acked(run.plan.at(1, 3)).await;
-    run.cluster.kill(0);
-    live[0].wait_until("the killed instance's stream to break", Duration::from_secs(10), |r| {
-        r.ended.map(|_| ()).ok_or_else(|| "still open".into())
-    })
-    .await;
-    run.until_acked(run.plan.at(2, 3)).await;
-    tokio::task::block_in_place(|| run.cluster.restart(0));
-    let (produced, _) = run.finish().await;
-    let full = run.full_streams(&produced).await;
-    for i in [1, 2] {
-        tally::wait_complete(&live[i], "a live client of a surviving instance", &produced, run.plan.patience())
+    for (n, &i) in victims.iter().enumerate() {
+        run.until_acked(run.plan.at(2 + n as u64, 6)).await;
+        run.cluster.kill(i);
+        live[i]
+            .wait_until("the killed instance's stream to break", Duration::from_secs(10), |r| {
+                r.ended.map(|_| ()).ok_or_else(|| "still open".into())
+            })
             .await;
     }
-    assert_prefix("the killed instance's client before the crash", &live[0].recorded(), &full[0]);
+    run.until_acked(run.plan.at(2, 3)).await;
+    for &i in victims {
+        tokio::task::block_in_place(|| run.cluster.restart(i));
+    }
+    let (produced, _) = run.finish().await;
+    let full = run.full_streams(&produced).await;
+    let survivors: Vec<usize> = (0..run.cluster.len()).filter(|i| !victims.contains(i)).collect();
+    for &i in &survivors {
+        tally::wait_complete(
+            &live[i],
+            "a live client of a surviving instance",
+            &produced,
+            run.plan.patience(),
+        )
+        .await;
+    }
+    for &i in victims {
+        assert_prefix("a killed instance's client before the crash", &live[i].recorded(), &full[i]);
+    }
     let (log, repeats) = run.log().await;
     let notes = format!(
-        "i0 killed at 1/3, back at 2/3; {repeats} events read twice into the log, dropped by dedupe; live clients of i1, i2 checked too"
+        "{victims:?} killed from 1/3, back at 2/3; {repeats} events read twice into the log, dropped by dedupe; \
+         live clients of {survivors:?} compared too"
     );
     let mut streams = full.clone();
-    streams.extend([live[1].recorded(), live[2].recorded()]);
-    let mut row = tally::count("SIGKILL one instance, restart", &produced, &log, &streams, notes);
+    streams.extend(survivors.iter().map(|&i| live[i].recorded()));
+    let what = if victims.len() == 1 {
+        "SIGKILL one instance, restart".into()
+    } else {
+        format!("SIGKILL {} instances in a row, restart", victims.len())
+    };
+    let mut row = tally::count(&what, &produced, &log, &streams, notes);
     row.delivered.truncate(3);
     row.print();
     row.assert_promises();
@@ -83,7 +103,8 @@ pub async fn sigterm_then_resume_elsewhere() {
     );
     let mut streams = full.clone();
     streams.push(moved);
-    let mut row = tally::count("SIGTERM one instance, client follows the hint", &produced, &log, &streams, notes);
+    let mut row =
+        tally::count("SIGTERM one instance, client follows the hint", &produced, &log, &streams, notes);
     row.delivered.truncate(3);
     row.print();
     row.assert_promises();

@@ -17,13 +17,18 @@ pub async fn malformed_tenth() {
     let full = run.full_streams(&produced).await;
     let (log, repeats) = run.log().await;
     let counted = run.cluster.metric_sum(&[0, 1, 2], "streamgate_source_decode_errors_total") as u64;
-    assert!(counted >= malformed, "{malformed} malformed messages produced, only {counted} counted as dropped");
+    assert!(
+        counted >= malformed,
+        "{malformed} malformed messages produced, only {counted} counted as dropped"
+    );
     if repeats == 0 {
         assert_eq!(counted, malformed, "no message was read twice, so each drop is counted once");
     }
     let mut streams = full.clone();
     streams.extend(live.iter().map(|c| c.recorded()));
-    let notes = format!("{malformed} malformed messages in the feed, {counted} drops counted; live clients compared too");
+    let notes = format!(
+        "{malformed} malformed messages in the feed, {counted} drops counted; live clients compared too"
+    );
     let mut row = tally::count("10 % malformed messages", &produced, &log, &streams, notes);
     row.delivered.truncate(3);
     row.print();
@@ -74,7 +79,8 @@ pub async fn stalled_clients() {
     );
     let mut streams = full.clone();
     streams.push(reader);
-    let mut row = tally::count(&format!("{} stalled clients", stalled.len()), &produced, &log, &streams, notes);
+    let mut row =
+        tally::count(&format!("{} stalled clients", stalled.len()), &produced, &log, &streams, notes);
     row.delivered.truncate(3);
     row.print();
     row.assert_promises();

@@ -36,7 +36,9 @@ pub async fn unreachable(server: Server) {
     }
     let (log, repeats) = run.log().await;
     let secs = run.plan.outage.as_secs();
-    let notes = format!("{server:?} frozen {secs} s at 1/3; {repeats} events read twice into the log; live clients compared too");
+    let notes = format!(
+        "{server:?} frozen {secs} s at 1/3; {repeats} events read twice into the log; live clients compared too"
+    );
     let mut streams = full.clone();
     streams.extend(live.iter().map(|c| c.recorded()));
     let mut row = tally::count(&format!("{server:?} unreachable {secs} s"), &produced, &log, &streams, notes);

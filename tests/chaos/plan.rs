@@ -24,9 +24,21 @@ pub struct Plan {
 impl Plan {
     pub fn get() -> Plan {
         if std::env::var("STREAMGATE_CHAOS").is_ok_and(|v| v == "full") {
-            Plan { total: 30_000, rate: 1_000, away: Duration::from_secs(5), outage: Duration::from_secs(20), stalled: 1_000 }
+            Plan {
+                total: 30_000,
+                rate: 1_000,
+                away: Duration::from_secs(5),
+                outage: Duration::from_secs(20),
+                stalled: 1_000,
+            }
         } else {
-            Plan { total: 2_000, rate: 250, away: Duration::from_secs(5), outage: Duration::from_secs(4), stalled: 1_000 }
+            Plan {
+                total: 2_000,
+                rate: 250,
+                away: Duration::from_secs(5),
+                outage: Duration::from_secs(4),
+                stalled: 1_000,
+            }
         }
     }
 
@@ -121,7 +133,11 @@ fn signal(which: &str, pid: u32) {
 /// `part` is exactly the start of `whole`, frame by frame.
 pub fn assert_prefix(what: &str, part: &Recorded, whole: &Recorded) {
     let n = part.frames.len();
-    assert!(n <= whole.frames.len(), "{what}: {n} frames, more than the full stream's {}", whole.frames.len());
+    assert!(
+        n <= whole.frames.len(),
+        "{what}: {n} frames, more than the full stream's {}",
+        whole.frames.len()
+    );
     if let Some(k) = (0..n).find(|&k| part.frames[k] != whole.frames[k]) {
         panic!("{what}: frame {k} is {:?}, the full stream has {:?}", part.frames[k], whole.frames[k]);
     }

@@ -46,6 +46,9 @@ impl Row {
         println!("{HEADER}\n{}", self.line());
         if let Ok(path) = std::env::var("STREAMGATE_CHAOS_TABLE") {
             let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+            if file.metadata().is_ok_and(|m| m.len() == 0) {
+                writeln!(file, "{HEADER}").unwrap();
+            }
             writeln!(file, "{}", self.line()).unwrap();
         }
     }
@@ -68,9 +71,16 @@ pub fn ids_of(stream: &Recorded) -> Vec<String> {
 
 /// Counts a scenario from the produced ids, the log's ids and one full stream per
 /// instance (each from the start of the log).
-pub fn count(scenario: &str, produced: &[String], log: &[String], streams: &[Recorded], notes: String) -> Row {
+pub fn count(
+    scenario: &str,
+    produced: &[String],
+    log: &[String],
+    streams: &[Recorded],
+    notes: String,
+) -> Row {
     let wanted: BTreeSet<&str> = produced.iter().map(String::as_str).collect();
-    let in_log = log.iter().map(String::as_str).filter(|id| wanted.contains(id)).collect::<BTreeSet<_>>().len();
+    let in_log =
+        log.iter().map(String::as_str).filter(|id| wanted.contains(id)).collect::<BTreeSet<_>>().len();
     let (mut delivered, mut lost, mut duplicated) = (Vec::new(), 0, 0);
     for stream in streams {
         let ids = ids_of(stream);
