@@ -44,7 +44,7 @@ pub async fn sigkill_then_restart(victims: &[usize]) {
     }
     let (log, repeats) = run.log().await;
     let notes = format!(
-        "{victims:?} killed from 1/3, back at 2/3; {repeats} events read twice into the log, dropped by dedupe; \
+        "{victims:?} killed from 1/3, back at 2/3; {repeats} events twice in the log (dedupe drops them); \
          live clients of {survivors:?} compared too"
     );
     let mut streams = full.clone();
@@ -97,7 +97,7 @@ pub async fn sigterm_then_resume_elsewhere() {
     let (log, repeats) = run.log().await;
     let notes = format!(
         "i0 stopped at 1/3 (clean end, retry: {retry}), back at 2/3; a client followed the hint to i1 \
-         ({} + {} frames, the 4th stream compared); {repeats} events read twice into the log",
+         ({} + {} frames, the 4th stream compared); {repeats} events twice in the log",
         before.frames.len(),
         moved.frames.len() - before.frames.len()
     );

@@ -22,7 +22,10 @@ pub async fn malformed_tenth() {
         "{malformed} malformed messages produced, only {counted} counted as dropped"
     );
     if repeats == 0 {
-        assert_eq!(counted, malformed, "no message was read twice, so each drop is counted once");
+        assert_eq!(
+            counted, malformed,
+            "no event is twice in the log (nothing read twice), so each drop is counted once"
+        );
     }
     let mut streams = full.clone();
     streams.extend(live.iter().map(|c| c.recorded()));

@@ -37,7 +37,7 @@ pub async fn unreachable(server: Server) {
     let (log, repeats) = run.log().await;
     let secs = run.plan.outage.as_secs();
     let notes = format!(
-        "{server:?} frozen {secs} s at 1/3; {repeats} events read twice into the log; live clients compared too"
+        "{server:?} frozen {secs} s at 1/3; {repeats} events twice in the log; live clients compared too"
     );
     let mut streams = full.clone();
     streams.extend(live.iter().map(|c| c.recorded()));
