@@ -24,16 +24,16 @@ impl Cluster {
         let tansu = Tansu::start();
         tansu.create_topic(TENANT, 4);
         let mut cluster = Cluster { tansu, redis, instances: Vec::new() };
-        for i in 0..n {
-            let instance = Instance::start(&cluster.config(i));
+        for _ in 0..n {
+            let instance = Instance::start(&cluster.config());
             cluster.instances.push(instance);
         }
         cluster
     }
 
-    /// Instance `i`'s config: dynamic group membership (with tansu 0.6.0 a
-    /// `group.instance.id` keeps a group from ever being assigned partitions).
-    fn config(&self, _i: usize) -> String {
+    /// Every instance's config, with dynamic group membership: on tansu 0.6.0, three
+    /// instances each given a `group.instance.id` consumed nothing in 60 s.
+    fn config(&self) -> String {
         format!(
             r#"
 [kafka]
@@ -93,7 +93,7 @@ config = {{ by = "id" }}
 
     /// Starts instance `i` again (same identity, new port) and waits until ready.
     pub fn restart(&mut self, i: usize) {
-        self.instances[i] = Instance::start(&self.config(i));
+        self.instances[i] = Instance::start(&self.config());
     }
 
     /// Sum over the live instances `live` of a tenant series, e.g.
