@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 export STREAMGATE_TANSU ?= $(CACHE)/tansu-0.6.0-p1/bin/tansu
 CARGO ?= cargo
 
-.PHONY: demo test plugins lint fmt setup bench screenshots
+.PHONY: demo test chaos plugins lint fmt setup bench screenshots
 
 ## demo: simulated taxis on the in-memory bus, map at http://127.0.0.1:8080
 demo:
@@ -17,6 +17,15 @@ demo:
 ## build plugins; run all tests (the pages' browser tests included)
 test: setup
 	$(CARGO) test --workspace
+
+## chaos: the fault suite in full (longer phases, more events) against real tansu, redis-server
+## and three streamgate processes; prints the table (kept in $(CARGO_TARGET_DIR)/chaos-table.md).
+## `make test` runs its short version.
+CHAOS_TABLE = $(CARGO_TARGET_DIR)/chaos-table.md
+chaos: setup
+	@rm -f $(CHAOS_TABLE)
+	STREAMGATE_CHAOS=full STREAMGATE_CHAOS_TABLE=$(CHAOS_TABLE) $(CARGO) test -p streamgate --test chaos \
+		-- --test-threads=1; status=$$?; echo; cat $(CHAOS_TABLE) 2>/dev/null; exit $$status
 
 ## plugins: build every policy plugin as a Wasm component
 plugins:

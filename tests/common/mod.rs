@@ -90,6 +90,11 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// The server's process id (to pause it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Redis {
@@ -134,6 +139,11 @@ impl Tansu {
             });
         wait_for("tansu to listen", Duration::from_secs(20), || port_open(port));
         Tansu { child, port, bin }
+    }
+
+    /// The broker's process id (to pause it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn brokers(&self) -> String {

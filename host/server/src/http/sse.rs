@@ -13,6 +13,10 @@
 //! those keys before applying the payloads. The `id:` is on the frame's last event, so
 //! an expiry alone carries it itself; ids stay strictly increasing and a removal is
 //! replayed on resume like any frame.
+//!
+//! On shutdown (the server's cancel token) each stream ends with [`SHUTDOWN_HINT`]: a
+//! comment and a short `retry:`, so an `EventSource` reconnects at once, through the
+//! load balancer to another instance, and resumes there from its `Last-Event-ID`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -38,6 +42,8 @@ use crate::hub::{Frame, Live};
 use crate::tenant::TenantHandle;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The last bytes of every stream when the instance shuts down.
+pub const SHUTDOWN_HINT: &[u8] = b": shutting down; reconnect to resume from your last id\nretry: 250\n\n";
 /// Most `key` parameters one client may give.
 const MAX_KEYS: usize = 1_000;
 
@@ -136,6 +142,7 @@ async fn events(
         guard: ClientGuard(tenant.clone()),
         _permit: permit,
         cancel: state.cancel.clone(),
+        ended: false,
     };
     let stream = futures::stream::unfold(client, |mut c| async move {
         let bytes = c.next().await?;
@@ -169,17 +176,25 @@ struct Client {
     /// This stream's slot in its address's count.
     _permit: StreamPermit,
     cancel: CancellationToken,
+    /// The shutdown hint went out: the next call ends the stream.
+    ended: bool,
 }
 
 impl Client {
     /// The next bytes for this client; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
         if let Some(b) = self.backlog.pop_front() {
             return Some(b);
         }
         loop {
             let received = tokio::select! {
-                _ = self.cancel.cancelled() => return None,
+                _ = self.cancel.cancelled() => {
+                    self.ended = true;
+                    return Some(Bytes::from_static(SHUTDOWN_HINT));
+                }
                 _ = tokio::time::sleep(KEEP_ALIVE) => return Some(Bytes::from_static(b": keep-alive\n\n")),
                 r = recv(&mut self.live) => r,
             };
