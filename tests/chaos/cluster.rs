@@ -31,8 +31,9 @@ impl Cluster {
         cluster
     }
 
-    /// Every instance's config, with dynamic group membership: on tansu 0.6.0, three
-    /// instances each given a `group.instance.id` consumed nothing in 60 s.
+    /// Every instance's config, with dynamic group membership (`instance_id = ""`; static
+    /// membership is streamgate's default): on tansu 0.6.0, three instances each given a
+    /// `group.instance.id` consumed nothing in 60 s.
     fn config(&self) -> String {
         format!(
             r#"
@@ -40,6 +41,7 @@ impl Cluster {
 brokers = "{brokers}"
 group_id = "chaos"
 session_timeout_ms = 6000
+instance_id = ""
 
 [redis]
 url = "{redis}"

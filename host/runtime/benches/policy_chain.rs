@@ -2,8 +2,8 @@
 //!
 //! Prints a table: ns per event for the same chain (ordering → staleness → dedupe) run
 //! as Wasm components behind the WIT boundary (the host's real path, payloads held in
-//! the host) and as the same Rust cores called natively. Ratios matter more than the
-//! absolute numbers on a shared machine.
+//! the host) and as the same Rust cores called natively. Inputs are built before the
+//! clock starts. Ratios matter more than the absolute numbers on a shared machine.
 
 use std::time::Instant;
 
@@ -50,9 +50,10 @@ fn wasm_chain(batches: &[Vec<HostEvent>]) -> (f64, u64) {
         Chain::build(&runtime, &taxi, ChainOptions::defaults(&runtime)).expect("taxi chain builds");
     let metrics = Counts::new("bench");
     let mut released = 0u64;
+    let inputs = batches.to_vec();
     let start = Instant::now();
-    for (n, b) in batches.iter().enumerate() {
-        released += chain.push(now_of(n), b.clone(), &metrics).released.len() as u64;
+    for (n, b) in inputs.into_iter().enumerate() {
+        released += chain.push(now_of(n), b, &metrics).released.len() as u64;
     }
     (start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64, released)
 }
@@ -64,9 +65,10 @@ fn wasm_boundary(batches: &[Vec<HostEvent>]) -> f64 {
     let spec = ChainSpec { version: 0, policies: vec![StageSpec::new(&pass, "")] };
     let mut chain = Chain::build(&runtime, &spec, ChainOptions::defaults(&runtime)).unwrap();
     let metrics = Counts::new("bench");
+    let inputs = batches.to_vec();
     let start = Instant::now();
-    for (n, b) in batches.iter().enumerate() {
-        chain.push(now_of(n), b.clone(), &metrics);
+    for (n, b) in inputs.into_iter().enumerate() {
+        chain.push(now_of(n), b, &metrics);
     }
     start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64
 }
@@ -76,9 +78,10 @@ fn host_only(batches: &[Vec<HostEvent>]) -> f64 {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let mut chain = Chain::build(&runtime, &ChainSpec::default(), ChainOptions::defaults(&runtime)).unwrap();
     let metrics = Counts::new("bench");
+    let inputs = batches.to_vec();
     let start = Instant::now();
-    for (n, b) in batches.iter().enumerate() {
-        chain.push(now_of(n), b.clone(), &metrics);
+    for (n, b) in inputs.into_iter().enumerate() {
+        chain.push(now_of(n), b, &metrics);
     }
     start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64
 }
@@ -88,14 +91,16 @@ fn native_chain(batches: &[Vec<HostEvent>]) -> (f64, u64) {
     let mut staleness = streamgate_staleness::Staleness::create(r#"{"max_age_ms":30000}"#).unwrap();
     let mut dedupe =
         streamgate_dedupe::Dedupe::create(r#"{"newest_per_frame":true,"forget_after_ms":600000}"#).unwrap();
-    let mut held = std::collections::HashMap::new();
+    // The host's bookkeeping, natively: payloads by seq in the same kind of map.
+    let mut held = streamgate_plugin_sdk::key_map();
     let mut seq = 0u64;
     let mut released = 0u64;
+    let inputs = batches.to_vec();
     let start = Instant::now();
-    for (n, b) in batches.iter().enumerate() {
+    for (n, b) in inputs.into_iter().enumerate() {
         let now = now_of(n);
         let mut input = Vec::with_capacity(b.len());
-        for e in b.iter().cloned() {
+        for e in b {
             let ev = Event {
                 seq,
                 key: key_hash(&e.key),
