@@ -91,6 +91,46 @@ fn check_passes_with_everything_reachable_and_names_each_failing_address() {
     assert!(out.contains("ok   chain of tenant taxi"), "{out}");
 }
 
+/// A broker that listens on one port but advertises another, where nothing listens: the
+/// bootstrap address answers, yet every consumer would fail on the advertised one.
+#[test]
+fn check_names_an_advertised_broker_nobody_can_reach() {
+    struct Broker(std::process::Child);
+    impl Drop for Broker {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let (listen, advertised) = (free_port(), free_port());
+    let bin = std::env::var_os("STREAMGATE_TANSU").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/streamgate/tansu-0.6.0-p1/bin/tansu")
+    });
+    let _broker = Broker(
+        Command::new(&bin)
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &format!("tcp://127.0.0.1:{listen}")])
+            .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{advertised}")])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}; run `make test`, which builds it", bin.display())),
+    );
+    common::wait_for("tansu to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", listen)).is_ok()
+    });
+    let config =
+        format!("[kafka]\nbrokers = \"127.0.0.1:{listen}\"\n[bus]\nkind = \"memory\"\n{QUEUE_TENANT}");
+    let (code, out) = check(&config_file("advertised.toml", &config), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("ok   kafka 127.0.0.1:{listen} (metadata: ")), "{out}");
+    let line = format!("as advertised, 127.0.0.1:{advertised}: connection refused");
+    assert!(out.lines().any(|l| l.starts_with("FAIL kafka broker ") && l.contains(&line)), "{out}");
+    assert!(out.contains("skip redis: bus.kind = \"memory\""), "{out}");
+    assert!(!out.contains("librdkafka"), "the client's own errors stay out of the report: {out}");
+}
+
 #[test]
 fn check_refuses_a_bad_config_with_the_reason_and_line() {
     let broken = config_file("broken.toml", "listen = \"127.0.0.1:1\"\n\n[[tenant]\nname = \"taxi\"\n");

@@ -3,14 +3,16 @@
 //! chain, then reaches every Kafka broker and the Redis URL with a short timeout. One
 //! verdict per line on stdout (`ok`, `FAIL` or `skip`, what, address, why) and a summary.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::metadata::Metadata;
 use streamgate_runtime::PolicyRuntime;
 use streamgate_runtime::plugin::is_plugin_ref;
@@ -86,8 +88,21 @@ pub fn check(path: &Path, offline: bool, timeout: Duration) -> ExitCode {
         let redis_up = if offline {
             false
         } else {
-            for broker in config.kafka.brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-                kafka(&mut report, &config, broker, timeout).await;
+            let bootstrap: Vec<String> = config
+                .kafka
+                .brokers
+                .split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .map(|b| if b.contains(':') { b.to_string() } else { format!("{b}:9092") })
+                .collect();
+            let mut advertised = BTreeMap::new();
+            for addr in &bootstrap {
+                advertised.extend(kafka(&mut report, &config, addr, timeout).await);
+            }
+            advertised.retain(|addr, _| !bootstrap.contains(addr));
+            for (addr, id) in advertised {
+                advertised_broker(&mut report, id, &addr, timeout).await;
             }
             redis(&mut report, &config, timeout).await
         };
@@ -97,39 +112,64 @@ pub fn check(path: &Path, offline: bool, timeout: Duration) -> ExitCode {
     if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-/// One broker: a TCP connection (the clearest reason when it fails), then the cluster's
-/// metadata through it, and the tenants' topics in that metadata.
-async fn kafka(report: &mut Report, config: &Config, broker: &str, timeout: Duration) {
-    let addr = if broker.contains(':') { broker.to_string() } else { format!("{broker}:9092") };
+/// One bootstrap broker: a TCP connection (the clearest reason when it fails), then the
+/// cluster's metadata through it, and the tenants' topics in that metadata. Returns the
+/// brokers the metadata advertises (address, broker id): the addresses clients go on to use.
+async fn kafka(report: &mut Report, config: &Config, addr: &str, timeout: Duration) -> BTreeMap<String, i32> {
     let what = format!("kafka {addr}");
-    if let Err(e) = tcp(&addr, timeout).await {
-        return report.fail(&what, &format!(": {e}"));
+    if let Err(e) = tcp(addr, timeout).await {
+        report.fail(&what, &format!(": {e}"));
+        return BTreeMap::new();
     }
     let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &addr).set("group.id", &config.kafka.group_id);
+    client.set("bootstrap.servers", addr).set("group.id", &config.kafka.group_id);
     for (k, v) in &config.kafka.options {
         client.set(k, v);
     }
-    // The verdict says what failed; librdkafka's own retries would only repeat it.
-    client.set_log_level(RDKafkaLogLevel::Emerg);
     let metadata = tokio::task::spawn_blocking(move || -> Result<Metadata, String> {
-        let consumer: BaseConsumer = client.create().map_err(|e| format!("kafka client: {e}"))?;
+        let consumer: BaseConsumer<Quiet> =
+            client.create_with_context(Quiet).map_err(|e| format!("kafka client: {e}"))?;
         consumer.fetch_metadata(None, timeout).map_err(|e| format!("no metadata within {timeout:?}: {e}"))
     })
     .await
     .expect("the metadata request does not panic");
     let metadata = match metadata {
         Ok(m) => m,
-        Err(e) => return report.fail(&what, &format!(": {e}")),
+        Err(e) => {
+            report.fail(&what, &format!(": {e}"));
+            return BTreeMap::new();
+        }
     };
     report.ok(
         &what,
         &format!(" (metadata: {} topics, {} brokers)", metadata.topics().len(), metadata.brokers().len()),
     );
     for t in &config.tenants {
-        topic(report, &metadata, t, &addr);
+        topic(report, &metadata, t, addr);
+    }
+    metadata.brokers().iter().map(|b| (format!("{}:{}", b.host(), b.port()), b.id())).collect()
+}
+
+/// A broker the cluster advertises but the config does not list: consumers connect to it
+/// after bootstrap, so an advertised name nobody can reach fails them all the same.
+async fn advertised_broker(report: &mut Report, id: i32, addr: &str, timeout: Duration) {
+    let what = format!("kafka broker {id} as advertised, {addr}");
+    match tcp(addr, timeout).await {
+        Ok(()) => report.ok(&what, ""),
+        Err(e) => report.fail(&what, &format!(": {e}; check the broker's advertised listeners")),
     }
 }
+
+/// The check's Kafka client keeps librdkafka's logs and errors to itself: the verdict
+/// says what failed, and its retries (to an advertised broker, say) would only repeat it.
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}
+    fn error(&self, _: rdkafka::error::KafkaError, _: &str) {}
+}
+
+impl ConsumerContext for Quiet {}
 
 fn topic(report: &mut Report, metadata: &Metadata, tenant: &TenantConfig, broker: &str) {
     let what = format!("topic {} (tenant {}) on {broker}", tenant.topic, tenant.name);
@@ -223,6 +263,7 @@ async fn chains(report: &mut Report, config: &Config, offline: bool, redis_up: b
             tokio::time::timeout(timeout + CHAIN_FETCH_GRACE, catalog.prepare(&spec, limits, false, false));
         let refs: Vec<&str> = spec.policies.iter().map(|s| s.plugin.as_str()).collect();
         match prepared.await {
+            Ok(Ok(_)) if refs.is_empty() => report.ok(&what, ": no policies (events pass as they come)"),
             Ok(Ok(_)) => {
                 report.ok(&what, &format!(": {} stages created ({})", refs.len(), refs.join(" -> ")))
             }
