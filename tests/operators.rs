@@ -78,6 +78,20 @@ fn check_passes_with_everything_reachable_and_names_each_failing_address() {
     assert!(out.contains("FAIL topic queue (tenant queue)"), "{out}");
     assert!(out.contains("no such topic"), "{out}");
 
+    // A chain naming an upload the plugin store in Redis does not hold.
+    let upload = format!("sha256:{}", "0".repeat(64));
+    let uploaded = good.replace("builtin:ordering", &upload);
+    let uploaded = config_file("uploaded.toml", &uploaded);
+    let (code, out) = check(&uploaded, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("FAIL chain of tenant taxi: plugin {upload} is not in the plugin store")),
+        "{out}"
+    );
+    let (code, out) = check(&uploaded, &["--offline"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("skip chain of tenant taxi: names uploaded plugins"), "{out}");
+
     redis.stop();
     let (code, out) = check(&path, &[]);
     assert_eq!(code, 1, "{out}");
