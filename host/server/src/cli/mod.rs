@@ -1,9 +1,12 @@
 //! The `streamgate` command line: `run`, `demo`, `simulate`, `token`, `plugin`
-//! (operators, [`admin_client`]), `record` (a tenant's log for the kit, [`record`]), and
-//! for plugin authors `conformance` and `componentize` ([`kit`]).
+//! (operators, [`admin_client`]), `check` (a config and the services it names,
+//! [`check`]), `record` (a tenant's log for the kit, [`record`]), and for plugin authors
+//! `conformance` and `componentize` ([`kit`]). Log lines are text or JSON ([`logging`]).
 
 pub mod admin_client;
+mod check;
 mod kit;
+pub mod logging;
 mod record;
 
 use std::net::SocketAddr;
@@ -20,6 +23,10 @@ use crate::config::Config;
 #[derive(Parser)]
 #[command(name = "streamgate", version, about = "Kafka -> Redis -> Wasm policies -> Server-Sent Events")]
 struct Cli {
+    /// How log lines on stderr look: `text` for people, `json` (one object per line)
+    /// for log shippers.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "STREAMGATE_LOG_FORMAT")]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +37,21 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Validate a config as `run` would, then reach every Kafka broker and Redis it names.
+    ///
+    /// Prints one verdict per check (`ok` or `FAIL`, with the address and the reason) and
+    /// a summary. Exit status: 0 when every check passed, 1 when a service could not be
+    /// reached (or a tenant's chain failed), 2 when the config itself is invalid.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only the config: no connection to Kafka or Redis.
+        #[arg(long)]
+        offline: bool,
+        /// How long each connection may take.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
     },
     /// The embedded default: simulated taxis, in-memory bus, no Kafka or Redis.
     Demo {
@@ -188,14 +210,9 @@ enum PluginAction {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let format = cli.log_format;
+    logging::init(format);
     match cli.command {
         Command::Conformance {
             plugin,
@@ -216,19 +233,23 @@ pub fn main() -> ExitCode {
             return kit::conformance(&plugin, &logs, kit::Run { config, json, seed, cases });
         }
         Command::Componentize { module, output } => return kit::componentize(&module, &output),
+        Command::Check { config, offline, timeout_ms } => {
+            return check::check(&config, offline, Duration::from_millis(timeout_ms));
+        }
         _ => {}
     }
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("streamgate: {e:#}");
+            logging::fatal(format, &e);
             ExitCode::FAILURE
         }
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.log_format;
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
     match cli.command {
@@ -241,7 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // So the admin API and `streamgate plugin` can be tried on the demo.
             config.admin.token = std::env::var("STREAMGATE_ADMIN_TOKEN").ok();
             config.validate()?;
-            eprintln!("streamgate demo: open http://{listen}/ (Ctrl-C to stop)");
+            logging::notice(format, &format!("streamgate demo: open http://{listen}/ (Ctrl-C to stop)"));
             app::serve(config, Source::Simulator { taxis, every: Duration::from_millis(every_ms) }, cancel)
                 .await?;
         }
@@ -264,7 +285,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 record::RecordArgs { tenant, config, redis, key_prefix, out, max_entries, max_bytes, since };
             record::record(args).await?
         }
-        Command::Conformance { .. } | Command::Componentize { .. } => unreachable!("run before tokio"),
+        Command::Conformance { .. } | Command::Componentize { .. } | Command::Check { .. } => {
+            unreachable!("run before tokio")
+        }
     }
     Ok(())
 }
