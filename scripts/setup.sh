@@ -2,6 +2,7 @@
 # Installs what streamgate's build and tests need, once; quick when all is present.
 #   scripts/setup.sh rust   - the Wasm target the plugin build uses (enough for `make demo`)
 #   scripts/setup.sh all    - that, plus redis-server (apt) and tansu (cargo install, cached)
+#   scripts/setup.sh nchan  - nginx-light and libnginx-mod-nchan (apt), for `make bench-fanout`
 set -euo pipefail
 
 CACHE="${STREAMGATE_CACHE:-$HOME/.cache/streamgate}"
@@ -39,8 +40,26 @@ need_tansu() {
     fi
 }
 
+need_nchan() {
+    if [ ! -f /usr/share/nginx/modules-available/mod-http-nchan.conf ] && \
+       [ ! -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
+        echo "setup: installing nginx-light and libnginx-mod-nchan (apt)"
+        as_root apt-get update -qq
+        # The benchmark runs its own nginx; keep the package from starting the system one.
+        local blocker=/usr/sbin/policy-rc.d placed=""
+        if [ ! -e "$blocker" ]; then
+            printf '#!/bin/sh\nexit 101\n' | as_root tee "$blocker" >/dev/null
+            as_root chmod +x "$blocker"
+            placed=1
+        fi
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx-light libnginx-mod-nchan >/dev/null
+        if [ -n "$placed" ]; then as_root rm -f "$blocker"; fi
+    fi
+}
+
 case "${1:-all}" in
     rust) need_rust ;;
     all) need_rust; need_redis; need_tansu ;;
-    *) echo "usage: $0 [rust|all]" >&2; exit 2 ;;
+    nchan) need_nchan ;;
+    *) echo "usage: $0 [rust|all|nchan]" >&2; exit 2 ;;
 esac

@@ -79,6 +79,11 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// The process id (to read its CPU time from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Redis {
@@ -125,6 +130,11 @@ impl Tansu {
 
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The process id (to read its CPU time from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {

@@ -148,8 +148,9 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
     };
     let limits = Arc::new(http::limits::Limits::new(config.limits.clone()));
     let state = AppState { tenants, cancel: cancel.clone(), admin: Some(Arc::new(admin)), limits };
-    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
+    let router = http::router(state);
+    let listener = http::listen::Listener::new(listener, router.clone(), tasks.clone(), cancel.clone());
+    axum::serve(listener, http::listen::WithPeer(router))
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await
         .map_err(AppError::Serve)?;

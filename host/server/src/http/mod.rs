@@ -1,9 +1,11 @@
 //! The HTTP surface. Each module exposes `fn router() -> Router<AppState>`:
 //! [`sse`] (events and snapshots), [`ops`] (health, readiness, metrics), [`ui`] (web UI),
-//! [`admin`] (plugins and chains, behind a bearer token).
+//! [`admin`] (plugins and chains, behind a bearer token); [`listen`] accepts the
+//! connections and writes event streams itself.
 
 pub mod admin;
 pub mod limits;
+pub mod listen;
 pub mod ops;
 pub mod sse;
 pub mod ui;

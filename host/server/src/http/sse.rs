@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -28,7 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::limits::{ClientIp, StreamPermit};
 use super::{ApiError, AppState};
@@ -120,14 +122,8 @@ async fn events(
     }
     let permit = state.limits.open_stream(ip)?;
     state.limits.open_tenant_stream(&tenant.metrics.sse_clients)?;
-    let client = Client {
-        backlog,
-        live: sub.live,
-        last_sent,
-        guard: ClientGuard(tenant.clone()),
-        _permit: permit,
-        cancel: state.cancel.clone(),
-    };
+    let client =
+        Client::new(backlog, sub.live, last_sent, ClientGuard(tenant.clone()), permit, state.cancel.clone());
     let stream = futures::stream::unfold(client, |mut c| async move {
         let bytes = c.next().await?;
         Some((Ok::<_, Infallible>(bytes), c))
@@ -159,20 +155,52 @@ struct Client {
     guard: ClientGuard,
     /// This stream's slot in its address's count.
     _permit: StreamPermit,
-    cancel: CancellationToken,
+    /// Made once: a wait made per frame would lock the token's shared list twice a frame.
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires at most every [`KEEP_ALIVE`]; a frame only notes its time in `last_write`,
+    /// so frames never touch the timer wheel.
+    keep_alive: Pin<Box<Sleep>>,
+    last_write: Instant,
 }
 
 impl Client {
+    fn new(backlog: VecDeque<Bytes>, live: Live, last_sent: Option<LogPosition>, guard: ClientGuard,
+           permit: StreamPermit, cancel: CancellationToken) -> Self {
+        let now = Instant::now();
+        Client {
+            backlog,
+            live,
+            last_sent,
+            guard,
+            _permit: permit,
+            cancelled: Box::pin(cancel.cancelled_owned()),
+            keep_alive: Box::pin(tokio::time::sleep_until(now + KEEP_ALIVE)),
+            last_write: now,
+        }
+    }
+
     /// The next bytes for this client; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
         if let Some(b) = self.backlog.pop_front() {
+            self.last_write = Instant::now();
             return Some(b);
         }
         loop {
             let received = tokio::select! {
-                _ = self.cancel.cancelled() => return None,
-                _ = tokio::time::sleep(KEEP_ALIVE) => return Some(Bytes::from_static(b": keep-alive\n\n")),
+                biased;
+                _ = &mut self.cancelled => return None,
                 r = recv(&mut self.live) => r,
+                _ = &mut self.keep_alive => {
+                    let due = self.last_write + KEEP_ALIVE;
+                    let now = Instant::now();
+                    if due > now {
+                        self.keep_alive.as_mut().reset(due);
+                        continue;
+                    }
+                    self.keep_alive.as_mut().reset(now + KEEP_ALIVE);
+                    self.last_write = now;
+                    return Some(Bytes::from_static(b": keep-alive\n\n"));
+                }
             };
             match received {
                 Ok(frame) => {
@@ -180,6 +208,7 @@ impl Client {
                         continue;
                     }
                     self.last_sent = Some(frame.position);
+                    self.last_write = Instant::now();
                     return Some(frame.wire.clone());
                 }
                 Err(RecvError::Lagged(skipped)) => {
@@ -188,6 +217,7 @@ impl Client {
                     tracing::debug!(tenant = %tenant.config.name, skipped, "slow SSE client skipped frames");
                     if let Some(state) = tenant.hub.conflated_frame(self.last_sent) {
                         self.last_sent = Some(state.position);
+                        self.last_write = Instant::now();
                         return Some(state.wire.clone());
                     }
                 }

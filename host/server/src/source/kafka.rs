@@ -1,6 +1,12 @@
 //! The Kafka source: one consumer per tenant in the shared consumer group. Offsets are
 //! stored only after the batch holding their messages is on the bus, so a crash or a
 //! rebalance redelivers rather than loses (at-least-once; dedupe policies absorb it).
+//!
+//! Latency: the consumer asks the broker to answer a fetch within
+//! [`FETCH_WAIT_MAX_MS`] (librdkafka's default, 500 ms, is the whole delay when a broker
+//! holds a fetch for its full wait, as tansu does), and a batch goes to the bus as soon
+//! as the previous one is at least one linger (`frame_ms`) old: the first event after a
+//! quiet spell is published at once, a steady flow once per linger.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +30,20 @@ use crate::tenant::TenantConfig;
 /// Back-off after a failed receive, so a broken broker connection is not a busy loop.
 const RECEIVE_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RECEIVE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Consumer properties set before `[kafka] options` (which may override them).
+/// `fetch.wait.max.ms`: how long a broker may hold a fetch when it has nothing; a
+/// broker that does not answer early (tansu polls its store, then sleeps the rest of the
+/// wait) adds up to twice this to every event, and an idle consumer sends one fetch per
+/// wait, so 10 ms costs about 100 small requests a second per broker while idle.
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("fetch.wait.max.ms", FETCH_WAIT_MAX_MS),
+    // A fetch error (a broker restarting) is retried after this, not librdkafka's 500 ms.
+    ("fetch.error.backoff.ms", "100"),
+];
+
+/// See [`CONSUMER_DEFAULTS`].
+pub const FETCH_WAIT_MAX_MS: &str = "10";
 
 /// `[kafka]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +88,9 @@ pub fn consumer(kafka: &KafkaConfig, tenant: &TenantConfig) -> Result<StreamCons
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", kafka.session_timeout.as_millis().to_string());
+    for (k, v) in CONSUMER_DEFAULTS {
+        cfg.set(*k, *v);
+    }
     for (k, v) in &kafka.options {
         cfg.set(k, v);
     }
@@ -92,6 +115,8 @@ pub async fn run(
     // Highest offset seen per partition since the last flush.
     let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut deadline: Option<Instant> = None;
+    // A batch is published one linger after the previous one at the earliest.
+    let mut last_flush: Option<Instant> = None;
     // After a receive error, wait before asking again (doubling, reset by a message).
     let mut error_backoff = RECEIVE_BACKOFF_MIN;
     loop {
@@ -101,6 +126,7 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 if flush(&consumer, &tenant.topic, &mut publisher, &mut offsets, &cancel).await.is_err() { break }
                 deadline = None;
+                last_flush = Some(Instant::now());
             }
             received = consumer.recv() => {
                 let msg = match received {
@@ -125,10 +151,11 @@ pub async fn run(
                     }
                 }
                 offsets.insert(msg.partition(), msg.offset());
-                deadline.get_or_insert_with(|| Instant::now() + linger);
+                deadline.get_or_insert_with(|| next_flush(last_flush, linger));
                 if publisher.is_full() {
                     if flush(&consumer, &tenant.topic, &mut publisher, &mut offsets, &cancel).await.is_err() { break }
                     deadline = None;
+                    last_flush = Some(Instant::now());
                 }
             }
         }
@@ -146,6 +173,13 @@ pub async fn run(
     }
     consumer.unsubscribe();
     tracing::info!(tenant = %tenant.name, "kafka source stopped");
+}
+
+/// When a batch started now goes out: at once after a quiet spell, else one linger
+/// after the previous batch (the frame cadence).
+fn next_flush(last_flush: Option<Instant>, linger: Duration) -> Instant {
+    let now = Instant::now();
+    last_flush.map_or(now, |last| (last + linger).max(now))
 }
 
 /// Publishes the batch, then stores the offsets it covered.
