@@ -8,7 +8,9 @@
 //!
 //! Environment: `FANOUT_SHAPES` (default `1000:200,2000;10000:10,100`: subscribers, then
 //! rates in messages per second), `FANOUT_SECS` (measured seconds per rate, 15),
-//! `FANOUT_IDLE_SECS` (idle CPU window, 20), `FANOUT_SERVERS` (`streamgate,nchan`).
+//! `FANOUT_IDLE_SECS` (idle CPU window, 20), `FANOUT_SERVERS` (`streamgate,nchan`);
+//! for experiments only, `FANOUT_KAFKA_EXTRA` and `FANOUT_TENANT_EXTRA` add lines (`;`
+//! separated) to streamgate's `[kafka]` and tenant sections.
 
 #[path = "../../../../tests/common/mod.rs"]
 mod common;
@@ -69,7 +71,8 @@ fn main() {
     let mut rows = Vec::new();
     let mut idle = Vec::new();
     if servers.contains("streamgate") {
-        let sg = servers::Streamgate::start();
+        let extra = |name: &str| std::env::var(name).unwrap_or_default().replace(';', "\n");
+        let sg = servers::Streamgate::start(&extra("FANOUT_KAFKA_EXTRA"), &extra("FANOUT_TENANT_EXTRA"));
         let pid = sg.instance.pid();
         let extra = [sg.tansu.pid(), sg.redis.pid()];
         println!("fanout: streamgate up (pid {pid}); idle CPU over {idle_secs} s");

@@ -1,6 +1,7 @@
 //! The publishers: messages of about 100 bytes carrying their send time (`"sent"`,
 //! microseconds since the epoch), paced to a rate from one thread. streamgate's come
-//! through Kafka (an rdkafka producer, `linger.ms` 1), Nchan's through its HTTP
+//! through Kafka (an rdkafka producer, `linger.ms` 1, Nagle off, as a producer that
+//! cares about latency is set), Nchan's through its HTTP
 //! publisher location (one keep-alive connection, one POST after another, so a slow
 //! server slows the publisher: the rate reached is what the table shows).
 
@@ -41,6 +42,7 @@ impl Kafka {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("linger.ms", "1")
+            .set("socket.nagle.disable", "true")
             .create()
             .expect("kafka producer");
         Kafka { producer, topic: topic.to_string() }
@@ -62,34 +64,50 @@ impl Drop for Kafka {
     }
 }
 
-/// POSTs to an Nchan publisher location over one keep-alive connection.
+/// POSTs to an Nchan publisher location over one keep-alive connection (opened again
+/// when nginx closes it).
 pub struct Nchan {
-    stream: TcpStream,
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
     path: String,
     buf: Vec<u8>,
 }
 
 impl Nchan {
     pub fn new(addr: SocketAddr, path: &str) -> Nchan {
-        let stream = TcpStream::connect(addr).expect("connecting to nginx");
-        stream.set_nodelay(true).unwrap();
-        Nchan { stream, path: path.to_string(), buf: vec![0; 4096] }
+        Nchan { addr, stream: None, path: path.to_string(), buf: vec![0; 4096] }
     }
 }
 
 impl Publish for Nchan {
     fn send(&mut self, i: u64) -> std::io::Result<()> {
+        let result = self.post(i);
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+}
+
+impl Nchan {
+    fn post(&mut self, i: u64) -> std::io::Result<()> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(self.addr)?;
+            stream.set_nodelay(true)?;
+            self.stream = Some(stream);
+        }
+        let stream = self.stream.as_mut().expect("connected above");
         let (_, body) = message(i);
         let request = format!(
             "POST {} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.path,
             body.len()
         );
-        self.stream.write_all(request.as_bytes())?;
+        stream.write_all(request.as_bytes())?;
         // Read the answer: headers, then Content-Length bytes of body.
         let mut have = 0;
         loop {
-            let n = self.stream.read(&mut self.buf[have..])?;
+            let n = stream.read(&mut self.buf[have..])?;
             if n == 0 {
                 return Err(std::io::Error::other("nginx closed the publisher connection"));
             }

@@ -39,6 +39,7 @@ error_log {d}/error.log warn;
 events {{ worker_connections {max_connections}; }}
 http {{
     access_log off;
+    keepalive_requests 100000000;
     client_body_temp_path {d}/tmp/body;
     proxy_temp_path {d}/tmp/proxy;
     fastcgi_temp_path {d}/tmp/fastcgi;
@@ -111,7 +112,9 @@ pub const TOPIC: &str = "fanout";
 pub const TENANT: &str = "bench";
 
 impl Streamgate {
-    pub fn start() -> Streamgate {
+    /// `kafka_extra` and `tenant_extra`: lines added to `[kafka]` and the tenant, for
+    /// experiments (the table is measured without).
+    pub fn start(kafka_extra: &str, tenant_extra: &str) -> Streamgate {
         let redis = Redis::start();
         let tansu = Tansu::start();
         tansu.create_topic(TOPIC, 4);
@@ -119,6 +122,7 @@ impl Streamgate {
             r#"
 [kafka]
 brokers = "{}"
+{kafka_extra}
 
 [redis]
 url = "{}"
@@ -129,6 +133,7 @@ topic = "{TOPIC}"
 key = "/k"
 time = "/t"
 event = "tick"
+{tenant_extra}
 
 [[tenant.policies]]
 plugin = "builtin:staleness"

@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 /// A request head longer than this goes to hyper, which applies the configured limits.
 const MAX_HEAD: usize = 16 * 1024;
