@@ -41,17 +41,19 @@ pub struct Shared {
 /// `n` subscribers of `path` at `addr`; returns once every one has its `200` (or failed).
 pub async fn connect_all(addr: SocketAddr, path: &str, n: usize, shared: Arc<Shared>) -> JoinSet<()> {
     let request: Arc<[u8]> =
-        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n").into_bytes().into();
+        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+            .into_bytes()
+            .into();
     let gate = Arc::new(Semaphore::new(CONNECTING));
     let mut set = JoinSet::new();
     for _ in 0..n {
         let permit = gate.clone().acquire_owned().await.unwrap();
         let (request, shared) = (request.clone(), shared.clone());
         set.spawn(async move {
-            if let Err(e) = subscribe(addr, &request, &shared, permit).await {
-                if shared.closed.fetch_add(1, Relaxed) == 0 {
-                    eprintln!("fanout: a subscriber failed: {e}");
-                }
+            if let Err(e) = subscribe(addr, &request, &shared, permit).await
+                && shared.closed.fetch_add(1, Relaxed) == 0
+            {
+                eprintln!("fanout: a subscriber failed: {e}");
             }
         });
     }

@@ -10,7 +10,8 @@
 //! rates in messages per second), `FANOUT_SECS` (measured seconds per rate, 15),
 //! `FANOUT_IDLE_SECS` (idle CPU window, 20), `FANOUT_SERVERS` (`streamgate,nchan`);
 //! for experiments only, `FANOUT_KAFKA_EXTRA` and `FANOUT_TENANT_EXTRA` add lines (`;`
-//! separated) to streamgate's `[kafka]` and tenant sections.
+//! separated) to streamgate's `[kafka]` and tenant sections, and `FANOUT_STREAMGATE_URL`
+//! replaces the subscribers' request target.
 
 #[path = "../../../../tests/common/mod.rs"]
 mod common;
@@ -78,7 +79,10 @@ fn main() {
         println!("fanout: streamgate up (pid {pid}); idle CPU over {idle_secs} s");
         let cpu = idle_cpu(&[&[pid], &extra], idle_secs);
         idle.push(("streamgate", cpu[0], Some(cpu[1])));
-        let path = format!("/tenants/{}/events", servers::TENANT);
+        // FANOUT_STREAMGATE_URL=http://bench/tenants/bench/events (absolute form) takes
+        // hyper's path instead of the event-stream writer: to compare the two.
+        let path =
+            std::env::var("FANOUT_STREAMGATE_URL").unwrap_or(format!("/tenants/{}/events", servers::TENANT));
         let mut target = Target {
             name: "streamgate",
             addr: ([127, 0, 0, 1], sg.instance.port).into(),
@@ -132,11 +136,13 @@ fn run_target(
         });
         let rss_before = rss_bytes(target.pids[0]);
         let t = Instant::now();
-        let mut set = runtime.block_on(client::connect_all(target.addr, target.path, *subscribers, shared.clone()));
+        let mut set =
+            runtime.block_on(client::connect_all(target.addr, target.path, *subscribers, shared.clone()));
         let connected = shared.connected.load(Relaxed);
         // Let the server finish what the connections started before reading its memory.
         std::thread::sleep(Duration::from_secs(1));
-        let kb_per_conn = (rss_bytes(target.pids[0]) as f64 - rss_before as f64) / 1024.0 / connected.max(1) as f64;
+        let kb_per_conn =
+            (rss_bytes(target.pids[0]) as f64 - rss_before as f64) / 1024.0 / connected.max(1) as f64;
         println!(
             "fanout: {}: {connected}/{subscribers} subscribers in {:.1} s, {kb_per_conn:.1} KB each",
             target.name,
@@ -147,19 +153,27 @@ fn run_target(
             let deadline = Instant::now() + Duration::from_secs(90);
             while shared.latency.summary(&[]).0 == 0 {
                 assert!(Instant::now() < deadline, "{}: no message delivered in 90 s", target.name);
-                next_message += publish::paced(&mut *target.publisher, 20.0, next_message, Instant::now() + Duration::from_millis(500));
+                next_message += publish::paced(
+                    &mut *target.publisher,
+                    20.0,
+                    next_message,
+                    Instant::now() + Duration::from_millis(500),
+                );
             }
             primed = true;
         }
         for &rate in rates {
-            next_message += publish::paced(&mut *target.publisher, rate, next_message, Instant::now() + WARM_UP);
+            next_message +=
+                publish::paced(&mut *target.publisher, rate, next_message, Instant::now() + WARM_UP);
             shared.latency.reset();
             let cpu: f64 = target.pids.iter().map(|&p| cpu_seconds(p)).sum();
             let own = own_cpu_seconds();
             let start = Instant::now();
-            let sent = publish::paced(&mut *target.publisher, rate, next_message, start + Duration::from_secs(secs));
+            let sent =
+                publish::paced(&mut *target.publisher, rate, next_message, start + Duration::from_secs(secs));
             let elapsed = start.elapsed().as_secs_f64();
-            let server_cpu = 100.0 * (target.pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu) / elapsed;
+            let server_cpu =
+                100.0 * (target.pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu) / elapsed;
             let client_cpu = 100.0 * (own_cpu_seconds() - own) / elapsed;
             next_message += sent;
             std::thread::sleep(DRAIN);
@@ -205,7 +219,9 @@ fn format_row(r: &Row) -> String {
 }
 
 fn print_table(rows: &[Row], idle: &[(&str, f64, Option<f64>)], idle_secs: u64) {
-    println!("\n| server | subscribers | msg/s | deliveries/s | p50 ms | p99 ms | p999 ms | server CPU | client CPU | KB/conn |");
+    println!(
+        "\n| server | subscribers | msg/s | deliveries/s | p50 ms | p99 ms | p999 ms | server CPU | client CPU | KB/conn |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
         println!("{}", format_row(r));

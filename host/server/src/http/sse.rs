@@ -164,8 +164,14 @@ struct Client {
 }
 
 impl Client {
-    fn new(backlog: VecDeque<Bytes>, live: Live, last_sent: Option<LogPosition>, guard: ClientGuard,
-           permit: StreamPermit, cancel: CancellationToken) -> Self {
+    fn new(
+        backlog: VecDeque<Bytes>,
+        live: Live,
+        last_sent: Option<LogPosition>,
+        guard: ClientGuard,
+        permit: StreamPermit,
+        cancel: CancellationToken,
+    ) -> Self {
         let now = Instant::now();
         Client {
             backlog,
@@ -187,9 +193,11 @@ impl Client {
         }
         loop {
             let received = tokio::select! {
+                // A ready frame is taken before the shutdown wait is polled (it locks a
+                // list every client shares); idle, both are.
                 biased;
-                _ = &mut self.cancelled => return None,
                 r = recv(&mut self.live) => r,
+                _ = &mut self.cancelled => return None,
                 _ = &mut self.keep_alive => {
                     let due = self.last_write + KEEP_ALIVE;
                     let now = Instant::now();
