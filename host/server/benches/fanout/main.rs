@@ -32,8 +32,10 @@ use stats::{cpu_seconds, own_cpu_seconds, rss_bytes};
 
 /// Seconds of publishing at the rate before measuring.
 const WARM_UP: Duration = Duration::from_secs(3);
-/// Time after the last message for those in flight to arrive.
-const DRAIN: Duration = Duration::from_millis(500);
+/// After the last message, deliveries are awaited until none came for this long...
+const DRAIN_QUIET: Duration = Duration::from_millis(1_000);
+/// ...or this long at most (a backlog the server cannot clear).
+const DRAIN_MAX: Duration = Duration::from_secs(60);
 
 struct Row {
     server: &'static str,
@@ -176,7 +178,8 @@ fn run_target(
                 100.0 * (target.pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu) / elapsed;
             let client_cpu = 100.0 * (own_cpu_seconds() - own) / elapsed;
             next_message += sent;
-            std::thread::sleep(DRAIN);
+            // What is still on its way counts too, and must not spill into the next rate.
+            let last_delivery = drain(&shared.latency);
             let (count, quantiles) = shared.latency.summary(&[0.5, 0.99, 0.999]);
             let row = Row {
                 server: target.name,
@@ -184,7 +187,8 @@ fn run_target(
                 connected: shared.connected.load(Relaxed) - shared.closed.load(Relaxed).min(connected),
                 rate,
                 sent_per_s: sent as f64 / elapsed,
-                deliveries_per_s: count as f64 / elapsed,
+                // Over the time they took to arrive, backlog included.
+                deliveries_per_s: count as f64 / elapsed.max((last_delivery - start).as_secs_f64()),
                 quantiles,
                 server_cpu,
                 client_cpu,
@@ -198,6 +202,22 @@ fn run_target(
         std::thread::sleep(Duration::from_secs(2));
     }
     rows
+}
+
+/// Waits until the subscribers have received what was sent (no new deliveries for
+/// [`DRAIN_QUIET`]), at most [`DRAIN_MAX`]; returns when the last one came.
+fn drain(latency: &stats::Histogram) -> Instant {
+    let start = Instant::now();
+    let mut seen = latency.summary(&[]).0;
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < DRAIN_QUIET && start.elapsed() < DRAIN_MAX {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = latency.summary(&[]).0;
+        if now != seen {
+            (seen, quiet_since) = (now, Instant::now());
+        }
+    }
+    quiet_since
 }
 
 fn format_row(r: &Row) -> String {
