@@ -80,6 +80,13 @@ pub struct KafkaSourceError {
 /// Builds the tenant's consumer and subscribes it; errors mean bad config.
 pub fn consumer(kafka: &KafkaConfig, tenant: &TenantConfig) -> Result<StreamConsumer, KafkaSourceError> {
     let err = |source| KafkaSourceError { tenant: tenant.name.clone(), source };
+    let consumer: StreamConsumer = client_config(kafka, tenant).create().map_err(err)?;
+    consumer.subscribe(&[&tenant.topic]).map_err(err)?;
+    Ok(consumer)
+}
+
+/// The consumer's librdkafka properties: ours, then [`CONSUMER_DEFAULTS`], then `options`.
+fn client_config(kafka: &KafkaConfig, tenant: &TenantConfig) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &kafka.brokers)
         .set("group.id", format!("{}.{}", kafka.group_id, tenant.name))
@@ -94,9 +101,7 @@ pub fn consumer(kafka: &KafkaConfig, tenant: &TenantConfig) -> Result<StreamCons
     for (k, v) in &kafka.options {
         cfg.set(k, v);
     }
-    let consumer: StreamConsumer = cfg.create().map_err(err)?;
-    consumer.subscribe(&[&tenant.topic]).map_err(err)?;
-    Ok(consumer)
+    cfg
 }
 
 /// Consumes until `cancel`, then publishes what it holds, commits and leaves the group.
@@ -151,7 +156,7 @@ pub async fn run(
                     }
                 }
                 offsets.insert(msg.partition(), msg.offset());
-                deadline.get_or_insert_with(|| next_flush(last_flush, linger));
+                deadline.get_or_insert_with(|| next_flush(Instant::now(), last_flush, linger));
                 if publisher.is_full() {
                     if flush(&consumer, &tenant.topic, &mut publisher, &mut offsets, &cancel).await.is_err() { break }
                     deadline = None;
@@ -177,8 +182,7 @@ pub async fn run(
 
 /// When a batch started now goes out: at once after a quiet spell, else one linger
 /// after the previous batch (the frame cadence).
-fn next_flush(last_flush: Option<Instant>, linger: Duration) -> Instant {
-    let now = Instant::now();
+fn next_flush(now: Instant, last_flush: Option<Instant>, linger: Duration) -> Instant {
     last_flush.map_or(now, |last| (last + linger).max(now))
 }
 
@@ -205,4 +209,30 @@ async fn flush(
         tracing::debug!(error = %e, "storing offsets");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_waits_only_for_the_rest_of_one_linger_after_the_previous() {
+        let (now, linger) = (Instant::now(), Duration::from_millis(50));
+        assert_eq!(next_flush(now, None, linger), now, "the first batch goes at once");
+        let recent = now - Duration::from_millis(20);
+        assert_eq!(next_flush(now, Some(recent), linger), now + Duration::from_millis(30));
+        let long_ago = now - Duration::from_millis(500);
+        assert_eq!(next_flush(now, Some(long_ago), linger), now, "after a quiet spell, at once");
+    }
+
+    #[test]
+    fn the_latency_defaults_apply_unless_options_say_otherwise() {
+        let tenant = crate::demo::taxi_tenant();
+        let mut kafka = KafkaConfig::default();
+        let cfg = client_config(&kafka, &tenant);
+        assert_eq!(cfg.get("fetch.wait.max.ms"), Some(FETCH_WAIT_MAX_MS));
+        assert_eq!(cfg.get("fetch.error.backoff.ms"), Some("100"));
+        kafka.options.insert("fetch.wait.max.ms".into(), "250".into());
+        assert_eq!(client_config(&kafka, &tenant).get("fetch.wait.max.ms"), Some("250"));
+    }
 }
