@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 export STREAMGATE_TANSU ?= $(CACHE)/tansu-0.6.0-p1/bin/tansu
 CARGO ?= cargo
 
-.PHONY: demo test chaos plugins lint fmt setup bench screenshots
+.PHONY: demo test chaos plugins lint fmt setup bench bench-fanout screenshots
 
 ## demo: simulated taxis on the in-memory bus, map at http://127.0.0.1:8080
 demo:
@@ -61,3 +61,10 @@ bench:
 	$(CARGO) bench -p streamgate-runtime --bench policy_stages
 	$(CARGO) bench -p streamgate-runtime --bench swap
 	$(CARGO) test --release -p streamgate --test swaps -- --nocapture
+
+## bench-fanout: streamgate (shipped defaults, real tansu + redis-server) and Nchan side by
+## side with the same Rust SSE load client: latency, deliveries/s, CPU, memory per connection
+bench-fanout:
+	scripts/setup.sh all
+	scripts/setup.sh nchan
+	$(CARGO) bench -p streamgate --bench fanout

@@ -5,6 +5,7 @@
 #                              venv under the cache (the system Chromium; no browser download)
 #   scripts/setup.sh tansu  - the test Kafka broker (tansu, patched, built once, cached)
 #   scripts/setup.sh all    - all of the above, plus redis-server (apt)
+#   scripts/setup.sh nchan  - nginx-light and libnginx-mod-nchan (apt), for `make bench-fanout`
 set -euo pipefail
 
 CACHE="${STREAMGATE_CACHE:-$HOME/.cache/streamgate}"
@@ -101,10 +102,28 @@ need_browser() {
     fi
 }
 
+need_nchan() {
+    if [ ! -f /usr/share/nginx/modules-available/mod-http-nchan.conf ] && \
+       [ ! -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
+        echo "setup: installing nginx-light and libnginx-mod-nchan (apt)"
+        as_root apt-get update -qq
+        # The benchmark runs its own nginx; keep the package from starting the system one.
+        local blocker=/usr/sbin/policy-rc.d placed=""
+        if [ ! -e "$blocker" ]; then
+            printf '#!/bin/sh\nexit 101\n' | as_root tee "$blocker" >/dev/null
+            as_root chmod +x "$blocker"
+            placed=1
+        fi
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx-light libnginx-mod-nchan >/dev/null
+        if [ -n "$placed" ]; then as_root rm -f "$blocker"; fi
+    fi
+}
+
 case "${1:-all}" in
     rust) need_rust ;;
     browser) need_browser ;;
     tansu) need_tansu ;;
+    nchan) need_nchan ;;
     all) need_rust; need_redis; need_browser; need_tansu ;;
-    *) echo "usage: $0 [rust|browser|tansu|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [rust|browser|tansu|nchan|all]" >&2; exit 2 ;;
 esac

@@ -91,7 +91,7 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// The server's process id (to pause it with SIGSTOP).
+    /// The process id (to pause it with SIGSTOP, or read its CPU time from /proc).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -141,7 +141,7 @@ impl Tansu {
         Tansu { child, port, bin }
     }
 
-    /// The broker's process id (to pause it with SIGSTOP).
+    /// The broker's process id (to pause it with SIGSTOP, or read its CPU time from /proc).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -172,8 +172,9 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
         limits,
         doors: Arc::new(doors),
     };
-    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
+    let router = http::router(state);
+    let listener = http::listen::Listener::new(listener, router.clone(), tasks.clone(), cancel.clone());
+    axum::serve(listener, http::listen::WithPeer(router))
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await
         .map_err(AppError::Serve)?;

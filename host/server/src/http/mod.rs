@@ -1,11 +1,13 @@
 //! The HTTP surface. Each module exposes `fn router() -> Router<AppState>`:
 //! [`sse`] (events and snapshots), [`ops`] (health, readiness, metrics), [`ui`] (web UI),
 //! [`admin`] (plugins and chains, behind a bearer token), [`demo`] (the simulated
-//! queue's door, only under `streamgate demo`).
+//! queue's door, only under `streamgate demo`); [`listen`] accepts the connections and
+//! writes event streams itself.
 
 pub mod admin;
 pub mod demo;
 pub mod limits;
+pub mod listen;
 pub mod ops;
 pub mod sse;
 pub mod ui;

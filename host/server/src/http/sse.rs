@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -32,7 +33,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::limits::{ClientIp, StreamPermit};
 use super::{ApiError, AppState};
@@ -135,15 +137,8 @@ async fn events(
     }
     let permit = state.limits.open_stream(ip)?;
     state.limits.open_tenant_stream(&tenant.metrics.sse_clients)?;
-    let client = Client {
-        backlog,
-        live: sub.live,
-        last_sent,
-        guard: ClientGuard(tenant.clone()),
-        _permit: permit,
-        cancel: state.cancel.clone(),
-        ended: false,
-    };
+    let client =
+        Client::new(backlog, sub.live, last_sent, ClientGuard(tenant.clone()), permit, state.cancel.clone());
     let stream = futures::stream::unfold(client, |mut c| async move {
         let bytes = c.next().await?;
         Some((Ok::<_, Infallible>(bytes), c))
@@ -175,28 +170,69 @@ struct Client {
     guard: ClientGuard,
     /// This stream's slot in its address's count.
     _permit: StreamPermit,
-    cancel: CancellationToken,
+    /// Made once: a wait made per frame would lock the token's shared list twice a frame.
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires at most every [`KEEP_ALIVE`]; a frame only notes its time in `last_write`,
+    /// so frames never touch the timer wheel.
+    keep_alive: Pin<Box<Sleep>>,
+    last_write: Instant,
     /// The shutdown hint went out: the next call ends the stream.
     ended: bool,
 }
 
 impl Client {
+    fn new(
+        backlog: VecDeque<Bytes>,
+        live: Live,
+        last_sent: Option<LogPosition>,
+        guard: ClientGuard,
+        permit: StreamPermit,
+        cancel: CancellationToken,
+    ) -> Self {
+        let now = Instant::now();
+        Client {
+            backlog,
+            live,
+            last_sent,
+            guard,
+            _permit: permit,
+            cancelled: Box::pin(cancel.cancelled_owned()),
+            keep_alive: Box::pin(tokio::time::sleep_until(now + KEEP_ALIVE)),
+            last_write: now,
+            ended: false,
+        }
+    }
+
     /// The next bytes for this client; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
         if self.ended {
             return None;
         }
         if let Some(b) = self.backlog.pop_front() {
+            self.last_write = Instant::now();
             return Some(b);
         }
         loop {
             let received = tokio::select! {
-                _ = self.cancel.cancelled() => {
+                // A ready frame is taken before the shutdown wait is polled (it locks a
+                // list every client shares); idle, both are.
+                biased;
+                r = recv(&mut self.live) => r,
+                _ = &mut self.cancelled => {
                     self.ended = true;
                     return Some(Bytes::from_static(SHUTDOWN_HINT));
                 }
-                _ = tokio::time::sleep(KEEP_ALIVE) => return Some(Bytes::from_static(b": keep-alive\n\n")),
-                r = recv(&mut self.live) => r,
+                _ = &mut self.keep_alive => {
+                    let due = self.last_write + KEEP_ALIVE;
+                    let now = Instant::now();
+                    if due > now {
+                        self.keep_alive.as_mut().reset(due);
+                        continue;
+                    }
+                    self.keep_alive.as_mut().reset(now + KEEP_ALIVE);
+                    self.last_write = now;
+                    return Some(Bytes::from_static(b": keep-alive\n\n"));
+                }
             };
             match received {
                 Ok(frame) => {
@@ -204,6 +240,7 @@ impl Client {
                         continue;
                     }
                     self.last_sent = Some(frame.position);
+                    self.last_write = Instant::now();
                     return Some(frame.wire.clone());
                 }
                 Err(RecvError::Lagged(skipped)) => {
@@ -212,6 +249,7 @@ impl Client {
                     tracing::debug!(tenant = %tenant.config.name, skipped, "slow SSE client skipped frames");
                     if let Some(state) = tenant.hub.conflated_frame(self.last_sent) {
                         self.last_sent = Some(state.position);
+                        self.last_write = Instant::now();
                         return Some(state.wire.clone());
                     }
                 }

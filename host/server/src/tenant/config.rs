@@ -64,7 +64,8 @@ pub struct TenantConfig {
     #[serde(default, rename = "call_timeout_ms", with = "streamgate_runtime::duration_ms::option")]
     pub call_timeout: Option<Duration>,
     /// Frame cadence: this tenant's sources publish a batch (one log entry, at most one
-    /// frame) at least this often while events flow (default: `bus.batch_linger_ms`).
+    /// frame) this often while events flow, and the first event after a quiet spell at
+    /// once (default: `bus.batch_linger_ms`).
     #[serde(default, rename = "frame_ms", with = "streamgate_runtime::duration_ms::option")]
     pub frame: Option<Duration>,
     /// Subscribers must present a JWT (see [`crate::auth`]).

@@ -7,6 +7,12 @@
 //! Each instance joins its groups as a static member (`group.instance.id`, see
 //! [`KafkaConfig::group_instance_id`]): a member that restarts gets its partitions back
 //! at once, and one that vanishes is removed after `session_timeout_ms`.
+//!
+//! Latency: the consumer asks the broker to answer a fetch within
+//! [`FETCH_WAIT_MAX_MS`] (librdkafka's default, 500 ms, is the whole delay when a broker
+//! holds a fetch for its full wait, as tansu does), and a batch goes to the bus as soon
+//! as the previous one is at least one linger (`frame_ms`) old: the first event after a
+//! quiet spell is published at once, a steady flow once per linger.
 
 pub mod monitor;
 pub mod offsets;
@@ -34,6 +40,20 @@ use crate::tenant::TenantConfig;
 /// Back-off after a failed receive, so a broken broker connection is not a busy loop.
 const RECEIVE_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RECEIVE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Consumer properties set before `[kafka] options` (which may override them).
+/// `fetch.wait.max.ms`: how long a broker may hold a fetch when it has nothing; a
+/// broker that does not answer early (tansu polls its store, then sleeps the rest of the
+/// wait) adds up to twice this to every event, and an idle consumer sends one fetch per
+/// wait, so 10 ms costs about 100 small requests a second per broker while idle.
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("fetch.wait.max.ms", FETCH_WAIT_MAX_MS),
+    // A fetch error (a broker restarting) is retried after this, not librdkafka's 500 ms.
+    ("fetch.error.backoff.ms", "100"),
+];
+
+/// See [`CONSUMER_DEFAULTS`].
+pub const FETCH_WAIT_MAX_MS: &str = "10";
 
 /// `[kafka]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +123,15 @@ pub fn consumer(
     instance: Option<&str>,
 ) -> Result<SourceConsumer, KafkaSourceError> {
     let err = |source| KafkaSourceError { tenant: tenant.name.clone(), source };
+    let cfg = client_config(kafka, tenant, instance);
+    let consumer: SourceConsumer = cfg.create_with_context(SourceContext::default()).map_err(err)?;
+    consumer.subscribe(&[&tenant.topic]).map_err(err)?;
+    Ok(consumer)
+}
+
+/// The consumer's librdkafka properties: ours (with `instance` as the static member id
+/// when given), then [`CONSUMER_DEFAULTS`], then `options`.
+fn client_config(kafka: &KafkaConfig, tenant: &TenantConfig, instance: Option<&str>) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &kafka.brokers)
         .set("group.id", format!("{}.{}", kafka.group_id, tenant.name))
@@ -114,12 +143,13 @@ pub fn consumer(
     if let Some(id) = instance {
         cfg.set("group.instance.id", id);
     }
+    for (k, v) in CONSUMER_DEFAULTS {
+        cfg.set(*k, *v);
+    }
     for (k, v) in &kafka.options {
         cfg.set(k, v);
     }
-    let consumer: SourceConsumer = cfg.create_with_context(SourceContext::default()).map_err(err)?;
-    consumer.subscribe(&[&tenant.topic]).map_err(err)?;
-    Ok(consumer)
+    cfg
 }
 
 /// Consumes until `cancel`, then publishes what it holds, commits and leaves the group.
@@ -138,6 +168,8 @@ pub async fn run(
     // Highest offset seen per partition since the last flush.
     let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut deadline: Option<Instant> = None;
+    // A batch is published one linger after the previous one at the earliest.
+    let mut last_flush: Option<Instant> = None;
     // After a receive error, wait before asking again (doubling, reset by a message).
     let mut error_backoff = RECEIVE_BACKOFF_MIN;
     loop {
@@ -147,6 +179,7 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 if flush(&consumer, &tenant.topic, &mut publisher, &mut offsets, &cancel).await.is_err() { break }
                 deadline = None;
+                last_flush = Some(Instant::now());
             }
             received = consumer.recv() => {
                 let msg = match received {
@@ -177,10 +210,11 @@ pub async fn run(
                     );
                 }
                 offsets.insert(msg.partition(), msg.offset());
-                deadline.get_or_insert_with(|| Instant::now() + linger);
+                deadline.get_or_insert_with(|| next_flush(Instant::now(), last_flush, linger));
                 if publisher.is_full() {
                     if flush(&consumer, &tenant.topic, &mut publisher, &mut offsets, &cancel).await.is_err() { break }
                     deadline = None;
+                    last_flush = Some(Instant::now());
                 }
             }
         }
@@ -198,6 +232,12 @@ pub async fn run(
     }
     consumer.unsubscribe();
     tracing::info!(tenant = %tenant.name, "kafka source stopped");
+}
+
+/// When a batch started now goes out: at once after a quiet spell, else one linger
+/// after the previous batch (the frame cadence).
+fn next_flush(now: Instant, last_flush: Option<Instant>, linger: Duration) -> Instant {
+    last_flush.map_or(now, |last| (last + linger).max(now))
 }
 
 /// Publishes the batch, then stores the offsets it covered.
@@ -241,5 +281,26 @@ mod tests {
         assert_eq!(set.group_instance_id(listen(0)).as_deref(), Some("gw-1"));
         let off = KafkaConfig { instance_id: Some(String::new()), ..KafkaConfig::default() };
         assert_eq!(off.group_instance_id(listen(8080)), None);
+    }
+
+    #[test]
+    fn a_batch_waits_only_for_the_rest_of_one_linger_after_the_previous() {
+        let (now, linger) = (Instant::now(), Duration::from_millis(50));
+        assert_eq!(next_flush(now, None, linger), now, "the first batch goes at once");
+        let recent = now - Duration::from_millis(20);
+        assert_eq!(next_flush(now, Some(recent), linger), now + Duration::from_millis(30));
+        let long_ago = now - Duration::from_millis(500);
+        assert_eq!(next_flush(now, Some(long_ago), linger), now, "after a quiet spell, at once");
+    }
+
+    #[test]
+    fn the_latency_defaults_apply_unless_options_say_otherwise() {
+        let tenant = crate::demo::taxi_tenant();
+        let mut kafka = KafkaConfig::default();
+        let cfg = client_config(&kafka, &tenant, None);
+        assert_eq!(cfg.get("fetch.wait.max.ms"), Some(FETCH_WAIT_MAX_MS));
+        assert_eq!(cfg.get("fetch.error.backoff.ms"), Some("100"));
+        kafka.options.insert("fetch.wait.max.ms".into(), "250".into());
+        assert_eq!(client_config(&kafka, &tenant, None).get("fetch.wait.max.ms"), Some("250"));
     }
 }
