@@ -1,4 +1,5 @@
-//! [`export_policy!`]: a [`Policy`](crate::Policy) as a component of `streamgate:policy@0.1.0`.
+//! [`export_policy!`]: a [`Policy`](crate::Policy) as a component of `streamgate:policy@0.1.0`;
+//! and the shell every world's export macro shares (`__policy_shell!`).
 
 /// Exports a [`Policy`](crate::Policy) implementation as the component's `streamgate:policy/policy@0.1.0`
 /// (world `policy-plugin`); `$wit_path` is the `wit/` directory holding `policy.wit`.
@@ -16,35 +17,8 @@ macro_rules! export_policy {
             wit_bindgen::generate!({ path: $wit_path, world: "streamgate:policy/policy-plugin@0.1.0" });
 
             use exports::streamgate::policy::policy as wit;
-            use $crate::Policy as _;
 
-            struct Component;
-
-            struct StageCell(::core::cell::RefCell<$policy>);
-
-            impl wit::Guest for Component {
-                type Stage = StageCell;
-
-                fn describe() -> wit::Description {
-                    let d = <$policy>::describe();
-                    wit::Description {
-                        name: d.name,
-                        version: d.version,
-                        capabilities: d.capabilities.into_iter().map(capability).collect(),
-                        state_version: d.state_version,
-                    }
-                }
-            }
-
-            impl wit::GuestStage for StageCell {
-                fn create(config: String) -> Result<wit::Stage, wit::ConfigError> {
-                    match <$policy>::create(&config) {
-                        Ok(p) => Ok(wit::Stage::new(StageCell(::core::cell::RefCell::new(p)))),
-                        Err($crate::ConfigError::Malformed(m)) => Err(wit::ConfigError::Malformed(m)),
-                        Err($crate::ConfigError::Invalid(m)) => Err(wit::ConfigError::Invalid(m)),
-                    }
-                }
-
+            $crate::__policy_shell!($policy, {
                 fn push(&self, now: i64, events: Vec<wit::Event>) -> wit::Decisions {
                     let events: Vec<$crate::Event> = events
                         .into_iter()
@@ -68,35 +42,63 @@ macro_rules! export_policy {
                             .collect(),
                     }
                 }
-
-                fn snapshot(&self) -> Vec<u8> {
-                    self.0.borrow().snapshot()
-                }
-
-                fn restore(&self, state_version: u32, state: Vec<u8>) -> Result<(), wit::RestoreError> {
-                    self.0
-                        .borrow_mut()
-                        .restore(state_version, &state)
-                        .map_err(|e| match e {
-                            $crate::RestoreError::UnsupportedVersion(v) => wit::RestoreError::UnsupportedVersion(v),
-                            $crate::RestoreError::Corrupt(m) => wit::RestoreError::Corrupt(m),
-                        })
-                }
-            }
-
-            $crate::__wit_conversions!();
-
-            export!(Component);
+            });
         }
     };
 }
 
-/// The SDK → WIT conversions both export macros need, written against whichever
-/// world's `wit` module is in scope where it expands (an internal detail of the macros).
+/// What every world's export shares (an internal detail of the export macros), written
+/// against whichever world's `wit` module is in scope where it expands: the component
+/// and its `describe`, the stage resource's `create`, `snapshot` and `restore`, the
+/// SDK → WIT conversions, the `export!`. `$stage_items` are the world's own stage
+/// methods (`push`, and `capabilities` from 0.2.0 on).
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __wit_conversions {
-    () => {
+macro_rules! __policy_shell {
+    ($policy:ty, { $($stage_items:tt)* }) => {
+        use $crate::Policy as _;
+
+        struct Component;
+
+        struct StageCell(::core::cell::RefCell<$policy>);
+
+        impl wit::Guest for Component {
+            type Stage = StageCell;
+
+            fn describe() -> wit::Description {
+                let d = <$policy>::describe();
+                wit::Description {
+                    name: d.name,
+                    version: d.version,
+                    capabilities: d.capabilities.into_iter().map(capability).collect(),
+                    state_version: d.state_version,
+                }
+            }
+        }
+
+        impl wit::GuestStage for StageCell {
+            fn create(config: String) -> Result<wit::Stage, wit::ConfigError> {
+                match <$policy>::create(&config) {
+                    Ok(p) => Ok(wit::Stage::new(StageCell(::core::cell::RefCell::new(p)))),
+                    Err($crate::ConfigError::Malformed(m)) => Err(wit::ConfigError::Malformed(m)),
+                    Err($crate::ConfigError::Invalid(m)) => Err(wit::ConfigError::Invalid(m)),
+                }
+            }
+
+            fn snapshot(&self) -> Vec<u8> {
+                self.0.borrow().snapshot()
+            }
+
+            fn restore(&self, state_version: u32, state: Vec<u8>) -> Result<(), wit::RestoreError> {
+                self.0.borrow_mut().restore(state_version, &state).map_err(|e| match e {
+                    $crate::RestoreError::UnsupportedVersion(v) => wit::RestoreError::UnsupportedVersion(v),
+                    $crate::RestoreError::Corrupt(m) => wit::RestoreError::Corrupt(m),
+                })
+            }
+
+            $($stage_items)*
+        }
+
         fn capability(c: $crate::Capability) -> wit::Capability {
             match c {
                 $crate::Capability::Ordering => wit::Capability::Ordering,
@@ -107,6 +109,8 @@ macro_rules! __wit_conversions {
             }
         }
 
+        // 0.3.0 sends reason codes instead ([`crate::DropReason::code`]).
+        #[allow(dead_code)]
         fn drop_reason(r: $crate::DropReason) -> wit::DropReason {
             match r {
                 $crate::DropReason::Stale => wit::DropReason::Stale,
@@ -117,5 +121,7 @@ macro_rules! __wit_conversions {
                 $crate::DropReason::Overflow => wit::DropReason::Overflow,
             }
         }
+
+        export!(Component);
     };
 }

@@ -19,35 +19,8 @@ macro_rules! export_policy_v2 {
             wit_bindgen::generate!({ path: $wit_path, world: "streamgate:policy/policy-plugin@0.2.0" });
 
             use exports::streamgate::policy::policy as wit;
-            use $crate::Policy as _;
 
-            struct Component;
-
-            struct StageCell(::core::cell::RefCell<$policy>);
-
-            impl wit::Guest for Component {
-                type Stage = StageCell;
-
-                fn describe() -> wit::Description {
-                    let d = <$policy>::describe();
-                    wit::Description {
-                        name: d.name,
-                        version: d.version,
-                        capabilities: d.capabilities.into_iter().map(capability).collect(),
-                        state_version: d.state_version,
-                    }
-                }
-            }
-
-            impl wit::GuestStage for StageCell {
-                fn create(config: String) -> Result<wit::Stage, wit::ConfigError> {
-                    match <$policy>::create(&config) {
-                        Ok(p) => Ok(wit::Stage::new(StageCell(::core::cell::RefCell::new(p)))),
-                        Err($crate::ConfigError::Malformed(m)) => Err(wit::ConfigError::Malformed(m)),
-                        Err($crate::ConfigError::Invalid(m)) => Err(wit::ConfigError::Invalid(m)),
-                    }
-                }
-
+            $crate::__policy_shell!($policy, {
                 fn capabilities(&self) -> Vec<wit::Capability> {
                     self.0.borrow().capabilities().into_iter().map(capability).collect()
                 }
@@ -76,25 +49,7 @@ macro_rules! export_policy_v2 {
                         expired: out.expired,
                     }
                 }
-
-                fn snapshot(&self) -> Vec<u8> {
-                    self.0.borrow().snapshot()
-                }
-
-                fn restore(&self, state_version: u32, state: Vec<u8>) -> Result<(), wit::RestoreError> {
-                    self.0
-                        .borrow_mut()
-                        .restore(state_version, &state)
-                        .map_err(|e| match e {
-                            $crate::RestoreError::UnsupportedVersion(v) => wit::RestoreError::UnsupportedVersion(v),
-                            $crate::RestoreError::Corrupt(m) => wit::RestoreError::Corrupt(m),
-                        })
-                }
-            }
-
-            $crate::__wit_conversions!();
-
-            export!(Component);
+            });
         }
     };
 }
