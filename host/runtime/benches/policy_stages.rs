@@ -45,17 +45,6 @@ fn events() -> Vec<Event> {
         .collect()
 }
 
-fn to_wit(e: &Event) -> wit::Event {
-    wit::Event {
-        seq: e.seq,
-        key: e.key,
-        event_time: e.event_time,
-        log_time: e.log_time,
-        id: e.id,
-        tag: e.tag,
-    }
-}
-
 /// ns/event and fuel/event of the Wasm stage; the number of events it released.
 fn wasm(
     runtime: &PolicyRuntime,
@@ -66,7 +55,7 @@ fn wasm(
 ) -> (f64, f64, usize) {
     let mut stage = plugin.stage(case.config, runtime.limits(None)).expect("stage creates");
     let batches: Vec<Vec<wit::Event>> =
-        events.chunks(batch).map(|b| b.iter().map(to_wit).collect()).collect();
+        events.chunks(batch).map(|b| b.iter().map(wit::Event::from).collect()).collect();
     let (mut fuel, mut released) = (0u64, 0usize);
     let start = Instant::now();
     for b in &batches {
