@@ -79,6 +79,13 @@ config = {{ by = "id" }}
         self.instances[i].url("")
     }
 
+    /// The last `n` lines of instance `i`'s log.
+    pub fn log_tail(&self, i: usize, n: usize) -> String {
+        let log = self.instances[i].log_text();
+        let tail: Vec<&str> = log.lines().rev().take(n).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
     pub fn instance(&self, i: usize) -> &Instance {
         &self.instances[i]
     }
@@ -112,13 +119,11 @@ config = {{ by = "id" }}
         while !live.iter().all(|&i| consumed(i) > 0.0) {
             if start.elapsed() > timeout {
                 let idle: Vec<usize> = live.iter().copied().filter(|&i| consumed(i) == 0.0).collect();
-                let log = self.instances[idle[0]].log_text();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
                 panic!(
                     "instances {idle:?} consumed nothing from Kafka in {timeout:?} (the group did not \
                      settle); instance {}'s log ends:\n{}",
                     idle[0],
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    self.log_tail(idle[0], 30)
                 );
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -94,8 +94,34 @@ impl Run {
         for i in 0..self.cluster.len() {
             let r = Recorder::connect(&self.cluster.base(i), TENANT, Some("0-0")).await;
             let what = format!("instance {i} to deliver every produced event");
-            tally::wait_complete(&r, &what, produced, self.plan.patience()).await;
+            let patience = self.plan.patience();
+            // The inner wait outlasts this one, so a timeout here gets the diagnosis.
+            let waited = tally::wait_complete(&r, &what, produced, patience + Duration::from_secs(10));
+            if tokio::time::timeout(patience, waited).await.is_err() {
+                let missing = tally::missing(&r.recorded(), produced);
+                panic!("timed out after {patience:?} waiting for {what}\n{}", self.diagnose(&missing).await);
+            }
             out.push(r.recorded());
+        }
+        out
+    }
+
+    /// What a stream missing events needs explained: how many of the missing ids the
+    /// Redis log holds (none: never consumed from Kafka), each instance's `/readyz`
+    /// (stalled partitions) and the end of its log.
+    async fn diagnose(&self, missing: &[String]) -> String {
+        let (log, _) = self.log().await;
+        let in_log = missing.iter().filter(|id| log.contains(id)).count();
+        let mut out = format!(
+            "{} ids missing (first {:?}), {in_log} of them in the Redis log\n",
+            missing.len(),
+            missing.first()
+        );
+        for i in 0..self.cluster.len() {
+            let url = format!("{}/readyz", self.cluster.base(i));
+            let ready = tokio::task::block_in_place(|| crate::common::http_answer(&url));
+            let tail = self.cluster.log_tail(i, 15);
+            out.push_str(&format!("instance {i} /readyz: {ready:?}\ninstance {i} log ends:\n{tail}\n"));
         }
         out
     }

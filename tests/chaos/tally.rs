@@ -139,6 +139,12 @@ pub fn increasing(s: &Recorded) -> Result<(), String> {
 }
 
 /// Waits (bounded) until `client` has delivered every id of `produced`.
+/// The ids of `produced` that `stream` did not deliver, in produced order.
+pub fn missing(stream: &Recorded, produced: &[String]) -> Vec<String> {
+    let seen: BTreeSet<String> = ids_of(stream).into_iter().collect();
+    produced.iter().filter(|id| !seen.contains(*id)).cloned().collect()
+}
+
 pub async fn wait_complete(client: &Recorder, what: &str, produced: &[String], timeout: Duration) {
     wait_resumed(client, &Recorded::default(), what, produced, timeout).await;
 }
