@@ -11,6 +11,8 @@
 //! stream ends (shutdown) or the client goes away, seen as end-of-file on the socket.
 
 mod handoff;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::net::SocketAddr;
@@ -97,10 +99,15 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut head = BytesMut::with_capacity(1024);
     let reading = tokio::time::timeout(HEAD_TIMEOUT, async {
+        // Bytes already searched for the blank line: each read searches only what it
+        // added (and 3 bytes before), so a client trickling its head byte by byte costs
+        // linear, not quadratic, time.
+        let mut searched: usize = 0;
         loop {
-            if head.windows(4).any(|w| w == b"\r\n\r\n") {
+            if head[searched.saturating_sub(3)..].windows(4).any(|w| w == b"\r\n\r\n") {
                 return true;
             }
+            searched = head.len();
             if head.len() >= MAX_HEAD || !looks_like_events(&head) {
                 return false;
             }
@@ -170,7 +177,7 @@ fn parse(head: &[u8], peer: SocketAddr) -> Option<Request<Body>> {
 }
 
 #[cfg(test)]
-mod tests {
+mod head_tests {
     use super::*;
 
     #[test]
