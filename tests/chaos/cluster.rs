@@ -9,6 +9,8 @@ use std::time::Duration;
 use crate::common::{Instance, Redis, Tansu, http_get};
 
 pub const TENANT: &str = "feed";
+/// The consumer group's session timeout: a killed member is dropped after it.
+pub const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6);
 pub const PREFIX: &str = "chaos";
 
 pub struct Cluster {
@@ -40,7 +42,7 @@ impl Cluster {
 [kafka]
 brokers = "{brokers}"
 group_id = "chaos"
-session_timeout_ms = 6000
+session_timeout_ms = {session_ms}
 instance_id = ""
 
 [redis]
@@ -66,6 +68,7 @@ plugin = "builtin:dedupe"
 config = {{ by = "id" }}
 "#,
             brokers = self.tansu.brokers(),
+            session_ms = SESSION_TIMEOUT.as_millis(),
             redis = self.redis.url(),
         )
     }

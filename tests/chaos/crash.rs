@@ -3,20 +3,23 @@
 use std::time::Duration;
 
 use super::client::Recorder;
-use super::cluster::TENANT;
+use super::cluster::{SESSION_TIMEOUT, TENANT};
 use super::plan::{Run, assert_prefix, joined};
 use super::tally;
 
 /// SIGKILL the `victims` one after another from a third of the way through the feed (the
-/// first at 1/3, the next at 1/2), start them again at two thirds. Their partitions'
+/// first at 1/3, the next at 1/2), start them again at two thirds (several: also no
+/// sooner than the session timeout after the last kill). Their partitions'
 /// uncommitted messages are read again (at-least-once into the log), the id dedupe drops
 /// the repeats, and every instance, the restarted ones replaying the log included,
 /// serves the same complete stream; the survivors' live clients never notice.
 pub async fn sigkill_then_restart(victims: &[usize]) {
     let (mut run, live) = Run::start(None).await;
+    let mut last_kill = tokio::time::Instant::now();
     for (n, &i) in victims.iter().enumerate() {
         run.until_acked(run.plan.at(2 + n as u64, 6)).await;
         run.cluster.kill(i);
+        last_kill = tokio::time::Instant::now();
         live[i]
             .wait_until("the killed instance's stream to break", Duration::from_secs(10), |r| {
                 r.ended.map(|_| ()).ok_or_else(|| "still open".into())
@@ -24,6 +27,12 @@ pub async fn sigkill_then_restart(victims: &[usize]) {
             .await;
     }
     run.until_acked(run.plan.at(2, 3)).await;
+    if victims.len() > 1 {
+        // Several victims come back only once the group has dropped them (its session
+        // timeout): two members rejoining while the broker still counts them is where
+        // tansu 0.6.0 was seen leaving a partition unassigned for over a minute.
+        tokio::time::sleep_until(last_kill + SESSION_TIMEOUT + Duration::from_secs(2)).await;
+    }
     for &i in victims {
         tokio::task::block_in_place(|| run.cluster.restart(i));
     }
@@ -44,8 +53,9 @@ pub async fn sigkill_then_restart(victims: &[usize]) {
     }
     let (log, repeats) = run.log().await;
     let notes = format!(
-        "{victims:?} killed from 1/3, back at 2/3; {repeats} events twice in the log (dedupe drops them); \
-         live clients of {survivors:?} compared too"
+        "{victims:?} killed from 1/3, back at 2/3{}; {repeats} events twice in the log (dedupe drops \
+         them); live clients of {survivors:?} compared too",
+        if victims.len() > 1 { " and past the session timeout" } else { "" }
     );
     let mut streams = full.clone();
     streams.extend(survivors.iter().map(|&i| live[i].recorded()));
