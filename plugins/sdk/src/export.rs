@@ -18,19 +18,11 @@ macro_rules! export_policy {
 
             use exports::streamgate::policy::policy as wit;
 
+            $crate::__events_of_records!();
+
             $crate::__policy_shell!($policy, {
                 fn push(&self, now: i64, events: Vec<wit::Event>) -> wit::Decisions {
-                    let events: Vec<$crate::Event> = events
-                        .into_iter()
-                        .map(|e| $crate::Event {
-                            seq: e.seq,
-                            key: e.key,
-                            event_time: e.event_time,
-                            log_time: e.log_time,
-                            id: e.id,
-                            tag: e.tag,
-                        })
-                        .collect();
+                    let events = events_of(events);
                     let mut out = $crate::Decisions::default();
                     self.0.borrow_mut().push(now, &events, &mut out);
                     wit::Decisions {
@@ -123,5 +115,28 @@ macro_rules! __policy_shell {
         }
 
         export!(Component);
+    };
+}
+
+/// The SDK's events from a batch of `event` records, for the worlds that send records
+/// (0.1.0, 0.2.0; an internal detail of their export macros). 0.3.0 sends columns
+/// ([`crate::events_of_columns`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __events_of_records {
+    () => {
+        fn events_of(records: Vec<wit::Event>) -> Vec<$crate::Event> {
+            records
+                .into_iter()
+                .map(|e| $crate::Event {
+                    seq: e.seq,
+                    key: e.key,
+                    event_time: e.event_time,
+                    log_time: e.log_time,
+                    id: e.id,
+                    tag: e.tag,
+                })
+                .collect()
+        }
     };
 }

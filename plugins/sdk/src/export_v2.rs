@@ -20,23 +20,15 @@ macro_rules! export_policy_v2 {
 
             use exports::streamgate::policy::policy as wit;
 
+            $crate::__events_of_records!();
+
             $crate::__policy_shell!($policy, {
                 fn capabilities(&self) -> Vec<wit::Capability> {
                     self.0.borrow().capabilities().into_iter().map(capability).collect()
                 }
 
                 fn push(&self, now: i64, events: Vec<wit::Event>) -> wit::Decisions {
-                    let events: Vec<$crate::Event> = events
-                        .into_iter()
-                        .map(|e| $crate::Event {
-                            seq: e.seq,
-                            key: e.key,
-                            event_time: e.event_time,
-                            log_time: e.log_time,
-                            id: e.id,
-                            tag: e.tag,
-                        })
-                        .collect();
+                    let events = events_of(events);
                     let mut out = $crate::Decisions::default();
                     self.0.borrow_mut().push(now, &events, &mut out);
                     wit::Decisions {
