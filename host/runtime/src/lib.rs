@@ -17,6 +17,7 @@
 //! - [`builtin`]: the plugins of `plugins/`, built by `build.rs` and embedded.
 //! - [`spec`]: a chain as data ([`ChainSpec`]).
 //! - [`chain`]: a tenant's running chain: push, faults, swaps, preparation.
+//! - [`diff`]: comparing what two chains decided, entry by entry (shadow deploys).
 //! - [`observer`]: what a chain reports (calls, drops, faults) to whoever counts.
 //! - [`duration_ms`]: config durations written as integer milliseconds.
 
@@ -25,6 +26,7 @@ pub mod builtin;
 pub mod chain;
 mod columns;
 pub mod decisions;
+pub mod diff;
 pub mod duration_ms;
 pub mod engine;
 pub mod event;
@@ -37,7 +39,7 @@ pub mod world;
 
 pub use bindings::{Decisions, wit};
 pub use chain::{Chain, ChainError, ChainOptions, ChainOutput, FailurePolicy, PreparedChain, PreparedStage};
-pub use chain::{Overrun, StateTransfer, SwapReport};
+pub use chain::{Dropped, ForkError, Overrun, StateTransfer, SwapReport};
 pub use engine::PolicyRuntime;
 pub use event::{Event, key_hash};
 pub use observer::{ChainObserver, Counts};

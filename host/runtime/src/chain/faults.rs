@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::prepare::PreparedStage;
-use super::{Chain, ChainOptions};
+use super::{Chain, ChainOptions, Dropped};
 use crate::bindings::wit;
 use crate::decisions::InvalidAnswer;
 use crate::observer::ChainObserver;
@@ -57,7 +57,7 @@ pub(super) struct Slot {
     /// A fault the cluster reported, applied at this stage's next turn.
     pub(super) reported: Option<String>,
     /// Log time (ms) from which a quarantined stage is restarted.
-    restart_at: i64,
+    pub(super) restart_at: i64,
     /// Quarantine length after the next fault; doubles on faults in a row.
     pub(super) backoff: Duration,
 }
@@ -134,7 +134,10 @@ impl Chain {
             }
             FailurePolicy::FailClosed => {
                 for &seq in &held {
-                    self.held.remove(seq);
+                    let event = self.held.remove(seq);
+                    if let (true, Some(event)) = (self.record_drops, event) {
+                        self.dropped.push(Dropped { event, reason: "dropped_on_fault" });
+                    }
                 }
                 if !held.is_empty() {
                     observer.dropped(&self.slots[index].label, "dropped_on_fault", held.len() as u64);

@@ -11,7 +11,7 @@ use crate::bindings::wit;
 use crate::event::{Event, key_hash};
 
 /// An event held by a stage of the chain.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct HeldEvent {
     pub(super) event: Event,
     log_time: i64,
@@ -33,7 +33,7 @@ impl HeldEvent {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct HeldEvents {
     /// By sequence number; the host hands the numbers out, so a fixed hash is safe.
     by_seq: KeyMap<HeldEvent>,
@@ -76,8 +76,8 @@ impl HeldEvents {
     }
 
     /// An event decided for good (dropped).
-    pub(super) fn remove(&mut self, seq: u64) {
-        self.by_seq.remove(&seq);
+    pub(super) fn remove(&mut self, seq: u64) -> Option<Event> {
+        self.by_seq.remove(&seq).map(|h| h.event)
     }
 
     /// An event released by the last stage.

@@ -6,6 +6,8 @@
 //! - [`faults`]: quarantine, restart back-off and the tenant's failure policy.
 //! - [`prepare`]: creating (and trying) the stages of a chain off the event path.
 //! - [`swap`]: replacing a running chain between two log entries, and `last-good`.
+//! - [`fork`]: a copy of a running chain's state in a candidate chain (a shadow), and
+//!   promoting that candidate.
 //!
 //! Every answer is checked by [`crate::decisions::validate`]; an invalid one, a trap,
 //! running out of fuel or a memory overrun is a fault, handled in [`faults`]: the same on
@@ -15,6 +17,7 @@
 //! position ([`Chain::fault_stage`]). Other tenants never notice.
 
 mod faults;
+mod fork;
 mod held;
 mod prepare;
 mod swap;
@@ -25,6 +28,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use faults::FailurePolicy;
+pub use fork::ForkError;
 pub use prepare::{ChainError, PreparedChain, PreparedStage, trial_batch};
 pub use swap::{StateTransfer, SwapReport};
 
@@ -81,6 +85,16 @@ pub struct ChainOutput {
     /// the union over stages, ascending, each once: the server removes these keys' latest
     /// values at this log position. Empty (no allocation) when no stage says so.
     pub expired: Vec<u64>,
+    /// Events dropped during this push, with the reason, in the order they were dropped:
+    /// only while [`Chain::record_drops`] is on (a shadow compares them), else empty.
+    pub dropped: Vec<Dropped>,
+}
+
+/// An event a stage dropped (or the failure policy dropped, `dropped_on_fault`).
+#[derive(Clone, Debug)]
+pub struct Dropped {
+    pub event: Event,
+    pub reason: &'static str,
 }
 
 /// A stage call that was still running at its wall-clock deadline (it went on to finish
@@ -108,6 +122,10 @@ pub struct Chain {
     overran: Vec<Overrun>,
     /// Keys declared expired during the current `push`, in the order stages said so.
     expired: Vec<u64>,
+    /// Whether pushes return the events they drop.
+    record_drops: bool,
+    /// Drops of the current `push`, while `record_drops`.
+    dropped: Vec<Dropped>,
 }
 
 impl Chain {
@@ -132,7 +150,16 @@ impl Chain {
             previous: None,
             overran: Vec::new(),
             expired: Vec::new(),
+            record_drops: false,
+            dropped: Vec::new(),
         }
+    }
+
+    /// Whether each push returns the events dropped in it ([`ChainOutput::dropped`]),
+    /// for comparing two chains event by event; off by default (it costs a copy of
+    /// each dropped event's handle).
+    pub fn record_drops(&mut self, on: bool) {
+        self.record_drops = on;
     }
 
     /// What this chain runs (version 0: the configured chain).
@@ -174,7 +201,9 @@ impl Chain {
                     let mut expired = std::mem::take(&mut self.expired);
                     expired.sort_unstable();
                     expired.dedup();
-                    return ChainOutput { released, overran: std::mem::take(&mut self.overran), expired };
+                    let overran = std::mem::take(&mut self.overran);
+                    let dropped = std::mem::take(&mut self.dropped);
+                    return ChainOutput { released, overran, expired, dropped };
                 }
                 // `last-good` replaced the chain: what the faulted chain held goes on
                 // through the restored one.
@@ -244,8 +273,11 @@ impl Chain {
                     // Counted once per reason per batch, not per event.
                     let mut drops = [0u64; DropReason::ALL.len()];
                     for x in &d.dropped {
-                        self.held.remove(x.seq);
+                        let event = self.held.remove(x.seq);
                         let reason = DropReason::from(x.reason);
+                        if let (true, Some(event)) = (self.record_drops, event) {
+                            self.dropped.push(Dropped { event, reason: reason.as_str() });
+                        }
                         drops[DropReason::ALL.iter().position(|r| *r == reason).expect("listed")] += 1;
                     }
                     let label = &self.slots[index].label;
