@@ -48,6 +48,43 @@ pub struct TenantMetrics {
     /// What the policy chain reports: calls, drops and faults per plugin, `last-good`
     /// reverts.
     pub policy: Counts,
+    /// The shadow deploy's diff and stops, on this instance.
+    pub shadow: ShadowMetrics,
+}
+
+/// Kinds of difference a shadow counts (`streamgate_shadow_differences_total{kind}`).
+pub const SHADOW_KINDS: [&str; 6] = [
+    "released_only_live",
+    "released_only_candidate",
+    "drop_reasons_differ",
+    "dropped_only_live",
+    "dropped_only_candidate",
+    "reordered_entries",
+];
+
+/// Why a shadow stopped (`streamgate_shadow_stopped_total{reason}`).
+pub const SHADOW_STOPS: [&str; 4] = ["stopped", "promoted", "candidate_fault", "fell_behind"];
+
+/// A shadow deploy's counts, summed over every shadow this instance ran.
+#[derive(Default)]
+pub struct ShadowMetrics {
+    /// 1 while a shadow runs.
+    pub running: AtomicI64,
+    /// Log entries both chains decided.
+    pub entries: AtomicU64,
+    /// By [`SHADOW_KINDS`].
+    pub differences: [AtomicU64; SHADOW_KINDS.len()],
+    /// By [`SHADOW_STOPS`].
+    pub stops: [AtomicU64; SHADOW_STOPS.len()],
+    /// Promotions where no intact shadow ran here: a swap moved the live state instead.
+    pub promotions_by_swap: AtomicU64,
+}
+
+impl ShadowMetrics {
+    pub fn stopped(&self, why: &'static str) {
+        self.stops[slot(&SHADOW_STOPS, why)].fetch_add(1, Relaxed);
+        self.running.store(0, Relaxed);
+    }
 }
 
 impl TenantMetrics {
@@ -186,6 +223,36 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
         "Log entries skipped as undecodable, by reason.",
         |m| SkipReason::ALL.iter().map(|r| (r.as_str(), m.skipped(*r))).collect(),
     );
+    let shadow_simple: [Series; 3] = [
+        ("streamgate_shadow_running", "gauge", "1 while a shadow (candidate) chain runs beside the live one.", |m| {
+            m.shadow.running.load(Relaxed)
+        }),
+        ("streamgate_shadow_entries_total", "counter", "Log entries the live and the shadow chain both decided.", |m| {
+            m.shadow.entries.load(Relaxed) as i64
+        }),
+        (
+            "streamgate_shadow_promotions_by_swap_total",
+            "counter",
+            "Promotions where no intact shadow ran on this instance (a swap moved the live chain's state instead).",
+            |m| m.shadow.promotions_by_swap.load(Relaxed) as i64,
+        ),
+    ];
+    for (name, kind, help, get) in shadow_simple {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for m in &tenants {
+            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(&m.tenant), get(m));
+        }
+    }
+    let name = "streamgate_shadow_differences_total";
+    let _ = writeln!(out, "# HELP {name} Events the shadow decided differently from the live chain, by kind (reordered_entries: entries).\n# TYPE {name} counter");
+    for m in &tenants {
+        for (kind, n) in SHADOW_KINDS.iter().zip(&m.shadow.differences) {
+            let _ = writeln!(out, "{name}{{tenant=\"{}\",kind=\"{kind}\"}} {}", label(&m.tenant), n.load(Relaxed));
+        }
+    }
+    by_reason(&mut out, &tenants, "streamgate_shadow_stopped_total", "Shadows ended, by reason.", |m| {
+        SHADOW_STOPS.iter().zip(&m.shadow.stops).map(|(r, n)| (*r, n.load(Relaxed))).collect()
+    });
     let name = "streamgate_policy_outcomes_total";
     let _ = writeln!(
         out,

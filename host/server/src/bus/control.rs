@@ -20,6 +20,16 @@ pub enum Control {
     /// not prepare `from_version` (its plugin store was out of reach), kept `chain`,
     /// and every instance follows it.
     Revert { from_version: u64, chain: ChainSpec, reason: String },
+    /// From this log position on, run `chain` beside the live chain as a shadow: it
+    /// starts from the live chain's state here, sees every later entry, and its output
+    /// only feeds the diff (never subscribers). Replaces any running shadow.
+    StartShadow { chain: ChainSpec, reason: String },
+    /// The shadow running `chain` becomes the live chain here, as version
+    /// `chain.version`, with its own state; where no intact shadow runs, a plain swap to
+    /// `chain`.
+    PromoteShadow { chain: ChainSpec, reason: String },
+    /// The shadow stops here.
+    StopShadow { reason: String },
 }
 
 impl Control {
@@ -52,5 +62,12 @@ mod tests {
         let revert = Control::Revert { from_version: 4, chain: ChainSpec::default(), reason: "store".into() };
         assert!(std::str::from_utf8(&revert.encode()).unwrap().contains(r#""op":"revert""#));
         assert_eq!(Control::decode(&revert.encode()).unwrap(), revert);
+        let shadow = Control::StartShadow { chain: ChainSpec::default(), reason: "try".into() };
+        assert!(std::str::from_utf8(&shadow.encode()).unwrap().contains(r#""op":"start-shadow""#));
+        assert_eq!(Control::decode(&shadow.encode()).unwrap(), shadow);
+        let promote = Control::PromoteShadow { chain: ChainSpec::default(), reason: "ok".into() };
+        assert_eq!(Control::decode(&promote.encode()).unwrap(), promote);
+        let stop = Control::StopShadow { reason: "done".into() };
+        assert!(std::str::from_utf8(&stop.encode()).unwrap().contains(r#""op":"stop-shadow""#));
     }
 }

@@ -2,9 +2,10 @@
 //! `plugins_dir` watcher ([`watch`]): check a plugin or chain off the event path, number
 //! the chain, put a control entry into the tenant's log (every instance switches
 //! there), record it for instances that start later, and wait until this instance has
-//! switched. Settings: [`config`].
+//! switched. Shadow deploys: [`shadow`]. Settings: [`config`].
 
 pub mod config;
+pub mod shadow;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,8 @@ pub enum ControlError {
     Bus(#[from] BusError),
     #[error("tenant {0:?} runs its configured chain; there is no earlier chain to roll back to")]
     NothingToRollBack(String),
+    #[error("tenant {tenant:?} has no running shadow on this instance to promote ({why}); start one first")]
+    NoShadow { tenant: String, why: String },
 }
 
 /// A stored plugin, as the upload answer and `GET` describe it.
@@ -148,24 +151,30 @@ impl ChainControl {
         policies: Vec<StageSpec>,
         reason: &str,
     ) -> Result<Applied, ControlError> {
-        self.publish_chain(tenant, policies, reason, true).await
+        self.publish_chain(tenant, policies, reason, true, false).await
     }
 
     /// `shared_only`: refuse file paths (anything but the configured chain, whose files
-    /// every instance's config names alike).
+    /// every instance's config names alike). `promote`: the chain is the shadow's.
     async fn publish_chain(
         &self,
         tenant: &str,
         policies: Vec<StageSpec>,
         reason: &str,
         shared_only: bool,
+        promote: bool,
     ) -> Result<Applied, ControlError> {
         let handle = self.tenant(tenant)?;
         let limits = chain_options(&self.catalog, &handle.config).limits;
         let mut chain = ChainSpec { version: 0, policies };
         self.catalog.prepare(&chain, limits, shared_only, true).await?;
         chain.version = self.catalog.store().next_version(tenant).await?;
-        let control = Control::SetChain { chain: chain.clone(), reason: reason.to_string() };
+        let (chain_, reason_) = (chain.clone(), reason.to_string());
+        let control = if promote {
+            Control::PromoteShadow { chain: chain_, reason: reason_ }
+        } else {
+            Control::SetChain { chain: chain_, reason: reason_ }
+        };
         let mut record = ChainRecord {
             chain: chain.clone(),
             reason: reason.to_string(),
@@ -199,7 +208,7 @@ impl ChainControl {
             format!("rollback from version {} to version {}", current.chain.version, previous.version);
         // The configured chain may name files: every instance's config names them alike.
         let shared_only = previous.policies != configured.policies;
-        self.publish_chain(tenant, previous.policies, &reason, shared_only).await
+        self.publish_chain(tenant, previous.policies, &reason, shared_only, false).await
     }
 
     /// Waits (bounded) until this instance's worker has passed `position`.

@@ -1,5 +1,5 @@
 //! The operators' API under `/admin`, behind a bearer token: upload a plugin, set a
-//! tenant's chain, roll it back, inspect it. Every change goes through the tenant's log
+//! tenant's chain, roll it back, inspect it, shadow a candidate chain and promote it. Every change goes through the tenant's log
 //! (see [`crate::control`]), so all instances switch at the same position.
 
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/tenants/{tenant}", get(inspect))
         .route("/admin/tenants/{tenant}/chain", put(set_chain))
         .route("/admin/tenants/{tenant}/rollback", post(rollback))
+        .route("/admin/tenants/{tenant}/shadow", get(shadow).post(start_shadow).delete(stop_shadow))
+        .route("/admin/tenants/{tenant}/shadow/promote", post(promote_shadow))
 }
 
 /// An authorised admin request: the bearer token matched (401 without it, 403 when
@@ -94,7 +96,7 @@ impl IntoResponse for AdminError {
                 ControlError::Rejected(CatalogError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
                 ControlError::Rejected(CatalogError::Missing(_)) => StatusCode::NOT_FOUND,
                 ControlError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                ControlError::NothingToRollBack(_) => StatusCode::CONFLICT,
+                ControlError::NothingToRollBack(_) | ControlError::NoShadow { .. } => StatusCode::CONFLICT,
                 ControlError::Store(_) | ControlError::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
         };
@@ -151,17 +153,48 @@ struct ChainRequest {
     policies: Vec<StageSpec>,
 }
 
+fn chain_request(body: &[u8]) -> Result<ChainRequest, AdminError> {
+    serde_json::from_slice(body).map_err(|e| {
+        AdminError::BadRequest(format!(
+            "body must be JSON like {{\"policies\": [{{\"plugin\": \"sha256:…\", \"config\": {{}}}}]}}: {e}"
+        ))
+    })
+}
+
 async fn set_chain(
     Admin(admin): Admin,
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    let request: ChainRequest = serde_json::from_slice(&body).map_err(|e| {
-        AdminError::BadRequest(format!(
-            "body must be JSON like {{\"policies\": [{{\"plugin\": \"sha256:…\", \"config\": {{}}}}]}}: {e}"
-        ))
-    })?;
+    let request = chain_request(&body)?;
     applied(admin.control.set_chain(&tenant, request.policies, "set through the admin API").await?)
+}
+
+async fn start_shadow(
+    Admin(admin): Admin,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let request = chain_request(&body)?;
+    shadow_applied(admin.control.start_shadow(&tenant, request.policies).await?)
+}
+
+async fn stop_shadow(Admin(admin): Admin, Path(tenant): Path<String>) -> Result<Response, AdminError> {
+    shadow_applied(admin.control.stop_shadow(&tenant).await?)
+}
+
+async fn promote_shadow(Admin(admin): Admin, Path(tenant): Path<String>) -> Result<Response, AdminError> {
+    applied(admin.control.promote_shadow(&tenant).await?)
+}
+
+async fn shadow(Admin(admin): Admin, Path(tenant): Path<String>) -> Result<Response, AdminError> {
+    Ok(Json(admin.control.shadow(&tenant)?).into_response())
+}
+
+/// 200 once this instance acted; 202 if it has not yet (the entry is in the log).
+fn shadow_applied(a: crate::control::shadow::ShadowApplied) -> Result<Response, AdminError> {
+    let status = if a.applied { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(a)).into_response())
 }
 
 async fn rollback(Admin(admin): Admin, Path(tenant): Path<String>) -> Result<Response, AdminError> {

@@ -23,6 +23,9 @@ pub enum Work {
     Entry(LogEntry),
     Swap(SwapOrder),
     Fault(FaultOrder),
+    /// Start a shadow of the order's chain (`promote` is false).
+    StartShadow(SwapOrder),
+    StopShadow { position: LogPosition, reason: String },
 }
 
 /// Switch to a chain at a log position.
@@ -32,6 +35,8 @@ pub struct SwapOrder {
     pub version: u64,
     /// Switch only if the running chain has this version (a revert).
     pub only_from: Option<u64>,
+    /// A shadow's promotion: take the shadow's chain if it runs here intact.
+    pub promote: bool,
     pub reason: String,
     pub prepared: oneshot::Receiver<Result<PreparedChain, PrepareFailure>>,
 }
@@ -90,7 +95,7 @@ impl Dispatcher {
             };
             let _ = tx.send(result);
         });
-        SwapOrder { position, log_time, version, only_from: None, reason, prepared: rx }
+        SwapOrder { position, log_time, version, only_from: None, promote: false, reason, prepared: rx }
     }
 
     /// The chain set through the admin API that was active before `first` (the oldest
@@ -142,6 +147,16 @@ pub async fn dispatch(
             Content::Control(Control::Revert { from_version, chain, reason }) => {
                 let order = dispatcher.order(chain, reason, position, log_time);
                 items.push(Work::Swap(SwapOrder { only_from: Some(from_version), ..order }))
+            }
+            Content::Control(Control::StartShadow { chain, reason }) => {
+                items.push(Work::StartShadow(dispatcher.order(chain, reason, position, log_time)))
+            }
+            Content::Control(Control::PromoteShadow { chain, reason }) => {
+                let order = dispatcher.order(chain, reason, position, log_time);
+                items.push(Work::Swap(SwapOrder { promote: true, ..order }))
+            }
+            Content::Control(Control::StopShadow { reason }) => {
+                items.push(Work::StopShadow { position, reason })
             }
             Content::Control(Control::FaultStage { version, stage, plugin, reason }) => {
                 items.push(Work::Fault(FaultOrder { position, log_time, version, stage, plugin, reason }))

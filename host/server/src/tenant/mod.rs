@@ -3,12 +3,15 @@
 //! [`heartbeat`]s that move log time on while the tenant is idle, the policy
 //! [`worker`] (a blocking-pool thread, so plugin calls never stall the async runtime)
 //! that runs the chain and publishes frames to the hub, and the [`report`]er that puts
-//! faults only this instance saw into the log for every instance to follow. What a tenant is: [`config`].
+//! faults only this instance saw into the log for every instance to follow. A candidate
+//! chain may run beside the live one ([`shadow`]). What a tenant is: [`config`].
 
 pub mod config;
 mod dispatch;
 mod heartbeat;
 mod report;
+pub mod shadow;
+mod shadow_orders;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -48,6 +51,8 @@ pub struct TenantHandle {
     pub auth: Option<crate::auth::Verifier>,
     /// The chain this instance runs and how far it has read, kept by the worker.
     pub chain: watch::Receiver<ChainStatus>,
+    /// The shadow deploy on this instance, kept by the worker and the candidate.
+    pub shadow: Arc<shadow::ShadowBoard>,
 }
 
 impl TenantHandle {
@@ -92,6 +97,7 @@ pub async fn start(
         ready: ready.clone(),
         auth,
         chain: status_rx,
+        shadow: Default::default(),
     });
     let clock = Instant::now();
     let last_entry_ms = Arc::new(AtomicU64::new(0));
@@ -128,6 +134,8 @@ pub async fn start(
         reports: reports_tx,
         instance: report::instance_name(),
         reported: Default::default(),
+        shadow: None,
+        shadow_board: handle.shadow.clone(),
     };
     let worker_cancel = cancel.clone();
     tasks.spawn_blocking(move || worker.run(work_rx, &worker_cancel));

@@ -51,6 +51,8 @@ fn run_chain(chain: Chain, hub: Arc<Hub>, work: Vec<Work>) -> (Vec<Control>, Cha
         reports,
         instance: "a:1".into(),
         reported: Default::default(),
+        shadow: None,
+        shadow_board: Default::default(),
     };
     let (tx, rx) = mpsc::channel(work.len().max(1));
     for w in work {
@@ -79,6 +81,7 @@ fn order(
         log_time: position as i64,
         version,
         only_from,
+        promote: false,
         reason: "test".into(),
         prepared: rx,
     })

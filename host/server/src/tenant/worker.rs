@@ -13,9 +13,10 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use streamgate_runtime::{Chain, ChainOutput, StateTransfer};
+use streamgate_runtime::{Chain, ChainOutput, Event, StateTransfer};
 
 use super::dispatch::{FaultOrder, PrepareFailure, SwapOrder, Work};
+use super::shadow::{Shadow, ShadowBoard};
 use super::status::{ChainStatus, SwapStatus};
 use crate::bus::{Content, Control, LogEntry, LogPosition};
 use crate::hub::Hub;
@@ -34,6 +35,9 @@ pub struct Worker {
     pub instance: String,
     /// Overruns reported and not yet back from the log: (chain version, stage).
     pub reported: HashSet<(u64, usize)>,
+    /// The candidate chain running beside this one, if any (see [`super::shadow`]).
+    pub shadow: Option<Shadow>,
+    pub shadow_board: Arc<ShadowBoard>,
 }
 
 impl Worker {
@@ -54,6 +58,15 @@ impl Worker {
                     self.entry(now, entry);
                 }
                 Work::Swap(order) => self.swap(order),
+                Work::StartShadow(order) => self.start_shadow(order),
+                Work::StopShadow { position, reason } => {
+                    if let Some(shadow) = self.shadow.take() {
+                        tracing::info!(tenant = %self.metrics.tenant, %position, reason, "shadow stopped");
+                        shadow.stop(format!("{reason} at {position}"));
+                        self.chain.record_drops(false);
+                    }
+                    self.status.send_modify(|s| s.position = position);
+                }
                 Work::Fault(order) => {
                     now = now.max(order.log_time);
                     self.fault(now, order);
@@ -77,8 +90,20 @@ impl Worker {
         };
         self.metrics.log_events.fetch_add(events.len() as u64, Relaxed);
         let version = self.chain.spec().version;
+        let copy = self.shadow.as_ref().map(|_| events.clone());
         let out = self.chain.push(now, events, &self.metrics.policy);
+        self.feed_shadow(entry.position, now, copy, &out);
         self.emit(entry.position, version, out);
+    }
+
+    /// Hands the shadow what the live chain got and decided (never waits for it).
+    fn feed_shadow(&mut self, position: LogPosition, now: i64, events: Option<Vec<Event>>, out: &ChainOutput) {
+        let Some(shadow) = &mut self.shadow else { return };
+        shadow.feed(position, now, events.unwrap_or_default(), out);
+        if !shadow.running() {
+            self.shadow = None;
+            self.chain.record_drops(false);
+        }
     }
 
     /// Applies a fault some instance reported, at its position in the log.
@@ -88,6 +113,7 @@ impl Worker {
         let reason = format!("{} (reported at {})", order.reason, order.position);
         match self.chain.fault_stage(order.version, order.stage, reason, now, &self.metrics.policy) {
             Some(out) => {
+                self.feed_shadow(order.position, now, None, &out);
                 tracing::error!(tenant = %self.metrics.tenant, position = %order.position, plugin = order.plugin,
                     stage = order.stage, reason = order.reason, "policy stage faulted on a report from the log");
                 self.emit(order.position, version, out);
@@ -154,7 +180,10 @@ impl Worker {
                 self.status.send_modify(|s| s.position = order.position);
             }
             Ok(next) => {
-                let report = self.chain.swap(next);
+                let report = match self.promotion(order.promote, order.position, order.version, &next.spec.policies) {
+                    Some(report) => report,
+                    None => self.chain.swap(next),
+                };
                 self.metrics.swaps.fetch_add(1, Relaxed);
                 tracing::info!(tenant, position = %order.position, from = report.from_version,
                     to = report.to_version, pause_us = report.pause.as_micros() as u64,

@@ -31,6 +31,7 @@ fn app_full(
         ready: Arc::new(crate::readiness::Readiness::without_source()),
         auth,
         chain: tokio::sync::watch::channel(crate::tenant::ChainStatus::empty()).1,
+        shadow: Default::default(),
     });
     let tenants = BTreeMap::from([("taxi".to_string(), handle.clone())]);
     let limits = Arc::new(limits::Limits::new(limits));

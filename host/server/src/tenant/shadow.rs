@@ -1,0 +1,304 @@
+//! A shadow deploy on this instance: a candidate chain forked from the live one at a log
+//! position runs on its own thread, fed every later entry through a bounded queue, and
+//! its decisions are compared with the live chain's, entry by entry
+//! ([`streamgate_runtime::diff`]). Its output never reaches subscribers.
+//!
+//! The live worker never waits for it: it hands each entry over with `try_send`, and a
+//! candidate that falls [`QUEUE`] entries behind is stopped, counted and reported
+//! (`fell_behind`). A candidate fault (trap, exhausted fuel, memory cap, invalid answer,
+//! or a call past the wall-clock timeout) stops it too, reported (`candidate_fault`).
+//! Only a promotion waits: it takes the candidate once it has decided every entry
+//! before the promotion's position (at most [`QUEUE`] entries of work).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+use streamgate_runtime::diff::{Decided, Diff, DiffCounts, DiffReport};
+use streamgate_runtime::{Chain, ChainObserver, ChainOutput, Event, StageSpec, SwapReport};
+
+use crate::bus::LogPosition;
+use crate::metrics::{SHADOW_KINDS, ShadowMetrics, TenantMetrics};
+
+/// Entries the candidate may lag behind the live chain before it is stopped.
+pub const QUEUE: usize = 4096;
+
+/// Where a shadow is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShadowState {
+    /// None was started since this instance started.
+    #[default]
+    None,
+    Running,
+    /// Stopped through the admin API (a `stop-shadow` entry).
+    Stopped,
+    /// Became the live chain.
+    Promoted,
+    /// The candidate faulted; the diff is kept as it was.
+    Faulted,
+    /// The candidate fell behind the live chain by the whole queue on this instance.
+    FellBehind,
+}
+
+/// What `GET /admin/tenants/{tenant}/shadow` shows: the last shadow on this instance.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ShadowStatus {
+    pub state: ShadowState,
+    /// Why it is in that state (a fault, how far behind, who stopped it).
+    pub reason: Option<String>,
+    pub candidate: Vec<StageSpec>,
+    /// `name@version` of the candidate's stages.
+    pub labels: Vec<String>,
+    /// The log position where it started from the live chain's state.
+    pub started_at: Option<String>,
+    /// How the live state moved into it (as a swap reports it; `pause` is the fork's).
+    pub fork: Option<SwapReport>,
+    /// The last entry both chains decided.
+    pub position: Option<String>,
+    /// Entries handed over and not yet decided by the candidate.
+    pub queued: u64,
+    pub diff: Option<DiffReport>,
+}
+
+/// The shadow's status, shared between the worker, the candidate's thread and the API.
+#[derive(Default)]
+pub struct ShadowBoard {
+    status: Mutex<ShadowStatus>,
+    diff: Mutex<Diff>,
+    queued: AtomicU64,
+}
+
+impl ShadowBoard {
+    /// The status with the diff's report as of now.
+    pub fn status(&self) -> ShadowStatus {
+        let mut status = self.status.lock().unwrap().clone();
+        status.queued = self.queued.load(Relaxed);
+        if status.state != ShadowState::None {
+            status.diff = Some(self.diff.lock().unwrap().report());
+        }
+        status
+    }
+
+    /// A shadow ordered at `position` that could not start here.
+    pub fn refused(&self, position: LogPosition, reason: String) {
+        *self.status.lock().unwrap() = ShadowStatus {
+            state: ShadowState::Faulted,
+            reason: Some(format!("could not start at {position}: {reason}")),
+            started_at: Some(position.to_string()),
+            ..Default::default()
+        };
+    }
+
+    /// Replaces the reason shown (the state stays).
+    pub fn note(&self, reason: String) {
+        self.status.lock().unwrap().reason = Some(reason);
+    }
+
+    fn set(&self, state: ShadowState, reason: Option<String>) {
+        let mut status = self.status.lock().unwrap();
+        status.state = state;
+        status.reason = reason;
+    }
+}
+
+/// One entry for the candidate: what the live chain got and decided.
+struct Item {
+    position: LogPosition,
+    now: i64,
+    events: Vec<Event>,
+    live: Decided,
+}
+
+/// A running shadow, owned by the live worker.
+pub struct Shadow {
+    queue: Option<SyncSender<Item>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Option<Chain>>>,
+    board: Arc<ShadowBoard>,
+    metrics: Arc<TenantMetrics>,
+    pub policies: Vec<StageSpec>,
+}
+
+impl Shadow {
+    /// Starts `candidate` (just forked at `position`) on its own thread.
+    pub fn start(
+        candidate: Chain,
+        fork: SwapReport,
+        position: LogPosition,
+        board: Arc<ShadowBoard>,
+        metrics: Arc<TenantMetrics>,
+    ) -> std::io::Result<Shadow> {
+        let policies = candidate.spec().policies.clone();
+        *board.diff.lock().unwrap() = Diff::default();
+        board.queued.store(0, Relaxed);
+        *board.status.lock().unwrap() = ShadowStatus {
+            state: ShadowState::Running,
+            reason: None,
+            candidate: policies.clone(),
+            labels: candidate.labels(),
+            started_at: Some(position.to_string()),
+            fork: Some(fork),
+            ..Default::default()
+        };
+        let (tx, rx) = sync_channel(QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let runner = Runner { board: board.clone(), metrics: metrics.clone(), stop: stop.clone() };
+        let thread = std::thread::Builder::new()
+            .name(format!("shadow-{}", metrics.tenant))
+            .spawn(move || runner.run(candidate, rx))?;
+        metrics.shadow.running.store(1, Relaxed);
+        Ok(Shadow { queue: Some(tx), stop, thread: Some(thread), board, metrics, policies })
+    }
+
+    /// Whether the candidate still runs (it stops itself on a fault).
+    pub fn running(&self) -> bool {
+        !self.stop.load(Relaxed)
+    }
+
+    /// Hands the candidate the entry the live chain just decided; never waits.
+    pub fn feed(&mut self, position: LogPosition, now: i64, events: Vec<Event>, live: &ChainOutput) {
+        let Some(queue) = &self.queue else { return };
+        if !self.running() {
+            return;
+        }
+        let item = Item { position, now, events, live: Decided::of(live) };
+        match queue.try_send(item) {
+            Ok(()) => {
+                self.board.queued.fetch_add(1, Relaxed);
+            }
+            Err(TrySendError::Full(_)) => {
+                let reason = format!(
+                    "the candidate fell {QUEUE} entries behind the live chain at {position}; stopped on this instance"
+                );
+                tracing::warn!(tenant = %self.metrics.tenant, %position, "shadow fell behind; stopped");
+                self.end(ShadowState::FellBehind, reason, "fell_behind");
+            }
+            Err(TrySendError::Disconnected(_)) => self.stop.store(true, Relaxed),
+        }
+    }
+
+    /// Stops the candidate (it finishes at most the call it is in, on its thread).
+    pub fn stop(mut self, reason: String) {
+        self.end(ShadowState::Stopped, reason, "stopped");
+    }
+
+    fn end(&mut self, state: ShadowState, reason: String, why: &'static str) {
+        if !self.stop.swap(true, Relaxed) {
+            self.board.set(state, Some(reason));
+            self.metrics.shadow.stopped(why);
+        }
+        self.queue = None;
+    }
+
+    /// The candidate, once it has decided every entry handed over; `None` (and why) if
+    /// it stopped.
+    pub fn finish(mut self) -> Result<Chain, String> {
+        self.queue = None;
+        let chain = self.thread.take().and_then(|t| t.join().ok().flatten());
+        match chain {
+            Some(chain) if self.running() => {
+                self.stop.store(true, Relaxed);
+                Ok(chain)
+            }
+            _ => Err(self.board.status().reason.unwrap_or_else(|| "the candidate stopped".into())),
+        }
+    }
+
+    /// Marks the shadow promoted at `position`.
+    pub fn promoted(board: &ShadowBoard, metrics: &ShadowMetrics, position: LogPosition) {
+        board.set(ShadowState::Promoted, Some(format!("promoted to the live chain at {position}")));
+        metrics.stopped("promoted");
+    }
+}
+
+impl Drop for Shadow {
+    fn drop(&mut self) {
+        // The worker stopped (shutdown): the thread ends once the queue is closed.
+        self.stop.store(true, Relaxed);
+    }
+}
+
+/// The candidate's side, on its own thread.
+struct Runner {
+    board: Arc<ShadowBoard>,
+    metrics: Arc<TenantMetrics>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Runner {
+    /// Decides each entry until the queue closes (the chain is returned, for a
+    /// promotion) or it is stopped or faults (`None`).
+    fn run(self, mut chain: Chain, queue: Receiver<Item>) -> Option<Chain> {
+        let observer = CandidateObserver { tenant: format!("{} (shadow)", self.metrics.tenant), ..Default::default() };
+        chain.record_drops(true);
+        while let Ok(item) = queue.recv() {
+            self.board.queued.fetch_sub(1, Relaxed);
+            if self.stop.load(Relaxed) {
+                return None;
+            }
+            let out = chain.push(item.now, item.events, &observer);
+            let fault = observer.fault.lock().unwrap().take().map(|plugin| format!("stage {plugin} faulted"));
+            let fault = fault.or_else(|| {
+                out.overran.first().map(|o| format!("a call of {} ran past the call timeout", o.plugin))
+            });
+            if let Some(fault) = fault {
+                let reason = format!("{fault} at {}; the candidate is stopped (the live chain is untouched)", item.position);
+                tracing::error!(tenant = %self.metrics.tenant, position = %item.position, reason, "shadow stopped");
+                if !self.stop.swap(true, Relaxed) {
+                    self.board.set(ShadowState::Faulted, Some(reason));
+                    self.metrics.shadow.stopped("candidate_fault");
+                }
+                return None;
+            }
+            let position = item.position.to_string();
+            let mut diff = self.board.diff.lock().unwrap();
+            let before = diff.counts().clone();
+            diff.compare(&position, item.now, &item.live, &Decided::of(&out));
+            add(&self.metrics.shadow, &before, diff.counts());
+            drop(diff);
+            self.board.status.lock().unwrap().position = Some(position);
+        }
+        (!self.stop.load(Relaxed)).then_some(chain)
+    }
+}
+
+/// Adds what one entry added to the diff to the instance's counters.
+fn add(m: &ShadowMetrics, before: &DiffCounts, after: &DiffCounts) {
+    m.entries.fetch_add(after.entries - before.entries, Relaxed);
+    let kinds = |c: &DiffCounts| {
+        [
+            c.released_only_live,
+            c.released_only_candidate,
+            c.drop_reasons_differ,
+            c.dropped_only_live,
+            c.dropped_only_candidate,
+            c.reordered_entries,
+        ]
+    };
+    let (b, a) = (kinds(before), kinds(after));
+    for i in 0..SHADOW_KINDS.len() {
+        m.differences[i].fetch_add(a[i] - b[i], Relaxed);
+    }
+}
+
+/// Notes the candidate's first fault; its calls and drops are not the tenant's.
+#[derive(Default)]
+struct CandidateObserver {
+    tenant: String,
+    fault: Mutex<Option<String>>,
+}
+
+impl ChainObserver for CandidateObserver {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    fn call(&self, _plugin: &str) {}
+    fn dropped(&self, _plugin: &str, _reason: &'static str, _count: u64) {}
+    fn fault(&self, plugin: &str) {
+        self.fault.lock().unwrap().get_or_insert_with(|| plugin.to_string());
+    }
+    fn last_good_revert(&self) {}
+}
