@@ -1,5 +1,5 @@
 //! The operators' CLI side of the admin API (`streamgate plugin push|set|rollback|
-//! status`): HTTP calls with the bearer token, answers turned into short readable lines,
+//! status|shadow`): HTTP calls with the bearer token, answers turned into short readable lines,
 //! errors that say what to do.
 
 use std::path::Path;
@@ -73,6 +73,28 @@ impl AdminClient {
 
     /// Sets a tenant's chain; policies naming a local file are uploaded first.
     pub async fn set(&self, tenant: &str, policies: &[String]) -> Result<Value, ClientError> {
+        let body = serde_json::json!({ "policies": self.stages(policies).await? });
+        self.send(self.http.put(format!("{}/admin/tenants/{tenant}/chain", self.base)).json(&body)).await
+    }
+
+    /// Starts a shadow of `policies` beside the tenant's chain (local files uploaded first).
+    pub async fn shadow(&self, tenant: &str, policies: &[String]) -> Result<Value, ClientError> {
+        let body = serde_json::json!({ "policies": self.stages(policies).await? });
+        self.send(self.http.post(format!("{}/admin/tenants/{tenant}/shadow", self.base)).json(&body)).await
+    }
+
+    /// The shadow's state and diff; with `promote` or `stop`, that first.
+    pub async fn shadow_action(&self, tenant: &str, promote: bool, stop: bool) -> Result<Value, ClientError> {
+        let url = format!("{}/admin/tenants/{tenant}/shadow", self.base);
+        match (promote, stop) {
+            (true, _) => self.send(self.http.post(format!("{url}/promote"))).await,
+            (_, true) => self.send(self.http.delete(url)).await,
+            _ => self.send(self.http.get(url)).await,
+        }
+    }
+
+    /// The stages of `policies`, local files uploaded.
+    async fn stages(&self, policies: &[String]) -> Result<Vec<StageSpec>, ClientError> {
         let mut stages = Vec::with_capacity(policies.len());
         for p in policies {
             let mut stage = parse_policy(p)?;
@@ -87,8 +109,7 @@ impl AdminClient {
             }
             stages.push(stage);
         }
-        let body = serde_json::json!({ "policies": stages });
-        self.send(self.http.put(format!("{}/admin/tenants/{tenant}/chain", self.base)).json(&body)).await
+        Ok(stages)
     }
 
     pub async fn rollback(&self, tenant: &str) -> Result<Value, ClientError> {

@@ -206,6 +206,17 @@ enum PluginAction {
     Rollback { tenant: String },
     /// The tenant's chain, history, calls, drops and faults (JSON).
     Status { tenant: String },
+    /// With `--policy`: run that chain beside the tenant's as a shadow (output compared,
+    /// never sent). Without: the shadow's diff (JSON). `--promote` makes it the live chain.
+    Shadow {
+        tenant: String,
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        #[arg(long, conflicts_with_all = ["policies", "stop"])]
+        promote: bool,
+        #[arg(long, conflicts_with = "policies")]
+        stop: bool,
+    },
 }
 
 /// Parses the command line and runs the command.
@@ -306,6 +317,12 @@ async fn plugin(url: &str, token: &str, action: PluginAction) -> anyhow::Result<
             println!("{}", describe_applied(&client.rollback(&tenant).await?))
         }
         PluginAction::Status { tenant } => println!("{:#}", client.status(&tenant).await?),
+        PluginAction::Shadow { tenant, policies, .. } if !policies.is_empty() => {
+            println!("{:#}", client.shadow(&tenant, &policies).await?)
+        }
+        PluginAction::Shadow { tenant, promote, stop, .. } => {
+            println!("{:#}", client.shadow_action(&tenant, promote, stop).await?)
+        }
     }
     Ok(())
 }
