@@ -1,5 +1,7 @@
-//! The small web UI: the live taxi map (`/`) and a waiting-queue user's page
-//! (`/queue?user=u-0060`), each one self-contained page, and the map's outline of Seoul
+//! The small web UI: the live taxi map (`/`), a waiting-queue user's page
+//! (`/queue?user=u-0060`) and the operators' shadow deploy page (`/shadow`: a tenant's
+//! diff over time, read from the admin API with the admin token), each one
+//! self-contained page, and the map's outline of Seoul
 //! (`/ui/seoul.geojson`, hand-drawn and approximate). Every asset is served from here: no
 //! request leaves the page (no CDN, no tile server).
 
@@ -12,12 +14,14 @@ use super::AppState;
 
 const MAP_PAGE: &str = include_str!("ui/index.html");
 const QUEUE_PAGE: &str = include_str!("ui/queue.html");
+const SHADOW_PAGE: &str = include_str!("ui/shadow.html");
 const SEOUL: &str = include_str!("ui/seoul.geojson");
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Html(MAP_PAGE) }))
         .route("/queue", get(|| async { Html(QUEUE_PAGE) }))
+        .route("/shadow", get(|| async { Html(SHADOW_PAGE) }))
         .route("/ui/seoul.geojson", get(seoul))
 }
 

@@ -276,7 +276,7 @@ async fn the_pages_and_the_outline_of_seoul_are_served_from_here() {
     for kind in ["boundary", "river", "district-border", "label"] {
         assert!(kinds.contains(&kind), "the outline has a {kind}: {kinds:?}");
     }
-    for page in ["/", "/queue"] {
+    for page in ["/", "/queue", "/shadow"] {
         let html = text(get(&app, page, None).await).await;
         assert!(
             !html.contains("http://") && !html.contains("https://"),
