@@ -478,13 +478,18 @@ async fn a_slow_or_trapping_candidate_never_delays_the_live_frames() {
 
     let t0 = Instant::now();
     tokio::time::sleep(PHASE).await;
-    // Millions of Wasm instructions per entry (about 30 M units of fuel), within the budget.
+    // About a million Wasm instructions per event, within the fuel budget: slower than
+    // the log on this machine, so a live worker that waited for it would fall behind.
     let t1 = Instant::now();
-    api_a.start_shadow(&with_stage(json!({ "fault": "slow", "spin": 3_000_000 }))).await;
+    api_a.start_shadow(&with_stage(json!({ "fault": "slow-keys", "every": 1, "spin": 80_000 }))).await;
     tokio::time::sleep(PHASE).await;
     let t2 = Instant::now();
     let slow = api_a.shadow().await;
     assert!(slow["diff"]["counts"]["entries"].as_u64() > Some(0), "the slow candidate ran: {slow}");
+    eprintln!(
+        "slow candidate after {PHASE:?}: {}, {} entries compared, {} queued behind the live chain, busy {} ms",
+        slow["state"], slow["diff"]["counts"]["entries"], slow["queued"], slow["busy_ms"]
+    );
 
     // A trap on its 20th batch: stopped and reported on both instances, the live chain untouched.
     api_a.start_shadow(&with_stage(json!({ "fault": "trap", "from_batch": 20 }))).await;
@@ -521,11 +526,14 @@ async fn a_slow_or_trapping_candidate_never_delays_the_live_frames() {
             pct(delays, 100)
         );
     }
-    // The machine is shared (2 cores, other work): the shadow may cost CPU, never a wait.
-    let base = pct(&windows[0].0, 99);
+    // The machine is shared (2 cores, other work, the candidate's CPU on both
+    // instances): the shadow may cost CPU, never a wait, which would grow with every
+    // entry the candidate is behind.
+    let (base50, base99) = (pct(&windows[0].0, 50), pct(&windows[0].0, 99));
     for (i, name) in [(1, "slow"), (2, "trapping")] {
-        let p99 = pct(&windows[i].0, 99);
-        assert!(p99 <= base + 250, "a {name} shadow delayed live frames: p99 {p99} ms against {base} ms without");
+        let (p50, p99) = (pct(&windows[i].0, 50), pct(&windows[i].0, 99));
+        assert!(p50 <= base50 + 100, "a {name} shadow delayed live frames: p50 {p50} ms against {base50} ms without");
+        assert!(p99 <= base99 + 1000, "a {name} shadow delayed live frames: p99 {p99} ms against {base99} ms without");
     }
     drop(producer);
     a.stop();

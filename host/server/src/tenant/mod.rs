@@ -12,6 +12,8 @@ mod heartbeat;
 mod report;
 pub mod shadow;
 mod shadow_orders;
+#[cfg(test)]
+mod shadow_tests;
 mod status;
 #[cfg(test)]
 mod tests;

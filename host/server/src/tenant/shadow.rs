@@ -60,6 +60,9 @@ pub struct ShadowStatus {
     pub position: Option<String>,
     /// Entries handed over and not yet decided by the candidate.
     pub queued: u64,
+    /// Wall time the candidate spent deciding entries, ms (its thread's, not the live
+    /// worker's).
+    pub busy_ms: u64,
     pub diff: Option<DiffReport>,
 }
 
@@ -69,6 +72,7 @@ pub struct ShadowBoard {
     status: Mutex<ShadowStatus>,
     diff: Mutex<Diff>,
     queued: AtomicU64,
+    busy_us: AtomicU64,
 }
 
 impl ShadowBoard {
@@ -76,6 +80,7 @@ impl ShadowBoard {
     pub fn status(&self) -> ShadowStatus {
         let mut status = self.status.lock().unwrap().clone();
         status.queued = self.queued.load(Relaxed);
+        status.busy_ms = self.busy_us.load(Relaxed) / 1000;
         if status.state != ShadowState::None {
             status.diff = Some(self.diff.lock().unwrap().report());
         }
@@ -115,6 +120,7 @@ struct Item {
 /// A running shadow, owned by the live worker.
 pub struct Shadow {
     queue: Option<SyncSender<Item>>,
+    capacity: usize,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Option<Chain>>>,
     board: Arc<ShadowBoard>,
@@ -123,17 +129,20 @@ pub struct Shadow {
 }
 
 impl Shadow {
-    /// Starts `candidate` (just forked at `position`) on its own thread.
+    /// Starts `candidate` (just forked at `position`) on its own thread, `capacity`
+    /// entries ([`QUEUE`]) behind the live chain at most.
     pub fn start(
         candidate: Chain,
         fork: SwapReport,
         position: LogPosition,
         board: Arc<ShadowBoard>,
         metrics: Arc<TenantMetrics>,
+        capacity: usize,
     ) -> std::io::Result<Shadow> {
         let policies = candidate.spec().policies.clone();
         *board.diff.lock().unwrap() = Diff::default();
         board.queued.store(0, Relaxed);
+        board.busy_us.store(0, Relaxed);
         *board.status.lock().unwrap() = ShadowStatus {
             state: ShadowState::Running,
             reason: None,
@@ -143,14 +152,14 @@ impl Shadow {
             fork: Some(fork),
             ..Default::default()
         };
-        let (tx, rx) = sync_channel(QUEUE);
+        let (tx, rx) = sync_channel(capacity);
         let stop = Arc::new(AtomicBool::new(false));
         let runner = Runner { board: board.clone(), metrics: metrics.clone(), stop: stop.clone() };
         let thread = std::thread::Builder::new()
             .name(format!("shadow-{}", metrics.tenant))
             .spawn(move || runner.run(candidate, rx))?;
         metrics.shadow.running.store(1, Relaxed);
-        Ok(Shadow { queue: Some(tx), stop, thread: Some(thread), board, metrics, policies })
+        Ok(Shadow { queue: Some(tx), capacity, stop, thread: Some(thread), board, metrics, policies })
     }
 
     /// Whether the candidate still runs (it stops itself on a fault).
@@ -171,7 +180,9 @@ impl Shadow {
             }
             Err(TrySendError::Full(_)) => {
                 let reason = format!(
-                    "the candidate fell {QUEUE} entries behind the live chain at {position}; stopped on this instance"
+                    "the candidate fell the whole queue ({} entries) behind the live chain at {position}; \
+                     stopped on this instance",
+                    self.capacity
                 );
                 tracing::warn!(tenant = %self.metrics.tenant, %position, "shadow fell behind; stopped");
                 self.end(ShadowState::FellBehind, reason, "fell_behind");
@@ -239,7 +250,9 @@ impl Runner {
             if self.stop.load(Relaxed) {
                 return None;
             }
+            let started = std::time::Instant::now();
             let out = chain.push(item.now, item.events, &observer);
+            self.board.busy_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
             let fault = observer.fault.lock().unwrap().take().map(|plugin| format!("stage {plugin} faulted"));
             let fault = fault.or_else(|| {
                 out.overran.first().map(|o| format!("a call of {} ran past the call timeout", o.plugin))

@@ -29,7 +29,8 @@ impl Worker {
             self.chain.record_drops(true);
             tracing::info!(tenant, position = %position, pause_us = fork.pause.as_micros() as u64,
                 stages = ?fork.stages, ?policies, "shadow started");
-            Shadow::start(candidate, fork, position, self.shadow_board.clone(), self.metrics.clone())
+            let (board, metrics) = (self.shadow_board.clone(), self.metrics.clone());
+            Shadow::start(candidate, fork, position, board, metrics, super::shadow::QUEUE)
                 .map_err(|e| format!("cannot start the shadow's thread: {e}"))
         });
         match started {
