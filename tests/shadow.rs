@@ -21,7 +21,9 @@ use streamgate::bus::{Bus, Content, Control, LogEntry, LogPosition, RedisStreamB
 use streamgate::config::Config;
 use streamgate_conformance::RecordedLog;
 use streamgate_runtime::diff::{Decided, Diff, DiffCounts};
-use streamgate_runtime::{Chain, ChainOptions, ChainSpec, Counts, Event, PolicyRuntime, PreparedChain, SandboxConfig};
+use streamgate_runtime::{
+    Chain, ChainOptions, ChainSpec, Counts, Event, PolicyRuntime, PreparedChain, SandboxConfig,
+};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -108,9 +110,17 @@ fn produce(tansu: &Tansu, taxis: usize, ticks: u64) -> tokio::task::JoinHandle<u
     let brokers = tansu.brokers();
     tokio::spawn(async move {
         let every = Duration::from_millis(100);
-        streamgate::source::simulate::run_into_kafka(&brokers, "taxi", taxis, every, ticks, 11, CancellationToken::new())
-            .await
-            .expect("producing into Kafka")
+        streamgate::source::simulate::run_into_kafka(
+            &brokers,
+            "taxi",
+            taxis,
+            every,
+            ticks,
+            11,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("producing into Kafka")
     })
 }
 
@@ -165,7 +175,9 @@ fn replay(steps: &[Step], candidate: &ChainSpec, start: &str, promote: &str) -> 
     let (counts, mut diff) = (Counts::new("taxi"), Diff::default());
     let (mut never_frames, mut frames) = (Vec::new(), Vec::new());
     let mut now = i64::MIN;
-    let payloads = |out: &[Event]| out.iter().map(|e| serde_json::from_slice(&e.payload).unwrap_or(Value::Null)).collect();
+    let payloads = |out: &[Event]| {
+        out.iter().map(|e| serde_json::from_slice(&e.payload).unwrap_or(Value::Null)).collect()
+    };
     for (position, log_time, events) in steps {
         let Some(events) = events else {
             if position == start {
@@ -202,7 +214,9 @@ fn steps_of_log(log: &[LogEntry]) -> Vec<Step> {
                 Content::Control(_) => None,
                 Content::Heartbeat => Some(Vec::new()),
                 Content::Events(events) => Some(events.clone()),
-                Content::Undecodable { detail, .. } => panic!("undecodable entry at {}: {detail}", e.position),
+                Content::Undecodable { detail, .. } => {
+                    panic!("undecodable entry at {}: {detail}", e.position)
+                }
             };
             (e.position.to_string(), e.log_time, events)
         })
@@ -328,7 +342,10 @@ async fn a_shadowed_dedupe_is_diffed_like_an_offline_replay_and_promoted_with_it
         assert_eq!(counts_of(s), replayed.diff, "instance {name}'s diff against the offline replay");
     }
     let d = &replayed.diff;
-    assert!(d.differing_events > 0 && d.released_only_candidate > 0, "the two configs differ on this load: {d:?}");
+    assert!(
+        d.differing_events > 0 && d.released_only_candidate > 0,
+        "the two configs differ on this load: {d:?}"
+    );
     assert!(shadow_a["diff"]["sample"].as_array().is_some_and(|s| !s.is_empty()), "{shadow_a}");
     let metric = |i: &Instance, kind: &str| {
         i.metric(&format!("streamgate_shadow_differences_total{{tenant=\"taxi\",kind=\"{kind}\"}}"))
@@ -352,10 +369,13 @@ async fn a_shadowed_dedupe_is_diffed_like_an_offline_replay_and_promoted_with_it
     let _ = std::fs::remove_file(&file);
     let controls: Vec<(String, i64)> = log
         .iter()
-        .filter(|e| matches!(e.content, Content::Control(Control::StartShadow { .. } | Control::PromoteShadow { .. })))
+        .filter(|e| {
+            matches!(e.content, Content::Control(Control::StartShadow { .. } | Control::PromoteShadow { .. }))
+        })
         .map(|e| (e.position.to_string(), e.log_time))
         .collect();
-    let from_recording = replay(&steps_of_recording(&recording, &controls), &spec(&candidate), &start, &promote);
+    let from_recording =
+        replay(&steps_of_recording(&recording, &controls), &spec(&candidate), &start, &promote);
     assert_eq!(from_recording.diff, replayed.diff, "the recorded log's replay gives the same diff");
 
     // Live streams: the never-shadowed chain's until the promotion, the candidate's after.
@@ -374,7 +394,10 @@ async fn a_shadowed_dedupe_is_diffed_like_an_offline_replay_and_promoted_with_it
     let before = |frames: &[(String, Vec<Value>)]| {
         frames.iter().filter(|f| pos(&f.0) < pos(&promote)).cloned().collect::<Vec<_>>()
     };
-    assert!(before(&got_a) == before(&replayed.never_shadowed), "before the promotion: not the never-shadowed replay");
+    assert!(
+        before(&got_a) == before(&replayed.never_shadowed),
+        "before the promotion: not the never-shadowed replay"
+    );
     assert_eq!(got_a.len(), replayed.promoted.len(), "client a: frame count against the promoted replay");
     assert!(got_a == replayed.promoted, "client a's frames differ from the replay with the promotion");
     assert!(got_b == got_a, "the two instances' streams differ");
@@ -416,7 +439,8 @@ impl Timing {
                         let line: String = buf.drain(..end + 1).collect();
                         if let Some(id) = line.strip_prefix("id: ") {
                             let log_ms = pos(id.trim()).major as i64;
-                            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+                            let now_ms =
+                                SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
                             arrivals.lock().unwrap().push((Instant::now(), now_ms - log_ms));
                         }
                     }
@@ -433,7 +457,8 @@ impl Timing {
     /// Delays (ms, sorted) and the longest gap between frames (ms) in `[from, to)`.
     fn window(&self, from: Instant, to: Instant) -> (Vec<i64>, f64) {
         let arrivals = self.arrivals.lock().unwrap();
-        let inside: Vec<&(Instant, i64)> = arrivals.iter().filter(|(at, _)| *at >= from && *at < to).collect();
+        let inside: Vec<&(Instant, i64)> =
+            arrivals.iter().filter(|(at, _)| *at >= from && *at < to).collect();
         let gap = inside.windows(2).map(|w| (w[1].0 - w[0].0).as_secs_f64() * 1e3).fold(0.0, f64::max);
         let mut delays: Vec<i64> = inside.iter().map(|(_, d)| *d).collect();
         delays.sort_unstable();
@@ -507,15 +532,20 @@ async fn a_slow_or_trapping_candidate_never_delays_the_live_frames() {
         let stops = i.metric("streamgate_shadow_stopped_total{tenant=\"taxi\",reason=\"candidate_fault\"}");
         assert_eq!(stops, 1.0, "instance {name} counted the candidate's fault");
         let metrics = common::http_get(&i.url("/metrics")).unwrap();
-        let live_faults: Vec<&str> =
-            metrics.lines().filter(|l| l.contains("tenant=\"taxi\"") && l.contains("outcome=\"fault\"")).collect();
+        let live_faults: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.contains("tenant=\"taxi\"") && l.contains("outcome=\"fault\""))
+            .collect();
         assert!(live_faults.is_empty(), "instance {name}: the live chain faulted: {live_faults:?}");
     }
 
     let phases = [("no shadow", t0, t1), ("slow shadow", t1, t2), ("trapping shadow", t3, t4)];
-    let windows: Vec<(Vec<i64>, f64)> = phases.iter().map(|(_, from, to)| timing.window(*from, *to)).collect();
+    let windows: Vec<(Vec<i64>, f64)> =
+        phases.iter().map(|(_, from, to)| timing.window(*from, *to)).collect();
     eprintln!("\nlive frame delay (arrival - log time) on instance a, 300 taxis x 10/s");
-    eprintln!("| phase | frames | p50 ms | p99 ms | max ms | longest gap ms |\n| --- | ---: | ---: | ---: | ---: | ---: |");
+    eprintln!(
+        "| phase | frames | p50 ms | p99 ms | max ms | longest gap ms |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+    );
     for ((name, ..), (delays, gap)) in phases.iter().zip(&windows) {
         assert!(delays.len() >= 20, "{name}: only {} frames", delays.len());
         eprintln!(
@@ -532,8 +562,14 @@ async fn a_slow_or_trapping_candidate_never_delays_the_live_frames() {
     let (base50, base99) = (pct(&windows[0].0, 50), pct(&windows[0].0, 99));
     for (i, name) in [(1, "slow"), (2, "trapping")] {
         let (p50, p99) = (pct(&windows[i].0, 50), pct(&windows[i].0, 99));
-        assert!(p50 <= base50 + 100, "a {name} shadow delayed live frames: p50 {p50} ms against {base50} ms without");
-        assert!(p99 <= base99 + 1000, "a {name} shadow delayed live frames: p99 {p99} ms against {base99} ms without");
+        assert!(
+            p50 <= base50 + 100,
+            "a {name} shadow delayed live frames: p50 {p50} ms against {base50} ms without"
+        );
+        assert!(
+            p99 <= base99 + 1000,
+            "a {name} shadow delayed live frames: p99 {p99} ms against {base99} ms without"
+        );
     }
     drop(producer);
     a.stop();

@@ -224,12 +224,18 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
         |m| SkipReason::ALL.iter().map(|r| (r.as_str(), m.skipped(*r))).collect(),
     );
     let shadow_simple: [Series; 3] = [
-        ("streamgate_shadow_running", "gauge", "1 while a shadow (candidate) chain runs beside the live one.", |m| {
-            m.shadow.running.load(Relaxed)
-        }),
-        ("streamgate_shadow_entries_total", "counter", "Log entries the live and the shadow chain both decided.", |m| {
-            m.shadow.entries.load(Relaxed) as i64
-        }),
+        (
+            "streamgate_shadow_running",
+            "gauge",
+            "1 while a shadow (candidate) chain runs beside the live one.",
+            |m| m.shadow.running.load(Relaxed),
+        ),
+        (
+            "streamgate_shadow_entries_total",
+            "counter",
+            "Log entries the live and the shadow chain both decided.",
+            |m| m.shadow.entries.load(Relaxed) as i64,
+        ),
         (
             "streamgate_shadow_promotions_by_swap_total",
             "counter",
@@ -244,10 +250,18 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
         }
     }
     let name = "streamgate_shadow_differences_total";
-    let _ = writeln!(out, "# HELP {name} Events the shadow decided differently from the live chain, by kind (reordered_entries: entries).\n# TYPE {name} counter");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Events the shadow decided differently from the live chain, by kind (reordered_entries: entries).\n# TYPE {name} counter"
+    );
     for m in &tenants {
         for (kind, n) in SHADOW_KINDS.iter().zip(&m.shadow.differences) {
-            let _ = writeln!(out, "{name}{{tenant=\"{}\",kind=\"{kind}\"}} {}", label(&m.tenant), n.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{}\",kind=\"{kind}\"}} {}",
+                label(&m.tenant),
+                n.load(Relaxed)
+            );
         }
     }
     by_reason(&mut out, &tenants, "streamgate_shadow_stopped_total", "Shadows ended, by reason.", |m| {

@@ -10,10 +10,10 @@
 
 use std::time::Instant;
 
+use super::Chain;
 use super::faults::Slot;
 use super::prepare::{PreparedChain, PreparedStage};
 use super::swap::SwapReport;
-use super::Chain;
 use crate::stage::StageError;
 
 /// A running stage whose state could not be copied into a twin.
@@ -45,7 +45,8 @@ impl Chain {
                 }
                 None => false,
             };
-            let prepared = PreparedStage { plugin: slot.plugin.clone(), config: slot.config.clone(), stage: copy };
+            let prepared =
+                PreparedStage { plugin: slot.plugin.clone(), config: slot.config.clone(), stage: copy };
             let mut twin = Slot::new(prepared, &self.options);
             twin.restart_at = slot.restart_at;
             twin.backoff = slot.backoff;
@@ -56,7 +57,8 @@ impl Chain {
             }
             slots.push(twin);
         }
-        let mut twin = Chain::new(PreparedChain { spec: self.spec.clone(), stages: Vec::new() }, self.options);
+        let mut twin =
+            Chain::new(PreparedChain { spec: self.spec.clone(), stages: Vec::new() }, self.options);
         twin.slots = slots;
         twin.held = self.held.clone();
         twin.record_drops = self.record_drops;

@@ -27,13 +27,18 @@ pub struct ShadowApplied {
 impl ChainControl {
     /// Starts `policies` as `tenant`'s shadow on every instance, from the live chain's
     /// state at the control entry's position; checked like a chain change first.
-    pub async fn start_shadow(&self, tenant: &str, policies: Vec<StageSpec>) -> Result<ShadowApplied, ControlError> {
+    pub async fn start_shadow(
+        &self,
+        tenant: &str,
+        policies: Vec<StageSpec>,
+    ) -> Result<ShadowApplied, ControlError> {
         let handle = self.tenant(tenant)?;
         let limits = chain_options(&self.catalog, &handle.config).limits;
         let chain = ChainSpec { version: 0, policies };
         self.catalog.prepare(&chain, limits, true, true).await?;
         let reason = "started through the admin API".to_string();
-        let position = self.bus.publish(tenant, &EntryBody::control(&Control::StartShadow { chain, reason })).await?;
+        let position =
+            self.bus.publish(tenant, &EntryBody::control(&Control::StartShadow { chain, reason })).await?;
         tracing::info!(tenant, %position, "shadow start published");
         Ok(self.wait_passed(handle, position).await)
     }

@@ -25,7 +25,10 @@ pub enum Work {
     Fault(FaultOrder),
     /// Start a shadow of the order's chain (`promote` is false).
     StartShadow(SwapOrder),
-    StopShadow { position: LogPosition, reason: String },
+    StopShadow {
+        position: LogPosition,
+        reason: String,
+    },
 }
 
 /// Switch to a chain at a log position.

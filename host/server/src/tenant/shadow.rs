@@ -8,7 +8,9 @@
 //! (`fell_behind`). A candidate fault (trap, exhausted fuel, memory cap, invalid answer,
 //! or a call past the wall-clock timeout) stops it too, reported (`candidate_fault`).
 //! Only a promotion waits: it takes the candidate once it has decided every entry
-//! before the promotion's position (at most [`QUEUE`] entries of work).
+//! before the promotion's position (at most [`QUEUE`] entries of work). On Linux the
+//! candidate's thread runs at the lowest priority (nice 19), so on busy cores the live
+//! path goes first.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -243,7 +245,9 @@ impl Runner {
     /// Decides each entry until the queue closes (the chain is returned, for a
     /// promotion) or it is stopped or faults (`None`).
     fn run(self, mut chain: Chain, queue: Receiver<Item>) -> Option<Chain> {
-        let observer = CandidateObserver { tenant: format!("{} (shadow)", self.metrics.tenant), ..Default::default() };
+        yield_to_live(&self.metrics.tenant);
+        let observer =
+            CandidateObserver { tenant: format!("{} (shadow)", self.metrics.tenant), ..Default::default() };
         chain.record_drops(true);
         while let Ok(item) = queue.recv() {
             self.board.queued.fetch_sub(1, Relaxed);
@@ -258,7 +262,10 @@ impl Runner {
                 out.overran.first().map(|o| format!("a call of {} ran past the call timeout", o.plugin))
             });
             if let Some(fault) = fault {
-                let reason = format!("{fault} at {}; the candidate is stopped (the live chain is untouched)", item.position);
+                let reason = format!(
+                    "{fault} at {}; the candidate is stopped (the live chain is untouched)",
+                    item.position
+                );
                 tracing::error!(tenant = %self.metrics.tenant, position = %item.position, reason, "shadow stopped");
                 if !self.stop.swap(true, Relaxed) {
                     self.board.set(ShadowState::Faulted, Some(reason));
@@ -276,6 +283,22 @@ impl Runner {
         }
         (!self.stop.load(Relaxed)).then_some(chain)
     }
+}
+
+/// Lets everything else of the instance go first when the cores are busy: on Linux the
+/// candidate's thread (only it) takes the lowest priority, nice 19, so a slow candidate
+/// costs idle CPU rather than the live worker's, the log reader's or the hub's.
+fn yield_to_live(tenant: &str) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: both calls take and return plain integers and touch no memory.
+        let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+        if done != 0 {
+            tracing::debug!(tenant, error = %std::io::Error::last_os_error(), "the shadow keeps its priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = tenant;
 }
 
 /// Adds what one entry added to the diff to the instance's counters.

@@ -8,9 +8,9 @@ use std::time::Instant;
 use streamgate_runtime::{StageSpec, StateTransfer, SwapReport};
 
 use super::dispatch::{PrepareFailure, SwapOrder};
-use crate::bus::LogPosition;
 use super::shadow::Shadow;
 use super::worker::Worker;
+use crate::bus::LogPosition;
 
 impl Worker {
     /// Forks the live chain into the order's candidate and starts it beside it (any
@@ -72,7 +72,8 @@ impl Worker {
         match candidate {
             Ok(candidate) => {
                 let from_version = self.chain.spec().version;
-                let stages = candidate.labels().into_iter().map(|stage| StateTransfer::Kept { stage }).collect();
+                let stages =
+                    candidate.labels().into_iter().map(|stage| StateTransfer::Kept { stage }).collect();
                 self.chain.promote(candidate, version);
                 Shadow::promoted(&self.shadow_board, &self.metrics.shadow, position);
                 Some(SwapReport {
@@ -88,10 +89,8 @@ impl Worker {
                 self.metrics.shadow.promotions_by_swap.fetch_add(1, Relaxed);
                 tracing::warn!(tenant, position = %position, why,
                     "promotion without the shadow's state: a swap moving the live chain's state instead");
-                self.shadow_board.note(format!(
-                    "promoted at {} by a swap from the live chain's state: {why}",
-                    position
-                ));
+                self.shadow_board
+                    .note(format!("promoted at {} by a swap from the live chain's state: {why}", position));
                 None
             }
         }

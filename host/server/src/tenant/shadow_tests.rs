@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use streamgate_runtime::builtin::component_path;
-use streamgate_runtime::{Chain, ChainOptions, ChainSpec, Counts, PolicyRuntime, PreparedChain, SandboxConfig, StageSpec};
+use streamgate_runtime::{
+    Chain, ChainOptions, ChainSpec, Counts, PolicyRuntime, PreparedChain, SandboxConfig, StageSpec,
+};
 
 use super::shadow::{Shadow, ShadowBoard, ShadowState};
 use crate::bus::LogPosition;
@@ -23,7 +25,8 @@ fn shadowed(fault: &str, capacity: usize) -> (Chain, Shadow, Arc<ShadowBoard>, A
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let options = ChainOptions::defaults(&runtime);
     let dedupe = StageSpec::new("builtin:dedupe", "{}");
-    let mut live = Chain::build(&runtime, &ChainSpec { version: 0, policies: vec![dedupe.clone()] }, options).unwrap();
+    let mut live =
+        Chain::build(&runtime, &ChainSpec { version: 0, policies: vec![dedupe.clone()] }, options).unwrap();
     let misbehave = StageSpec::new(&component_path("fixture_misbehave"), fault);
     let spec = ChainSpec { version: 0, policies: vec![dedupe, misbehave] };
     let (candidate, fork) = live.fork(PreparedChain::load(&runtime, &spec, options.limits).unwrap()).unwrap();

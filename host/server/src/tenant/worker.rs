@@ -97,7 +97,13 @@ impl Worker {
     }
 
     /// Hands the shadow what the live chain got and decided (never waits for it).
-    fn feed_shadow(&mut self, position: LogPosition, now: i64, events: Option<Vec<Event>>, out: &ChainOutput) {
+    fn feed_shadow(
+        &mut self,
+        position: LogPosition,
+        now: i64,
+        events: Option<Vec<Event>>,
+        out: &ChainOutput,
+    ) {
         let Some(shadow) = &mut self.shadow else { return };
         shadow.feed(position, now, events.unwrap_or_default(), out);
         if !shadow.running() {
@@ -180,10 +186,11 @@ impl Worker {
                 self.status.send_modify(|s| s.position = order.position);
             }
             Ok(next) => {
-                let report = match self.promotion(order.promote, order.position, order.version, &next.spec.policies) {
-                    Some(report) => report,
-                    None => self.chain.swap(next),
-                };
+                let report =
+                    match self.promotion(order.promote, order.position, order.version, &next.spec.policies) {
+                        Some(report) => report,
+                        None => self.chain.swap(next),
+                    };
                 self.metrics.swaps.fetch_add(1, Relaxed);
                 tracing::info!(tenant, position = %order.position, from = report.from_version,
                     to = report.to_version, pause_us = report.pause.as_micros() as u64,
