@@ -322,9 +322,9 @@ async fn a_shadowed_dedupe_is_diffed_like_an_offline_replay_and_promoted_with_it
     let candidate = taxi_chain(json!({ "newest_per_frame": false, "forget_after_ms": 600000 }));
     let started = api_a.start_shadow(&candidate).await;
     let start = started["position"].as_str().unwrap().to_string();
-    let running = |s: &Value| s["state"] == "running" && s["diff"]["counts"]["entries"].as_u64() >= Some(40);
-    api_a.wait_shadow("to compare 40 entries on a", Duration::from_secs(60), running).await;
-    let on_b = api_b.wait_shadow("to compare 40 entries on b", Duration::from_secs(60), running).await;
+    let running = |s: &Value| s["state"] == "running" && s["diff"]["counts"]["entries"].as_u64() >= Some(100);
+    api_a.wait_shadow("to compare 100 entries on a", Duration::from_secs(60), running).await;
+    let on_b = api_b.wait_shadow("to compare 100 entries on b", Duration::from_secs(60), running).await;
     assert_eq!(on_b["started_at"], start.as_str(), "both instances forked at the entry: {on_b}");
     let (status, promoted) = api_a.call(api_a.http.post(format!("{}/shadow/promote", api_a.base))).await;
     assert_eq!(status, 200, "promote: {promoted}");
@@ -489,6 +489,11 @@ async fn a_slow_or_trapping_candidate_never_delays_the_live_frames() {
     let timing = Timing::connect(&a.url("/tenants/taxi/events")).await;
     let (api_a, api_b) = (Api::new(&a), Api::new(&b));
     let misbehave = api_a.upload("fixture_misbehave").await;
+    let promote = || api_a.call(api_a.http.post(format!("{}/shadow/promote", api_a.base)));
+    assert_eq!(api_a.shadow().await["state"], "none");
+    let (status, body) = promote().await;
+    assert_eq!(status, 409, "nothing to promote: {body}");
+    assert!(body["error"].as_str().unwrap().contains("start one first"), "{body}");
     let producer = produce(&tansu, 300, 420);
     let since = Instant::now();
     while timing.count() < 20 {
@@ -525,6 +530,9 @@ async fn a_slow_or_trapping_candidate_never_delays_the_live_frames() {
         let reason = s["reason"].as_str().unwrap();
         assert!(reason.contains("misbehave") && reason.contains("faulted"), "{reason}");
     }
+    let (status, body) = promote().await;
+    assert_eq!(status, 409, "a faulted candidate is never promoted: {body}");
+    assert!(body["error"].as_str().unwrap().contains("faulted"), "{body}");
     tokio::time::sleep(PHASE.saturating_sub(t3.elapsed())).await;
     let t4 = Instant::now();
     assert!(!producer.is_finished(), "every phase ran under load");

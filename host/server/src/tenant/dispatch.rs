@@ -1,7 +1,9 @@
 //! Between the log reader and the policy worker: forwards entries in log order and
 //! turns each control entry into an order: a chain change becomes a swap order whose
 //! chain is prepared (plugins fetched, compiled, stages created) concurrently, off the
-//! event path; a reported stage fault becomes a fault order. The worker acts when it
+//! event path; a reported stage fault becomes a fault order; a shadow's start is a
+//! start order whose candidate is prepared the same way, and its promotion a swap order
+//! marked as one. The worker acts when it
 //! reaches the order's position, so every instance acts at the same entry.
 
 use std::sync::Arc;
