@@ -547,6 +547,25 @@ async fn a_slow_or_trapping_candidate_never_delays_the_live_frames() {
         assert!(live_faults.is_empty(), "instance {name}: the live chain faulted: {live_faults:?}");
     }
 
+    // The guard rail: a candidate identical to the live chain differs in nothing, so it
+    // promotes itself once 2 s of log time passed without a difference.
+    let same = taxi_chain(json!({ "newest_per_frame": true, "forget_after_ms": 600000 }));
+    let body = json!({ "policies": same, "auto_promote": { "max_rate": 0.0, "for_ms": 2000 } });
+    let (status, started) = api_a.call(api_a.http.post(format!("{}/shadow", api_a.base)).json(&body)).await;
+    assert_eq!(status, 200, "{started}");
+    for api in [&api_a, &api_b] {
+        let s =
+            api.wait_shadow("to promote itself", Duration::from_secs(30), |s| s["state"] == "promoted").await;
+        assert_eq!(
+            s["diff"]["counts"]["differing_events"], 0,
+            "an identical candidate differs in nothing: {s}"
+        );
+        assert!(s["diff"]["counts"]["entries"].as_u64() >= Some(10), "it ran before its promotion: {s}");
+    }
+    let bad = json!({ "policies": same, "auto_promote": { "max_rate": 5, "for_ms": 2000 } });
+    let (status, body) = api_a.call(api_a.http.post(format!("{}/shadow", api_a.base)).json(&bad)).await;
+    assert_eq!(status, 400, "a rate above 1 is refused: {body}");
+
     let phases = [("no shadow", t0, t1), ("slow shadow", t1, t2), ("trapping shadow", t3, t4)];
     let windows: Vec<(Vec<i64>, f64)> =
         phases.iter().map(|(_, from, to)| timing.window(*from, *to)).collect();

@@ -22,6 +22,8 @@ pub enum ClientError {
     BadPolicy(String),
     #[error("the config of {0:?} is not JSON: {1}")]
     BadConfig(String, serde_json::Error),
+    #[error("{0:?} is not RATE:MS, e.g. 0.001:600000 (at most 0.1 % of events differ for 10 minutes)")]
+    BadAutoPromote(String),
     #[error("unexpected answer from the server: {0}")]
     Unexpected(String),
 }
@@ -77,9 +79,18 @@ impl AdminClient {
         self.send(self.http.put(format!("{}/admin/tenants/{tenant}/chain", self.base)).json(&body)).await
     }
 
-    /// Starts a shadow of `policies` beside the tenant's chain (local files uploaded first).
-    pub async fn shadow(&self, tenant: &str, policies: &[String]) -> Result<Value, ClientError> {
-        let body = serde_json::json!({ "policies": self.stages(policies).await? });
+    /// Starts a shadow of `policies` beside the tenant's chain (local files uploaded
+    /// first), promoting itself within `auto_promote` (`RATE:MS`) if given.
+    pub async fn shadow(
+        &self,
+        tenant: &str,
+        policies: &[String],
+        auto_promote: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut body = serde_json::json!({ "policies": self.stages(policies).await? });
+        if let Some(guard) = auto_promote {
+            body["auto_promote"] = parse_auto_promote(guard)?;
+        }
         self.send(self.http.post(format!("{}/admin/tenants/{tenant}/shadow", self.base)).json(&body)).await
     }
 
@@ -133,6 +144,15 @@ pub fn parse_policy(s: &str) -> Result<StageSpec, ClientError> {
     Ok(StageSpec { plugin: plugin.to_string(), config, source: None })
 }
 
+/// `RATE:MS`, e.g. `0.001:600000`: at most 0.1 % of events differ for 10 minutes.
+pub fn parse_auto_promote(s: &str) -> Result<Value, ClientError> {
+    let bad = || ClientError::BadAutoPromote(s.to_string());
+    let (rate, ms) = s.split_once(':').ok_or_else(bad)?;
+    let max_rate: f64 = rate.trim().parse().map_err(|_| bad())?;
+    let for_ms: u64 = ms.trim().parse().map_err(|_| bad())?;
+    Ok(serde_json::json!({ "max_rate": max_rate, "for_ms": for_ms }))
+}
+
 /// One line for an upload answer.
 pub fn describe_upload(v: &Value) -> String {
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
@@ -176,5 +196,7 @@ mod tests {
         let e = parse_policy("builtin:x={oops").unwrap_err().to_string();
         assert!(e.contains("not JSON"), "{e}");
         assert!(parse_policy("=1").is_err());
+        assert_eq!(parse_auto_promote("0.001:600000").unwrap()["for_ms"], 600000);
+        assert!(parse_auto_promote("0.001").unwrap_err().to_string().contains("RATE:MS"));
     }
 }

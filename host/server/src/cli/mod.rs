@@ -212,6 +212,10 @@ enum PluginAction {
         tenant: String,
         #[arg(long = "policy")]
         policies: Vec<String>,
+        /// With `--policy`: promote by itself once at most RATE of the events differ for MS
+        /// of log time, e.g. `0.001:600000`.
+        #[arg(long, value_name = "RATE:MS", requires = "policies")]
+        auto_promote: Option<String>,
         #[arg(long, conflicts_with_all = ["policies", "stop"])]
         promote: bool,
         #[arg(long, conflicts_with = "policies")]
@@ -317,8 +321,8 @@ async fn plugin(url: &str, token: &str, action: PluginAction) -> anyhow::Result<
             println!("{}", describe_applied(&client.rollback(&tenant).await?))
         }
         PluginAction::Status { tenant } => println!("{:#}", client.status(&tenant).await?),
-        PluginAction::Shadow { tenant, policies, .. } if !policies.is_empty() => {
-            println!("{:#}", client.shadow(&tenant, &policies).await?)
+        PluginAction::Shadow { tenant, policies, auto_promote, .. } if !policies.is_empty() => {
+            println!("{:#}", client.shadow(&tenant, &policies, auto_promote.as_deref()).await?)
         }
         PluginAction::Shadow { tenant, promote, stop, .. } => {
             println!("{:#}", client.shadow_action(&tenant, promote, stop).await?)

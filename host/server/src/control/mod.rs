@@ -4,6 +4,7 @@
 //! there), record it for instances that start later, and wait until this instance has
 //! switched. Shadow deploys: [`shadow`]. Settings: [`config`].
 
+pub mod auto_promote;
 pub mod config;
 pub mod shadow;
 pub mod watch;
@@ -36,6 +37,8 @@ pub enum ControlError {
     Bus(#[from] BusError),
     #[error("tenant {0:?} runs its configured chain; there is no earlier chain to roll back to")]
     NothingToRollBack(String),
+    #[error("{0}")]
+    InvalidGuard(String),
     #[error("tenant {tenant:?} has no running shadow on this instance to promote ({why}); start one first")]
     NoShadow { tenant: String, why: String },
 }

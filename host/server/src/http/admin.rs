@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
+use crate::control::auto_promote::AutoPromote;
 use crate::control::{ChainControl, ControlError};
 use streamgate_runtime::StageSpec;
 
@@ -97,6 +98,7 @@ impl IntoResponse for AdminError {
                 ControlError::Rejected(CatalogError::Missing(_)) => StatusCode::NOT_FOUND,
                 ControlError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 ControlError::NothingToRollBack(_) | ControlError::NoShadow { .. } => StatusCode::CONFLICT,
+                ControlError::InvalidGuard(_) => StatusCode::BAD_REQUEST,
                 ControlError::Store(_) | ControlError::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
         };
@@ -170,13 +172,35 @@ async fn set_chain(
     applied(admin.control.set_chain(&tenant, request.policies, "set through the admin API").await?)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowRequest {
+    policies: Vec<StageSpec>,
+    /// Promote by itself once the diff stays within this budget.
+    auto_promote: Option<AutoPromote>,
+}
+
 async fn start_shadow(
     Admin(admin): Admin,
+    State(state): State<AppState>,
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    let request = chain_request(&body)?;
-    shadow_applied(admin.control.start_shadow(&tenant, request.policies).await?)
+    let request: ShadowRequest = serde_json::from_slice(&body).map_err(|e| {
+        AdminError::BadRequest(format!(
+            "body must be JSON like {{\"policies\": [{{\"plugin\": \"sha256:…\", \"config\": {{}}}}], \
+             \"auto_promote\": {{\"max_rate\": 0.001, \"for_ms\": 600000}}}} (auto_promote optional): {e}"
+        ))
+    })?;
+    if let Some(guard) = &request.auto_promote {
+        guard.check()?;
+    }
+    let started = admin.control.start_shadow(&tenant, request.policies).await?;
+    if let Some(guard) = request.auto_promote {
+        let control = admin.control.clone();
+        control.auto_promote(tenant, guard, started.position.clone(), state.cancel.clone());
+    }
+    shadow_applied(started)
 }
 
 async fn stop_shadow(Admin(admin): Admin, Path(tenant): Path<String>) -> Result<Response, AdminError> {
