@@ -11,6 +11,7 @@ mod dispatch;
 mod heartbeat;
 mod report;
 pub mod shadow;
+mod shadow_board;
 mod shadow_orders;
 #[cfg(test)]
 mod shadow_tests;

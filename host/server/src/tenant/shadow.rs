@@ -12,13 +12,14 @@
 //! candidate's thread runs at the lowest priority (nice 19), so on busy cores the live
 //! path goes first.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use serde::Serialize;
-use streamgate_runtime::diff::{Decided, Diff, DiffCounts, DiffReport};
+use super::shadow_board::Run;
+pub use super::shadow_board::{ShadowBoard, ShadowState, ShadowStatus};
+use streamgate_runtime::diff::{Decided, DiffCounts};
 use streamgate_runtime::{Chain, ChainObserver, ChainOutput, Event, StageSpec, SwapReport};
 
 use crate::bus::LogPosition;
@@ -26,90 +27,6 @@ use crate::metrics::{SHADOW_KINDS, ShadowMetrics, TenantMetrics};
 
 /// Entries the candidate may lag behind the live chain before it is stopped.
 pub const QUEUE: usize = 4096;
-
-/// Where a shadow is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ShadowState {
-    /// None was started since this instance started.
-    #[default]
-    None,
-    Running,
-    /// Stopped through the admin API (a `stop-shadow` entry).
-    Stopped,
-    /// Became the live chain.
-    Promoted,
-    /// The candidate faulted; the diff is kept as it was.
-    Faulted,
-    /// The candidate fell behind the live chain by the whole queue on this instance.
-    FellBehind,
-}
-
-/// What `GET /admin/tenants/{tenant}/shadow` shows: the last shadow on this instance.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ShadowStatus {
-    pub state: ShadowState,
-    /// Why it is in that state (a fault, how far behind, who stopped it).
-    pub reason: Option<String>,
-    pub candidate: Vec<StageSpec>,
-    /// `name@version` of the candidate's stages.
-    pub labels: Vec<String>,
-    /// The log position where it started from the live chain's state.
-    pub started_at: Option<String>,
-    /// How the live state moved into it (as a swap reports it; `pause` is the fork's).
-    pub fork: Option<SwapReport>,
-    /// The last entry both chains decided.
-    pub position: Option<String>,
-    /// Entries handed over and not yet decided by the candidate.
-    pub queued: u64,
-    /// Wall time the candidate spent deciding entries, ms (its thread's, not the live
-    /// worker's).
-    pub busy_ms: u64,
-    pub diff: Option<DiffReport>,
-}
-
-/// The shadow's status, shared between the worker, the candidate's thread and the API.
-#[derive(Default)]
-pub struct ShadowBoard {
-    status: Mutex<ShadowStatus>,
-    diff: Mutex<Diff>,
-    queued: AtomicU64,
-    busy_us: AtomicU64,
-}
-
-impl ShadowBoard {
-    /// The status with the diff's report as of now.
-    pub fn status(&self) -> ShadowStatus {
-        let mut status = self.status.lock().unwrap().clone();
-        status.queued = self.queued.load(Relaxed);
-        status.busy_ms = self.busy_us.load(Relaxed) / 1000;
-        if status.state != ShadowState::None {
-            status.diff = Some(self.diff.lock().unwrap().report());
-        }
-        status
-    }
-
-    /// A shadow ordered at `position` that could not start here.
-    pub fn refused(&self, position: LogPosition, reason: String) {
-        *self.status.lock().unwrap() = ShadowStatus {
-            state: ShadowState::Faulted,
-            reason: Some(format!("could not start at {position}: {reason}")),
-            started_at: Some(position.to_string()),
-            ..Default::default()
-        };
-    }
-
-    /// Replaces the reason shown (the state stays).
-    pub fn note(&self, reason: String) {
-        self.status.lock().unwrap().reason = Some(reason);
-    }
-
-    fn set(&self, state: ShadowState, reason: Option<String>) {
-        let mut status = self.status.lock().unwrap();
-        status.state = state;
-        status.reason = reason;
-    }
-}
 
 /// One entry for the candidate: what the live chain got and decided.
 struct Item {
@@ -125,7 +42,7 @@ pub struct Shadow {
     capacity: usize,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Option<Chain>>>,
-    board: Arc<ShadowBoard>,
+    run: Arc<Run>,
     metrics: Arc<TenantMetrics>,
     pub policies: Vec<StageSpec>,
 }
@@ -142,10 +59,7 @@ impl Shadow {
         capacity: usize,
     ) -> std::io::Result<Shadow> {
         let policies = candidate.spec().policies.clone();
-        *board.diff.lock().unwrap() = Diff::default();
-        board.queued.store(0, Relaxed);
-        board.busy_us.store(0, Relaxed);
-        *board.status.lock().unwrap() = ShadowStatus {
+        let run = board.begin(ShadowStatus {
             state: ShadowState::Running,
             reason: None,
             candidate: policies.clone(),
@@ -153,15 +67,15 @@ impl Shadow {
             started_at: Some(position.to_string()),
             fork: Some(fork),
             ..Default::default()
-        };
+        });
         let (tx, rx) = sync_channel(capacity);
         let stop = Arc::new(AtomicBool::new(false));
-        let runner = Runner { board: board.clone(), metrics: metrics.clone(), stop: stop.clone() };
+        let runner = Runner { run: run.clone(), metrics: metrics.clone(), stop: stop.clone() };
         let thread = std::thread::Builder::new()
             .name(format!("shadow-{}", metrics.tenant))
             .spawn(move || runner.run(candidate, rx))?;
         metrics.shadow.running.store(1, Relaxed);
-        Ok(Shadow { queue: Some(tx), capacity, stop, thread: Some(thread), board, metrics, policies })
+        Ok(Shadow { queue: Some(tx), capacity, stop, thread: Some(thread), run, metrics, policies })
     }
 
     /// Whether the candidate still runs (it stops itself on a fault).
@@ -178,7 +92,7 @@ impl Shadow {
         let item = Item { position, now, events, live: Decided::of(live) };
         match queue.try_send(item) {
             Ok(()) => {
-                self.board.queued.fetch_add(1, Relaxed);
+                self.run.queued.fetch_add(1, Relaxed);
             }
             Err(TrySendError::Full(_)) => {
                 let reason = format!(
@@ -200,7 +114,7 @@ impl Shadow {
 
     fn end(&mut self, state: ShadowState, reason: String, why: &'static str) {
         if !self.stop.swap(true, Relaxed) {
-            self.board.set(state, Some(reason));
+            self.run.set(state, Some(reason));
             self.metrics.shadow.stopped(why);
         }
         self.queue = None;
@@ -216,13 +130,20 @@ impl Shadow {
                 self.stop.store(true, Relaxed);
                 Ok(chain)
             }
-            _ => Err(self.board.status().reason.unwrap_or_else(|| "the candidate stopped".into())),
+            _ => Err(self
+                .run
+                .status
+                .lock()
+                .unwrap()
+                .reason
+                .clone()
+                .unwrap_or_else(|| "the candidate stopped".into())),
         }
     }
 
     /// Marks the shadow promoted at `position`.
     pub fn promoted(board: &ShadowBoard, metrics: &ShadowMetrics, position: LogPosition) {
-        board.set(ShadowState::Promoted, Some(format!("promoted to the live chain at {position}")));
+        board.run().set(ShadowState::Promoted, Some(format!("promoted to the live chain at {position}")));
         metrics.stopped("promoted");
     }
 }
@@ -236,7 +157,7 @@ impl Drop for Shadow {
 
 /// The candidate's side, on its own thread.
 struct Runner {
-    board: Arc<ShadowBoard>,
+    run: Arc<Run>,
     metrics: Arc<TenantMetrics>,
     stop: Arc<AtomicBool>,
 }
@@ -250,13 +171,13 @@ impl Runner {
             CandidateObserver { tenant: format!("{} (shadow)", self.metrics.tenant), ..Default::default() };
         chain.record_drops(true);
         while let Ok(item) = queue.recv() {
-            self.board.queued.fetch_sub(1, Relaxed);
+            self.run.queued.fetch_sub(1, Relaxed);
             if self.stop.load(Relaxed) {
                 return None;
             }
             let started = std::time::Instant::now();
             let out = chain.push(item.now, item.events, &observer);
-            self.board.busy_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            self.run.busy_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
             let fault = observer.fault.lock().unwrap().take().map(|plugin| format!("stage {plugin} faulted"));
             let fault = fault.or_else(|| {
                 out.overran.first().map(|o| format!("a call of {} ran past the call timeout", o.plugin))
@@ -268,18 +189,18 @@ impl Runner {
                 );
                 tracing::error!(tenant = %self.metrics.tenant, position = %item.position, reason, "shadow stopped");
                 if !self.stop.swap(true, Relaxed) {
-                    self.board.set(ShadowState::Faulted, Some(reason));
+                    self.run.set(ShadowState::Faulted, Some(reason));
                     self.metrics.shadow.stopped("candidate_fault");
                 }
                 return None;
             }
             let position = item.position.to_string();
-            let mut diff = self.board.diff.lock().unwrap();
+            let mut diff = self.run.diff.lock().unwrap();
             let before = diff.counts().clone();
             diff.compare(&position, item.now, &item.live, &Decided::of(&out));
             add(&self.metrics.shadow, &before, diff.counts());
             drop(diff);
-            self.board.status.lock().unwrap().position = Some(position);
+            self.run.status.lock().unwrap().position = Some(position);
         }
         (!self.stop.load(Relaxed)).then_some(chain)
     }
