@@ -11,7 +11,8 @@
 //!   memory) that every instance reads whole, in the same order.
 //! - [`policy`]: the plugin store and chain history (Redis), and the catalog that
 //!   resolves plugin references and prepares chains.
-//! - [`tenant`]: runs one tenant: log reader, dispatcher, heartbeats, policy worker.
+//! - [`tenant`]: runs one tenant: log reader, dispatcher, heartbeats, policy worker, and
+//!   a shadow (candidate) chain beside the live one.
 //! - [`hub`]: frames serialised once, history ring, latest values, keyed routing.
 //! - [`http`]: the HTTP surface (SSE, snapshot, health, metrics, web UI, admin API, the
 //!   demo queue's join).
@@ -20,7 +21,7 @@
 //! - [`secrets`]: admin tokens and token keys that rotate from a file without a restart.
 //!
 //! Around the path: [`control`] (changing chains cluster-wide: admin API, `plugins_dir`
-//! watcher), [`metrics`] (counters as Prometheus text), [`app`] (wires it all for `run`
+//! watcher, shadow deploys), [`metrics`] (counters as Prometheus text), [`app`] (wires it all for `run`
 //! and `demo`), [`demo`] (the embedded default), [`cli`] (the `streamgate` command).
 
 pub mod app;
