@@ -45,13 +45,20 @@ fn artifacts() -> PathBuf {
 
 /// Runs one scenario of `pages.py` against `demo`; panics with its output unless it passed.
 fn run(scenario: &str, demo: &Instance) {
+    run_against(scenario, &demo.url(""), &[], &|| demo.log_text());
+}
+
+/// Runs one scenario against the demo at `url` (`env` for the script); `log` is the
+/// demo's log, shown on failure.
+fn run_against(scenario: &str, url: &str, env: &[(&str, &str)], log: &dyn Fn() -> String) {
     let artifacts = artifacts();
     let out_path = artifacts.join(format!("{scenario}.log"));
     std::fs::create_dir_all(&artifacts).unwrap();
     let out = std::fs::File::create(&out_path).unwrap();
     let mut cmd = Command::new(python());
     cmd.arg(repo().join("tests/browser/pages.py"))
-        .args(["--url", &demo.url(""), "--scenario", scenario, "--artifacts"])
+        .args(["--url", url, "--scenario", scenario, "--artifacts"])
+        .envs(env.iter().copied())
         .arg(&artifacts)
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
@@ -79,7 +86,7 @@ fn run(scenario: &str, demo: &Instance) {
         Some(s) => panic!(
             "browser scenario {scenario} failed ({s}):\n{output}\nartifacts in {}\nstreamgate's log:\n{}",
             artifacts.display(),
-            demo.log_text()
+            log()
         ),
         None => panic!("browser scenario {scenario} still running after {SCRIPT_LIMIT:?}:\n{output}"),
     }
@@ -100,4 +107,56 @@ fn the_queue_page_follows_a_new_user_from_the_back_of_the_line_to_admission() {
     // is admitted within about 45 s.
     let demo = Instance::demo(&["--taxis", "45", "--every-ms", "250"]);
     run("queue", &demo);
+}
+
+/// A demo with the admin API on (`STREAMGATE_ADMIN_TOKEN`), stopped when dropped.
+struct AdminDemo {
+    child: std::process::Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl AdminDemo {
+    fn start(token: &str, args: &[&str]) -> AdminDemo {
+        let port = common::free_port();
+        let log =
+            std::env::temp_dir().join(format!("streamgate-admin-demo-{}-{port}.log", std::process::id()));
+        let out = std::fs::File::create(&log).unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_streamgate"))
+            .args(["demo", "--listen", &listen])
+            .args(args)
+            .env("STREAMGATE_ADMIN_TOKEN", token)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("starting streamgate demo");
+        let demo = AdminDemo { child, url: format!("http://{listen}"), log };
+        let ready = format!("{}/readyz", demo.url);
+        common::wait_for("the demo to be ready", Duration::from_secs(30), || {
+            common::http_answer(&ready).is_some_and(|(status, _)| status == 200)
+        });
+        demo
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AdminDemo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+#[test]
+fn the_shadow_page_follows_a_shadow_deploys_diff_over_time() {
+    // Ten reports a second per taxi: the candidate's dedupe (every report of a frame)
+    // decides differently from the demo's (each taxi's newest) within seconds.
+    let token = "shadow-page-admin-token-0123";
+    let demo = AdminDemo::start(token, &["--taxis", "200", "--every-ms", "100"]);
+    run_against("shadow", &demo.url, &[("STREAMGATE_ADMIN_TOKEN", token)], &|| demo.log_text());
 }

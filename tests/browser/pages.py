@@ -2,7 +2,7 @@
 
 Run by tests/browser.rs against a `streamgate demo` it started:
 
-    pages.py --url http://127.0.0.1:PORT --scenario map|queue --artifacts DIR [--docs DIR]
+    pages.py --url http://127.0.0.1:PORT --scenario map|queue|shadow --artifacts DIR [--docs DIR]
 
 Every wait is bounded and says what it waited for; screenshots go to --artifacts (and to
 --docs for the README when asked), and on failure `<scenario>-failure.png`. Exit 0 when
@@ -180,10 +180,55 @@ def queue_scenario(page, origin, shots):
     assert_same_origin(requests, origin)
 
 
+SHADOW_STATE = """() => ({state: document.getElementById('state').textContent,
+  reason: document.getElementById('reason').textContent, error: document.getElementById('error').textContent,
+  counts: document.querySelectorAll('#counts tbody tr').length,
+  sample: document.querySelectorAll('#sample tbody tr').length,
+  line: document.querySelector('#chart polyline')?.getAttribute('points')})"""
+
+
+def shadow_scenario(page, origin, shots):
+    """The operators' shadow page: a wrong token says so; with the right one it follows a shadow's diff over time."""
+    token = os.environ["STREAMGATE_ADMIN_TOKEN"]
+    requests = []
+    record_requests(page, requests)
+    page.goto(origin + "/shadow")
+    check = Check(page, SHADOW_STATE)
+    page.fill("#token", "not-the-token-0123456789")
+    page.click("#who button")
+    check.wait("the refusal shown", "() => document.getElementById('error').textContent.includes('wrong admin token')", 20)
+    page.fill("#token", token)
+    page.click("#who button")
+    check.wait("no shadow yet", "() => document.getElementById('state').textContent === 'none'", 20)
+    # A candidate that releases every report of a frame, where the demo's keeps each taxi's newest.
+    chain = {"policies": [
+        {"plugin": "builtin:ordering", "config": {"window_ms": 1000}},
+        {"plugin": "builtin:staleness", "config": {"max_age_ms": 30000}},
+        {"plugin": "builtin:dedupe", "config": {"newest_per_frame": False}},
+    ]}
+    answer = page.evaluate(
+        """async ([token, chain]) => { const r = await fetch('/admin/tenants/taxi/shadow', {method: 'POST',
+             headers: {authorization: `Bearer ${token}`, 'content-type': 'application/json'}, body: JSON.stringify(chain)});
+             return [r.status, await r.text()]; }""",
+        [token, chain],
+    )
+    assert answer[0] == 200, f"starting a shadow: {answer}"
+    check.wait("the shadow running", "() => document.getElementById('state').textContent === 'running'", 30)
+    check.wait("the diff's counts", "() => document.querySelectorAll('#counts tbody tr').length >= 10", 30)
+    check.wait("differences in the sample", "() => document.querySelectorAll('#sample tbody tr').length > 0", 60)
+    check.wait(
+        "the diff over time drawn (a line of several seconds)",
+        "() => (document.querySelector('#chart polyline')?.getAttribute('points') || '').split(' ').length >= 3",
+        60,
+    )
+    shots("shadow", page)
+    assert_same_origin(requests, origin)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
-    ap.add_argument("--scenario", choices=["map", "queue"], required=True)
+    ap.add_argument("--scenario", choices=["map", "queue", "shadow"], required=True)
     ap.add_argument("--artifacts", required=True, type=Path)
     ap.add_argument("--docs", type=Path, help="also write the README's screenshots here")
     default_chromium = os.environ.get("STREAMGATE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -200,7 +245,7 @@ def main():
             page.screenshot(path=str(args.docs / f"{name}.png"))
             print(f"  screenshot for the README: {args.docs / f'{name}.png'}", flush=True)
 
-    scenario = {"map": map_scenario, "queue": queue_scenario}[args.scenario]
+    scenario = {"map": map_scenario, "queue": queue_scenario, "shadow": shadow_scenario}[args.scenario]
     print(f"{args.scenario}: {scenario.__doc__}", flush=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, headless=True, args=["--no-sandbox"])
