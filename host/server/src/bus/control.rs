@@ -28,8 +28,15 @@ pub enum Control {
     /// `chain.version`, with its own state; where no intact shadow runs, a plain swap to
     /// `chain`.
     PromoteShadow { chain: ChainSpec, reason: String },
-    /// The shadow stops here.
-    StopShadow { reason: String },
+    /// The shadow stops here: any shadow, or (`started_at` set) only the one started at
+    /// that position. An instance whose candidate stopped for a reason only it saw (it
+    /// fell behind, a call past its wall-clock timeout) publishes one with `started_at`,
+    /// so every instance drops that candidate at the same position.
+    StopShadow {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at: Option<String>,
+    },
 }
 
 impl Control {
@@ -45,6 +52,10 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stop_of(reason: &str) -> Control {
+        Control::StopShadow { reason: reason.into(), started_at: None }
+    }
     use streamgate_runtime::StageSpec;
 
     #[test]
@@ -67,7 +78,11 @@ mod tests {
         assert_eq!(Control::decode(&shadow.encode()).unwrap(), shadow);
         let promote = Control::PromoteShadow { chain: ChainSpec::default(), reason: "ok".into() };
         assert_eq!(Control::decode(&promote.encode()).unwrap(), promote);
-        let stop = Control::StopShadow { reason: "done".into() };
+        let stop = Control::StopShadow { reason: "done".into(), started_at: None };
         assert!(std::str::from_utf8(&stop.encode()).unwrap().contains(r#""op":"stop-shadow""#));
+        assert!(!std::str::from_utf8(&stop.encode()).unwrap().contains("started_at"));
+        let scoped = Control::StopShadow { reason: "behind".into(), started_at: Some("5-0".into()) };
+        assert_eq!(Control::decode(&scoped.encode()).unwrap(), scoped);
+        assert_eq!(Control::decode(br#"{"op":"stop-shadow","reason":"r"}"#).unwrap(), stop_of("r"));
     }
 }

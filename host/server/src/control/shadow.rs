@@ -62,7 +62,10 @@ impl ChainControl {
     pub async fn stop_shadow(&self, tenant: &str) -> Result<ShadowApplied, ControlError> {
         let handle = self.tenant(tenant)?;
         let reason = "stopped through the admin API".to_string();
-        let position = self.bus.publish(tenant, &EntryBody::control(&Control::StopShadow { reason })).await?;
+        let position = self
+            .bus
+            .publish(tenant, &EntryBody::control(&Control::StopShadow { reason, started_at: None }))
+            .await?;
         Ok(self.wait_passed(handle, position).await)
     }
 

@@ -30,6 +30,8 @@ pub enum Work {
     StopShadow {
         position: LogPosition,
         reason: String,
+        /// Only the shadow started here (`None`: whichever runs).
+        started_at: Option<LogPosition>,
     },
 }
 
@@ -160,8 +162,11 @@ pub async fn dispatch(
                 let order = dispatcher.order(chain, reason, position, log_time);
                 items.push(Work::Swap(SwapOrder { promote: true, ..order }))
             }
-            Content::Control(Control::StopShadow { reason }) => {
-                items.push(Work::StopShadow { position, reason })
+            Content::Control(Control::StopShadow { reason, started_at }) => {
+                // An unreadable scope stops nothing rather than a shadow it may not mean.
+                let scope = started_at
+                    .map(|s| s.parse::<LogPosition>().unwrap_or(LogPosition { major: 0, minor: 0 }));
+                items.push(Work::StopShadow { position, reason, started_at: scope })
             }
             Content::Control(Control::FaultStage { version, stage, plugin, reason }) => {
                 items.push(Work::Fault(FaultOrder { position, log_time, version, stage, plugin, reason }))

@@ -44,7 +44,12 @@ pub struct Shadow {
     thread: Option<JoinHandle<Option<Chain>>>,
     run: Arc<Run>,
     metrics: Arc<TenantMetrics>,
+    /// Why it stopped, when only this instance could see it (fell behind, a call past
+    /// the wall-clock timeout): the worker publishes it so every instance stops alike.
+    local_stop: Arc<Mutex<Option<String>>>,
     pub policies: Vec<StageSpec>,
+    /// The log position it was forked at (names it in a published stop).
+    pub started_at: LogPosition,
 }
 
 impl Shadow {
@@ -70,12 +75,28 @@ impl Shadow {
         });
         let (tx, rx) = sync_channel(capacity);
         let stop = Arc::new(AtomicBool::new(false));
-        let runner = Runner { run: run.clone(), metrics: metrics.clone(), stop: stop.clone() };
+        let local_stop = Arc::new(Mutex::new(None));
+        let runner = Runner {
+            run: run.clone(),
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+            local_stop: local_stop.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name(format!("shadow-{}", metrics.tenant))
             .spawn(move || runner.run(candidate, rx))?;
         metrics.shadow.running.store(1, Relaxed);
-        Ok(Shadow { queue: Some(tx), capacity, stop, thread: Some(thread), run, metrics, policies })
+        Ok(Shadow {
+            queue: Some(tx),
+            capacity,
+            stop,
+            thread: Some(thread),
+            run,
+            metrics,
+            local_stop,
+            policies,
+            started_at: position,
+        })
     }
 
     /// Whether the candidate still runs (it stops itself on a fault).
@@ -101,10 +122,16 @@ impl Shadow {
                     self.capacity
                 );
                 tracing::warn!(tenant = %self.metrics.tenant, %position, "shadow fell behind; stopped");
+                self.local_stop.lock().unwrap().get_or_insert_with(|| reason.clone());
                 self.end(ShadowState::FellBehind, reason, "fell_behind");
             }
             Err(TrySendError::Disconnected(_)) => self.stop.store(true, Relaxed),
         }
+    }
+
+    /// Why it stopped, if only this instance could have seen it.
+    pub fn local_stop(&self) -> Option<String> {
+        self.local_stop.lock().unwrap().clone()
     }
 
     /// Stops the candidate (it finishes at most the call it is in, on its thread).
@@ -160,6 +187,7 @@ struct Runner {
     run: Arc<Run>,
     metrics: Arc<TenantMetrics>,
     stop: Arc<AtomicBool>,
+    local_stop: Arc<Mutex<Option<String>>>,
 }
 
 impl Runner {
@@ -178,15 +206,27 @@ impl Runner {
             let started = std::time::Instant::now();
             let out = chain.push(item.now, item.events, &observer);
             self.run.busy_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-            let fault = observer.fault.lock().unwrap().take().map(|plugin| format!("stage {plugin} faulted"));
+            // A trap, fuel or memory fault happens at this entry on every instance; a
+            // call past the wall-clock timeout only here (published by the worker).
+            let fault = observer
+                .fault
+                .lock()
+                .unwrap()
+                .take()
+                .map(|plugin| (format!("stage {plugin} faulted"), false));
             let fault = fault.or_else(|| {
-                out.overran.first().map(|o| format!("a call of {} ran past the call timeout", o.plugin))
+                out.overran
+                    .first()
+                    .map(|o| (format!("a call of {} ran past the call timeout", o.plugin), true))
             });
-            if let Some(fault) = fault {
+            if let Some((fault, only_here)) = fault {
                 let reason = format!(
                     "{fault} at {}; the candidate is stopped (the live chain is untouched)",
                     item.position
                 );
+                if only_here {
+                    self.local_stop.lock().unwrap().get_or_insert_with(|| reason.clone());
+                }
                 tracing::error!(tenant = %self.metrics.tenant, position = %item.position, reason, "shadow stopped");
                 if !self.stop.swap(true, Relaxed) {
                     self.run.set(ShadowState::Faulted, Some(reason));

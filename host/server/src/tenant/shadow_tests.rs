@@ -1,6 +1,7 @@
 //! A shadow on its own: a candidate that cannot keep up is stopped when the queue is
 //! full (the live side only ever hands over, never waits), and a candidate that traps
-//! stops itself, reported, while the live chain goes on.
+//! stops itself, reported, while the live chain goes on. Only the first is a stop the
+//! worker publishes (the others could not have seen it).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -60,6 +61,9 @@ fn a_candidate_a_whole_queue_behind_is_stopped_and_reported() {
     assert!(status.reason.as_deref().unwrap().contains("whole queue (2 entries)"), "{status:?}");
     assert_eq!(stops(&metrics, "fell_behind"), 1);
     assert_eq!(metrics.shadow.running.load(Relaxed), 0);
+    let local = shadow.local_stop().expect("falling behind is this instance's own observation");
+    assert!(local.contains("whole queue"), "the stop to publish says why: {local}");
+    assert_eq!(shadow.started_at, at(1), "a published stop names the shadow it means");
     assert!(shadow.finish().is_err(), "a stopped candidate is never promoted");
 }
 
@@ -83,4 +87,5 @@ fn a_trapping_candidate_stops_itself_and_says_where() {
     assert_eq!(stops(&metrics, "candidate_fault"), 1);
     assert_eq!(status.diff.unwrap().counts.entries, 2, "the entries before the trap were compared");
     assert_eq!(counts.outcomes().len(), 0, "the live chain never faulted");
+    assert_eq!(shadow.local_stop(), None, "a trap happens at the same entry everywhere: nothing to publish");
 }

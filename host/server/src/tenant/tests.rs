@@ -1,7 +1,8 @@
 //! The worker's decisions about what only this instance saw: a chain it could not
 //! prepare for a local reason goes to the log as a revert (a deterministic refusal does
 //! not), and a revert is applied only by a chain of the version it names. And keys the
-//! chain expires leave the hub at the entry whose push expired them.
+//! chain expires leave the hub at the entry whose push expired them. A shadow that
+//! falls behind here is stopped through the log.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -10,11 +11,13 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use streamgate_runtime::builtin::component_path;
 use streamgate_runtime::{
     Chain, ChainOptions, ChainSpec, PolicyRuntime, PreparedChain, SandboxConfig, StageSpec,
 };
 
 use super::dispatch::{PrepareFailure, SwapOrder, Work};
+use super::shadow::QUEUE;
 use super::status::ChainStatus;
 use super::worker::Worker;
 use crate::bus::{Content, Control, LogEntry, LogPosition};
@@ -163,4 +166,36 @@ fn keys_the_chain_expires_leave_the_hub_at_the_entry_that_expired_them() {
     );
     assert_eq!(frames.len(), 4);
     assert_eq!(&hub.snapshot_json(None)[..], b"[]");
+}
+
+#[test]
+fn a_shadow_that_falls_behind_here_is_stopped_everywhere_through_the_log() {
+    let runtime = PolicyRuntime::new(&SandboxConfig::default());
+    let limits = runtime.limits(None);
+    // Millions of Wasm instructions per call: the live dedupe hands entries over far faster.
+    let slow = StageSpec::new(&component_path("fixture_misbehave"), r#"{"fault":"slow","spin":2000000}"#);
+    let candidate = ChainSpec { version: 1, policies: vec![StageSpec::new("builtin:dedupe", ""), slow] };
+    let Work::Swap(start) = order(1, 1, None, Ok(PreparedChain::load(&runtime, &candidate, limits).unwrap()))
+    else {
+        unreachable!("order builds a swap")
+    };
+    let at = |major| LogPosition { major, minor: 0 };
+    let entry = |i: u64| {
+        let event = Event { key: format!("k{}", i % 7), event_time: i as i64, ..Event::default() };
+        Work::Entry(LogEntry { position: at(i), log_time: i as i64, content: Content::Events(vec![event]) })
+    };
+    let mut work = vec![
+        Work::StartShadow(start),
+        // A stop published for another shadow (started elsewhere in the log) leaves this one running.
+        Work::StopShadow { position: at(2), reason: "another".into(), started_at: Some(at(99)) },
+    ];
+    work.extend((3..3 + QUEUE as u64 + 64).map(entry));
+    let (reports, _) = run(&runtime, work);
+    match reports.as_slice() {
+        [Control::StopShadow { reason, started_at }] => {
+            assert_eq!(started_at.as_deref(), Some("1-0"), "names the shadow it stops");
+            assert!(reason.contains("whole queue") && reason.contains("seen by a:1"), "{reason}");
+        }
+        other => panic!("one published stop for the candidate that fell behind here: {other:?}"),
+    }
 }

@@ -59,8 +59,9 @@ impl Worker {
                 }
                 Work::Swap(order) => self.swap(order),
                 Work::StartShadow(order) => self.start_shadow(order),
-                Work::StopShadow { position, reason } => {
-                    if let Some(shadow) = self.shadow.take() {
+                Work::StopShadow { position, reason, started_at } => {
+                    let meant = |s: &Shadow| started_at.is_none_or(|at| at == s.started_at);
+                    if let Some(shadow) = self.shadow.take_if(|s| meant(s)) {
                         tracing::info!(tenant = %self.metrics.tenant, %position, reason, "shadow stopped");
                         shadow.stop(format!("{reason} at {position}"));
                         self.chain.record_drops(false);
@@ -107,6 +108,13 @@ impl Worker {
         let Some(shadow) = &mut self.shadow else { return };
         shadow.feed(position, now, events.unwrap_or_default(), out);
         if !shadow.running() {
+            // A stop only this instance saw is published: every instance drops the
+            // candidate at that entry, so a later promotion finds none anywhere.
+            if let Some(reason) = shadow.local_stop() {
+                let reason = format!("{reason} (seen by {})", self.instance);
+                let started_at = Some(shadow.started_at.to_string());
+                let _ = self.reports.send(Control::StopShadow { reason, started_at });
+            }
             self.shadow = None;
             self.chain.record_drops(false);
         }
