@@ -110,6 +110,7 @@ impl Config {
         }
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.bus.validate().map_err(ConfigError::Invalid)?;
+        self.redis.validate(self.bus.kind).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }
