@@ -64,6 +64,19 @@ fn assert_complete_once_and_identical(streams: &[Recorded], produced: &[String])
     }
 }
 
+/// `streamgate check --config` on `config`: its exit code and report.
+fn check(config: &str) -> (i32, String) {
+    let path = common::scratch_path("check.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("running streamgate check");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().expect("exited"), text)
+}
+
 fn gaps(instance: &Instance, tenant: &str) -> f64 {
     instance.metric(&format!("streamgate_log_gaps_total{{tenant=\"{tenant}\"}}"))
 }
@@ -78,11 +91,27 @@ async fn a_sentinel_failover_mid_stream_loses_nothing_and_streams_stay_identical
         quoted(&redis.urls())
     );
     let config = config(&tansu, &section, &["feed"]);
+    let (code, report) = check(&config);
+    let primary =
+        format!("ok   redis primary \"{MASTER}\" at 127.0.0.1:{} (PING: PONG", redis.primary_port());
+    assert!(
+        code == 0 && report.contains(&primary),
+        "check finds the primary through the sentinels: {report}"
+    );
     let instances = [Instance::start(&config), Instance::start(&config)];
     let clients = [
         Recorder::connect(&instances[0].url(""), "feed", None).await,
         Recorder::connect(&instances[1].url(""), "feed", None).await,
     ];
+    // Log readers read the replica (what they deliver, a failover to it keeps).
+    let replica = redis.nodes.iter().map(|n| n.port).find(|&p| p != redis.primary_port()).unwrap();
+    tokio::task::spawn_blocking(move || {
+        common::wait_for("both instances' log readers on the replica", Duration::from_secs(20), || {
+            cli(replica, &["CLIENT", "LIST"]).matches("cmd=xread").count() == 2
+        })
+    })
+    .await
+    .unwrap();
     let feed = Feed::start(&tansu.brokers(), "feed", 1_500, 100, None);
     feed.wait_acked(400, Duration::from_secs(60)).await;
     let old_primary = redis.primary_port();
@@ -105,16 +134,16 @@ async fn a_sentinel_failover_mid_stream_loses_nothing_and_streams_stay_identical
     for (n, i) in instances.iter().enumerate() {
         assert_eq!(gaps(i, "feed"), 0.0, "instance {n} read nothing the failover lost");
     }
+    let failed: f64 =
+        instances.iter().map(|i| i.metric("streamgate_bus_publish_errors_total{tenant=\"feed\"}")).sum();
+    assert!(failed > 0.0, "appends failed during the failover and were published again");
     // The log is on the new primary, in full, under the unchanged key name.
     let length: usize = cli(new_primary, &["XLEN", "ha:feed:log"]).trim().parse().unwrap();
     assert!(length > 0, "the log lives on the promoted primary");
     drop(redis);
 }
 
-async fn admin(
-    http: &reqwest::Client,
-    req: reqwest::RequestBuilder,
-) -> (u16, serde_json::Value) {
+async fn admin(http: &reqwest::Client, req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
     let _ = http;
     let resp = req.bearer_auth(TOKEN).send().await.expect("admin API answers");
     let status = resp.status().as_u16();
@@ -140,9 +169,16 @@ async fn a_cluster_spreads_tenants_over_shards_and_the_admin_api_reaches_every_i
     let tansu = Tansu::start();
     tansu.create_topic(&a, 4);
     tansu.create_topic(&b, 4);
-    let section =
-        format!("[redis]\ntopology = \"cluster\"\nnodes = [{}]\nkey_prefix = \"sg\"\n", quoted(&cluster.urls()));
+    let section = format!(
+        "[redis]\ntopology = \"cluster\"\nnodes = [{}]\nkey_prefix = \"sg\"\n",
+        quoted(&cluster.urls())
+    );
     let config = config(&tansu, &section, &[&a, &b]);
+    let (code, report) = check(&config);
+    assert!(
+        code == 0 && report.contains("cluster_state ok, 3 primaries"),
+        "check sees the cluster: {report}"
+    );
     let instances = [Instance::start(&config), Instance::start(&config)];
 
     // Upload through one instance, set the chain of `a` through the other.
@@ -169,10 +205,19 @@ async fn a_cluster_spreads_tenants_over_shards_and_the_admin_api_reaches_every_i
     }
 
     let clients = [
-        [Recorder::connect(&instances[0].url(""), &a, None).await, Recorder::connect(&instances[0].url(""), &b, None).await],
-        [Recorder::connect(&instances[1].url(""), &a, None).await, Recorder::connect(&instances[1].url(""), &b, None).await],
+        [
+            Recorder::connect(&instances[0].url(""), &a, None).await,
+            Recorder::connect(&instances[0].url(""), &b, None).await,
+        ],
+        [
+            Recorder::connect(&instances[1].url(""), &a, None).await,
+            Recorder::connect(&instances[1].url(""), &b, None).await,
+        ],
     ];
-    let feeds = [Feed::start(&tansu.brokers(), &a, 400, 100, None), Feed::start(&tansu.brokers(), &b, 400, 100, None)];
+    let feeds = [
+        Feed::start(&tansu.brokers(), &a, 400, 100, None),
+        Feed::start(&tansu.brokers(), &b, 400, 100, None),
+    ];
     let mut produced = Vec::new();
     for feed in feeds {
         produced.push(feed.finish(Duration::from_secs(120)).await.ids);

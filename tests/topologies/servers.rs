@@ -24,16 +24,34 @@ impl Node {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server not found: run `make test`, which installs it");
-        wait_for(&format!("redis-server on port {port} to listen"), Duration::from_secs(10), || port_open(port));
+        wait_for(&format!("redis-server on port {port} to listen"), Duration::from_secs(10), || {
+            port_open(port)
+        });
         Node { child: Some(child), port }
     }
 
-    /// A data node without persistence, with `extra` arguments.
+    /// A data node without persistence, with `extra` arguments. Its own empty working
+    /// directory: a replica writes the snapshot it syncs from there, and a server loads
+    /// one it finds there at start.
     fn data(port: u16, extra: &[&str]) -> Node {
-        let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let dir = scratch_path("redis");
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = dir.display().to_string();
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         Node::start(port, &args)
     }
@@ -90,11 +108,16 @@ impl Sentinels {
         });
         let sentinels = (0..3).map(|_| sentinel(primary.port)).collect::<Vec<_>>();
         for s in &sentinels {
-            wait_for("each sentinel to know the replica and the other sentinels", Duration::from_secs(30), || {
-                let master = cli(s.port, &["SENTINEL", "MASTER", MASTER]);
-                let replicas = cli(s.port, &["SENTINEL", "REPLICAS", MASTER]);
-                field(&master, "num-other-sentinels") == Some(2) && replicas.contains(&replica.port.to_string())
-            });
+            wait_for(
+                "each sentinel to know the replica and the other sentinels",
+                Duration::from_secs(30),
+                || {
+                    let master = cli(s.port, &["SENTINEL", "MASTER", MASTER]);
+                    let replicas = cli(s.port, &["SENTINEL", "REPLICAS", MASTER]);
+                    field(&master, "num-other-sentinels") == Some(2)
+                        && replicas.contains(&replica.port.to_string())
+                },
+            );
         }
         Sentinels { nodes: vec![primary, replica], sentinels }
     }
@@ -117,7 +140,9 @@ impl Sentinels {
         let old = self.primary_port();
         let victim = self.nodes.iter().position(|n| n.port == old).expect("the primary is ours");
         self.nodes[victim].kill();
-        wait_for("the sentinels to promote the replica", Duration::from_secs(60), || self.primary_port() != old);
+        wait_for("the sentinels to promote the replica", Duration::from_secs(60), || {
+            self.primary_port() != old
+        });
         let new = self.primary_port();
         let new_arg = new.to_string();
         self.nodes[victim] = Node::data(old, &["--replicaof", "127.0.0.1", &new_arg]);
@@ -160,7 +185,12 @@ impl Cluster {
             .map(|_| {
                 let port = free_port();
                 let conf = scratch_path("nodes.conf").display().to_string();
-                Node::data(port, &["--cluster-enabled", "yes", "--cluster-config-file", &conf])
+                // The bus port defaults to port + 10000, which may be taken or out of range.
+                let bus = free_port().to_string();
+                Node::data(
+                    port,
+                    &["--cluster-enabled", "yes", "--cluster-config-file", &conf, "--cluster-port", &bus],
+                )
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();

@@ -118,9 +118,10 @@ impl RedisConfig {
             _ if bus == BusKind::RedisPubsub => {
                 Err("bus.kind = \"redis-pubsub\" needs redis.topology = \"single\"".into())
             }
-            RedisTopology::Sentinel if self.sentinels.is_empty() || self.master_name.is_empty() => Err(
-                "redis.topology = \"sentinel\" needs redis.sentinels (their URLs) and redis.master_name".into(),
-            ),
+            RedisTopology::Sentinel if self.sentinels.is_empty() || self.master_name.is_empty() => {
+                Err("redis.topology = \"sentinel\" needs redis.sentinels (their URLs) and redis.master_name"
+                    .into())
+            }
             RedisTopology::Sentinel if self.confirm_replicas > 0 && self.confirm_timeout.is_zero() => {
                 Err("redis.confirm_timeout_ms must be > 0 when redis.confirm_replicas is".into())
             }

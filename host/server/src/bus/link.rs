@@ -12,16 +12,17 @@
 //! after any error) and log readers read from a replica when one is known: a reader
 //! then only sees what a replica holds, which a failover to that replica keeps.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection, PubSub};
+use redis::aio::{MultiplexedConnection, PubSub};
 use redis::cluster::{ClusterClient, ClusterConfig};
-use redis::cluster_async::ClusterConnection;
 use redis::sentinel::Sentinel;
-use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{AsyncConnectionConfig, Client, RedisResult};
 
 use super::config::{RedisConfig, RedisTopology};
+pub use super::redis_conn::Conn;
+use super::redis_conn::Slot;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Response timeout of the shared connections of `sentinel` and `cluster`.
@@ -61,21 +62,7 @@ struct Inner {
 enum Kind {
     Single(Client),
     Sentinel { sentinel: tokio::sync::Mutex<Sentinel>, master: String },
-    Cluster { client: ClusterClient, nodes: Vec<Client> },
-}
-
-/// The shared primary connection under `sentinel`, with a generation so an error on
-/// an old connection does not drop its replacement.
-#[derive(Default)]
-pub struct Slot(Mutex<(u64, Option<MultiplexedConnection>)>);
-
-impl Slot {
-    fn invalidate(&self, generation: u64) {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.0 == generation {
-            slot.1 = None;
-        }
-    }
+    Cluster { client: Box<ClusterClient>, nodes: Vec<Client> },
 }
 
 impl RedisLink {
@@ -90,8 +77,10 @@ impl RedisLink {
             RedisTopology::Single => Self::single(&config.url, prefix),
             RedisTopology::Sentinel => {
                 let sentinel = Sentinel::build(config.sentinels.clone())?;
-                let confirm = (config.confirm_replicas > 0)
-                    .then_some(Confirm { replicas: config.confirm_replicas, timeout: config.confirm_timeout });
+                let confirm = (config.confirm_replicas > 0).then_some(Confirm {
+                    replicas: config.confirm_replicas,
+                    timeout: config.confirm_timeout,
+                });
                 let kind = Kind::Sentinel {
                     sentinel: tokio::sync::Mutex::new(sentinel),
                     master: config.master_name.clone(),
@@ -99,8 +88,9 @@ impl RedisLink {
                 Ok(Self::new(kind, confirm, prefix))
             }
             RedisTopology::Cluster => {
-                let client = ClusterClient::new(config.nodes.clone())?;
-                let nodes = config.nodes.iter().map(|n| Client::open(n.as_str())).collect::<Result<_, _>>()?;
+                let client = Box::new(ClusterClient::new(config.nodes.clone())?);
+                let nodes =
+                    config.nodes.iter().map(|n| Client::open(n.as_str())).collect::<Result<_, _>>()?;
                 Ok(Self::new(Kind::Cluster { client, nodes }, None, prefix))
             }
         }
@@ -148,7 +138,12 @@ impl RedisLink {
                 Ok(Conn::Plain(client.get_multiplexed_async_connection_with_config(&config).await?))
             }
             Kind::Sentinel { .. } => {
-                let client = self.sentinel_client(role).await?;
+                if role == Role::LogReader
+                    && let Some(replica) = self.replica_in_sync(&config).await
+                {
+                    return Ok(Conn::Plain(replica));
+                }
+                let client = self.primary_client().await?;
                 Ok(Conn::Plain(client.get_multiplexed_async_connection_with_config(&config).await?))
             }
             Kind::Cluster { client, .. } => {
@@ -180,35 +175,33 @@ impl RedisLink {
     }
 
     async fn shared_primary(&self) -> RedisResult<Conn> {
-        let slot = &self.inner.tracked;
-        {
-            let current = slot.0.lock().unwrap_or_else(|e| e.into_inner());
-            if let (generation, Some(conn)) = &*current {
-                return Ok(Conn::Tracked(conn.clone(), slot.clone(), *generation));
-            }
+        if let Some(conn) = self.inner.tracked.tracked() {
+            return Ok(conn);
         }
         let Conn::Plain(conn) = self.dedicated(Role::Primary, SHARED_RESPONSE_TIMEOUT).await? else {
             unreachable!("sentinel connections are plain")
         };
-        let mut current = slot.0.lock().unwrap_or_else(|e| e.into_inner());
-        current.0 += 1;
-        current.1 = Some(conn.clone());
-        Ok(Conn::Tracked(conn, slot.clone(), current.0))
+        Ok(self.inner.tracked.hold(conn))
     }
 
-    /// The server a `sentinel` role connects to: the primary, or for a log reader a
-    /// replica when the sentinels know one (else the primary).
-    async fn sentinel_client(&self, role: Role) -> RedisResult<Client> {
+    /// The primary the sentinels name now.
+    async fn primary_client(&self) -> RedisResult<Client> {
         let Kind::Sentinel { sentinel, master } = &self.inner.kind else {
             unreachable!("called for sentinel only")
         };
-        let mut sentinel = sentinel.lock().await;
-        if role == Role::LogReader
-            && let Ok(replica) = sentinel.async_replica_for(master, None).await
-        {
-            return Ok(replica);
-        }
-        sentinel.async_master_for(master, None).await
+        sentinel.lock().await.async_master_for(master, None).await
+    }
+
+    /// A connection to a replica the sentinels name that is in sync with its primary
+    /// now; `None` when there is none. A replica still loading its first copy (a node
+    /// just restarted) answers reads from an empty or stale dataset: a log reader there
+    /// would see the log go back.
+    async fn replica_in_sync(&self, config: &AsyncConnectionConfig) -> Option<MultiplexedConnection> {
+        let Kind::Sentinel { sentinel, master } = &self.inner.kind else { return None };
+        let client = sentinel.lock().await.async_replica_for(master, None).await.ok()?;
+        let mut conn = client.get_multiplexed_async_connection_with_config(config).await.ok()?;
+        let info: String = redis::cmd("INFO").arg("replication").query_async(&mut conn).await.ok()?;
+        in_sync(&info).then_some(conn)
     }
 
     /// A subscriber connection. Under `cluster`, messages published on any node reach
@@ -216,7 +209,7 @@ impl RedisLink {
     pub async fn pubsub(&self) -> RedisResult<PubSub> {
         match &self.inner.kind {
             Kind::Single(client) => client.get_async_pubsub().await,
-            Kind::Sentinel { .. } => self.sentinel_client(Role::Primary).await?.get_async_pubsub().await,
+            Kind::Sentinel { .. } => self.primary_client().await?.get_async_pubsub().await,
             Kind::Cluster { nodes, .. } => {
                 let mut last = None;
                 for node in nodes {
@@ -234,76 +227,38 @@ impl RedisLink {
     pub async fn describe(&self) -> String {
         match &self.inner.kind {
             Kind::Single(client) => format!("redis {}", client.get_connection_info().addr()),
-            Kind::Sentinel { master, .. } => match self.sentinel_client(Role::Primary).await {
+            Kind::Sentinel { master, .. } => match self.primary_client().await {
                 Ok(client) => format!("redis primary {master:?} at {}", client.get_connection_info().addr()),
                 Err(_) => format!("redis primary {master:?}"),
             },
             Kind::Cluster { nodes, .. } => {
-                let addrs: Vec<String> = nodes.iter().map(|n| n.get_connection_info().addr().to_string()).collect();
+                let addrs: Vec<String> =
+                    nodes.iter().map(|n| n.get_connection_info().addr().to_string()).collect();
                 format!("redis cluster {}", addrs.join(","))
             }
         }
     }
 }
 
-/// A connection of any topology; errors on the shared `sentinel` connection drop it,
-/// so the next use asks the sentinels for the primary again.
-#[derive(Clone)]
-pub enum Conn {
-    Plain(MultiplexedConnection),
-    Managed(ConnectionManager),
-    Cluster(ClusterConnection),
-    Tracked(MultiplexedConnection, Arc<Slot>, u64),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Plain(c) => c.req_packed_command(cmd),
-            Conn::Managed(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-            Conn::Tracked(c, slot, generation) => Box::pin(async move {
-                let result = c.req_packed_command(cmd).await;
-                if result.is_err() {
-                    slot.invalidate(*generation);
-                }
-                result
-            }),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Plain(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Managed(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Tracked(c, slot, generation) => Box::pin(async move {
-                let result = c.req_packed_commands(pipeline, offset, count).await;
-                if result.is_err() {
-                    slot.invalidate(*generation);
-                }
-                result
-            }),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Plain(c) | Conn::Tracked(c, ..) => c.get_db(),
-            Conn::Managed(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
+/// Whether an `INFO replication` answer is a replica's whose link to its primary is up
+/// and not in a full sync.
+fn in_sync(info: &str) -> bool {
+    let has = |line: &str| info.lines().any(|l| l.trim() == line);
+    has("role:slave") && has("master_link_status:up") && !has("master_sync_in_progress:1")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_serves_log_readers_only_while_in_sync() {
+        let synced = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nmaster_sync_in_progress:0\r\n";
+        assert!(in_sync(synced));
+        assert!(!in_sync(&synced.replace(":up", ":down")), "link down");
+        assert!(!in_sync(&synced.replace("progress:0", "progress:1")), "loading its first copy");
+        assert!(!in_sync("role:master\r\n"), "not a replica (any more)");
+    }
 
     #[test]
     fn only_the_cluster_layout_tags_a_tenants_keys() {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod link;
 mod memory;
+mod redis_conn;
 mod redis_pubsub;
 mod redis_stream;
 mod stream_reply;
@@ -29,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use batch::{BatchDecodeError, decode_batch, encode_batch};
 pub use config::{BusConfig, BusKind, RedisConfig, RedisTopology};
-pub use link::RedisLink;
 pub use control::Control;
+pub use link::RedisLink;
 pub use memory::MemoryBus;
 pub use redis_pubsub::RedisPubSubBus;
 pub use redis_stream::RedisStreamBus;

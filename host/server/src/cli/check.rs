@@ -225,14 +225,16 @@ async fn redis(report: &mut Report, config: &Config, timeout: Duration) -> bool 
     match answer {
         Ok(Ok((what, (pong, info)))) => {
             let field = |name: &str| {
-                info.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or("unknown").to_string()
+                info.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+                    .unwrap_or("unknown")
+                    .to_string()
             };
             let detail = match link.topology() {
-                RedisTopology::Cluster => format!(
-                    "cluster_state {}, {} primaries",
-                    field("cluster_state:"),
-                    field("cluster_size:")
-                ),
+                RedisTopology::Cluster => {
+                    format!("cluster_state {}, {} primaries", field("cluster_state:"), field("cluster_size:"))
+                }
                 _ => format!("redis {}", field("redis_version:")),
             };
             report.ok(&what, &format!(" (PING: {pong}, {detail})"));

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use streamgate_runtime::ChainSpec;
 
 use crate::bus::link::Conn;
-use crate::bus::{RedisLink, Recorded};
+use crate::bus::{Recorded, RedisLink};
 
 /// Chains kept per tenant (older ones are trimmed).
 const HISTORY_KEPT: isize = 100;
@@ -133,7 +133,9 @@ impl Store {
                 *v += 1;
                 Ok(*v)
             }
-            Store::Redis(r) => Ok(r.conn().await?.incr(r.link.tenant_key(tenant, "chain-version"), 1).await?),
+            Store::Redis(r) => {
+                Ok(r.conn().await?.incr(r.link.tenant_key(tenant, "chain-version"), 1).await?)
+            }
         }
     }
 
