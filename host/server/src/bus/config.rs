@@ -132,3 +132,39 @@ impl RedisConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_topology_needs_its_addresses() {
+        let single = RedisConfig::default();
+        assert_eq!(single.validate(BusKind::RedisStream), Ok(()));
+        assert_eq!(single.validate(BusKind::RedisPubsub), Ok(()));
+        let sentinel = RedisConfig { topology: RedisTopology::Sentinel, ..RedisConfig::default() };
+        let err = sentinel.validate(BusKind::RedisStream).unwrap_err();
+        assert!(err.contains("redis.sentinels"), "{err}");
+        let sentinel = RedisConfig { sentinels: vec!["redis://127.0.0.1:26379".into()], ..sentinel };
+        assert_eq!(sentinel.validate(BusKind::RedisStream), Ok(()));
+        let err = sentinel.validate(BusKind::RedisPubsub).unwrap_err();
+        assert!(err.contains("redis-pubsub"), "{err}");
+        let no_wait = RedisConfig { confirm_timeout: Duration::ZERO, ..sentinel.clone() };
+        assert!(no_wait.validate(BusKind::RedisStream).unwrap_err().contains("confirm_timeout_ms"));
+        let cluster = RedisConfig { topology: RedisTopology::Cluster, ..RedisConfig::default() };
+        assert!(cluster.validate(BusKind::RedisStream).unwrap_err().contains("redis.nodes"));
+    }
+
+    #[test]
+    fn the_topology_and_its_settings_parse_from_toml() {
+        let c: RedisConfig = toml::from_str(
+            "topology = \"sentinel\"\nsentinels = [\"redis://a:26379\"]\nmaster_name = \"m\"\n\
+             confirm_replicas = 2\nconfirm_timeout_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!(c.topology, RedisTopology::Sentinel);
+        assert_eq!((c.confirm_replicas, c.confirm_timeout), (2, Duration::from_millis(250)));
+        let err = toml::from_str::<RedisConfig>("topology = \"ring\"\n").unwrap_err().to_string();
+        assert!(err.contains("single") && err.contains("cluster"), "{err}");
+    }
+}
