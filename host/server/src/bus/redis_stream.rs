@@ -166,8 +166,10 @@ impl RedisStreamBus {
         cancel: &CancellationToken,
     ) -> Result<(), BusError> {
         let mut conn = self.link.dedicated(Role::LogReader, Duration::from_millis(BLOCK_MS + 5_000)).await?;
-        if last_id != "0-0" {
-            check_still_held(&mut conn, tenant, key, last_id, ready).await?;
+        if let Ok(last) = last_id.parse::<LogPosition>()
+            && last != LogPosition::default()
+        {
+            check_still_held(&mut conn, tenant, key, last, self.retention, ready).await?;
         }
         loop {
             let reply: Value = redis::cmd("XREAD")
@@ -194,36 +196,51 @@ impl RedisStreamBus {
     }
 }
 
-/// After a reconnect: the log's newest entry must not be older than the last one read
-/// (else entries this reader delivered are gone). A loss is counted and logged; the
-/// reader goes on from where it was (later entries keep their increasing positions).
+/// After a reconnect: the log must still hold the last entry read, unless retention
+/// trimmed it (then it is older than the log's first entry and than the newest by more
+/// than the retention). Otherwise entries this reader delivered are gone: counted and
+/// logged; the reader goes on from where it was (later entries keep increasing ids).
 async fn check_still_held(
     conn: &mut Conn,
     tenant: &str,
     key: &str,
-    last_read: &str,
+    last: LogPosition,
+    retention: Duration,
     ready: &Readiness,
 ) -> Result<(), BusError> {
-    let newest: Value =
-        redis::cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(1).query_async(conn).await?;
-    let newest = parse_xread(Value::Array(vec![Value::Array(vec![Value::Nil, newest])]))?;
-    let newest = newest.first().map(|e| e.position);
-    let last: LogPosition = last_read.parse().map_err(|_| BusError::Malformed {
-        position: last_read.to_string(),
-        reason: "last read id".into(),
-    })?;
-    if newest.is_none_or(|n| n < last) {
-        let newest = newest.map_or("none (the log is empty)".to_string(), |n| n.to_string());
-        let detail = format!("last entry read {last}, newest entry now {newest}");
-        tracing::error!(
-            tenant,
-            last_read = %last,
-            newest,
-            "the log lost entries this instance already delivered (a failover to a replica that \
-             lacked them, or a restart without persistence); streams may now differ between instances"
-        );
-        ready.log_gap(detail);
+    let one = |cmd: &str, from: String, to: &str| {
+        let mut c = redis::cmd(cmd);
+        c.arg(key).arg(from).arg(to).arg("COUNT").arg(1);
+        c
+    };
+    let mut first_of = async |cmd: redis::Cmd| -> Result<Option<LogPosition>, BusError> {
+        let reply: Value = cmd.query_async(conn).await?;
+        let entries = parse_xread(Value::Array(vec![Value::Array(vec![Value::Nil, reply])]))?;
+        Ok(entries.first().map(|e| e.position))
+    };
+    if first_of(one("XRANGE", last.to_string(), &last.to_string())).await?.is_some() {
+        return Ok(());
     }
+    let first = first_of(one("XRANGE", "-".into(), "+")).await?;
+    let newest = first_of(one("XREVRANGE", "+".into(), "-")).await?;
+    let trimmed = matches!((first, newest), (Some(f), Some(n))
+        if f > last && last.major.saturating_add(retention.as_millis() as u64) < n.major);
+    if trimmed {
+        return Ok(());
+    }
+    let holds = match (first, newest) {
+        (Some(f), Some(n)) => format!("{f} to {n}"),
+        _ => "nothing".to_string(),
+    };
+    let detail = format!("last entry read {last} is gone; the log now holds {holds}");
+    tracing::error!(
+        tenant,
+        last_read = %last,
+        holds,
+        "the log lost entries this instance already delivered (a failover to a replica that \
+         lacked them, or a restart without persistence); streams may now differ between instances"
+    );
+    ready.log_gap(detail);
     Ok(())
 }
 

@@ -45,7 +45,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         }
         if let (n @ 1.., Some(last)) = t.ready.log_gaps() {
             notes.push_str(&format!(
-                "{name}: log lost entries already delivered ({n} times, last: {last}); see \
+                "{name}: log lost entries already delivered (count {n}; last: {last}); see \
                  streamgate_log_gaps_total\n"
             ));
         }
