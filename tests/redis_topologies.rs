@@ -113,8 +113,23 @@ async fn a_sentinel_failover_mid_stream_loses_nothing_and_streams_stay_identical
     .await
     .unwrap();
     let feed = Feed::start(&tansu.brokers(), "feed", 1_500, 100, None);
-    feed.wait_acked(400, Duration::from_secs(60)).await;
+    feed.wait_acked(300, Duration::from_secs(60)).await;
+
+    // The replica paused 1.2 s: the primary takes appends, no reader delivers them.
     let old_primary = redis.primary_port();
+    let xlen = || cli(old_primary, &["XLEN", "ha:feed:log"]).trim().parse::<u64>().unwrap();
+    let frames = || clients.iter().map(|c| c.recorded().frames.len()).collect::<Vec<_>>();
+    let paused = redis.nodes.iter().find(|n| n.port == replica).unwrap();
+    paused.signal("STOP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (frames_before, xlen_before) = (frames(), xlen());
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (frames_after, xlen_after) = (frames(), xlen());
+    paused.signal("CONT");
+    assert_eq!(frames_before, frames_after, "no frame while no replica held anything new");
+    assert!(xlen_after > xlen_before, "the primary took appends meanwhile ({xlen_before} -> {xlen_after})");
+    feed.wait_acked(450, Duration::from_secs(60)).await;
+
     let (redis, new_primary) = tokio::task::spawn_blocking(move || {
         let mut redis = redis;
         let new = redis.fail_over();

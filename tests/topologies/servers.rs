@@ -69,6 +69,14 @@ impl Node {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the process: a paused server keeps its
+    /// connections but answers nothing.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid).status().expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
 }
 
 impl Drop for Node {
