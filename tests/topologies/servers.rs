@@ -154,9 +154,16 @@ impl Sentinels {
         let new = self.primary_port();
         let new_arg = new.to_string();
         self.nodes[victim] = Node::data(old, &["--replicaof", "127.0.0.1", &new_arg]);
-        wait_for("the old primary to be in sync as a replica", Duration::from_secs(30), || {
-            cli(old, &["INFO", "replication"]).contains("master_link_status:up")
-        });
+        let start = std::time::Instant::now();
+        while !cli(old, &["INFO", "replication"]).contains("master_link_status:up") {
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "the old primary is not in sync as a replica after 90 s.\nIt says:\n{}\nThe new primary says:\n{}",
+                cli(old, &["INFO", "replication"]),
+                cli(new, &["INFO", "replication"]),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         new
     }
 }

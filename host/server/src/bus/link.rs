@@ -9,8 +9,10 @@
 //! upgrade.
 //!
 //! Under `sentinel`, writes go to the primary the sentinels name (looked up again
-//! after any error) and log readers read from a replica when one is known: a reader
-//! then only sees what a replica holds, which a failover to that replica keeps.
+//! after any error) and log readers read from a replica that is in sync with it when
+//! there is one: a reader then only sees what a replica holds, which a failover to that
+//! replica keeps. The data nodes are reached without a password (only the sentinels'
+//! URLs can carry credentials).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +73,7 @@ impl RedisLink {
         Ok(Self::new(Kind::Single(Client::open(url)?), None, prefix))
     }
 
+    /// Redis as `[redis]` describes it (no connection is made yet).
     pub fn open(config: &RedisConfig) -> RedisResult<Self> {
         let prefix = &config.key_prefix;
         match config.topology {
