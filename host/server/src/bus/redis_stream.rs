@@ -10,9 +10,9 @@
 //! acknowledge it (`WAIT`); until then it is an error, and the source publishes the
 //! batch again (a duplicate entry the tenant's dedupe drops) before it stores any Kafka
 //! offset. A reader that reconnects checks that the log still holds the last entry it
-//! read: if the newest entry is older, entries it delivered were lost (a failover to a
-//! replica that lacked them, or a restart without persistence); that is counted
-//! (`streamgate_log_gaps_total`), logged and shown by `/readyz`.
+//! read: if not (and retention does not explain it), entries it delivered were lost (a
+//! failover to a replica that lacked them, or a restart without persistence); that is
+//! counted (`streamgate_log_gaps_total`), logged and shown by `/readyz`.
 
 use std::sync::Arc;
 use std::time::Duration;
