@@ -223,9 +223,7 @@ async fn check_still_held(
     }
     let first = first_of(one("XRANGE", "-".into(), "+")).await?;
     let newest = first_of(one("XREVRANGE", "+".into(), "-")).await?;
-    let trimmed = matches!((first, newest), (Some(f), Some(n))
-        if f > last && last.major.saturating_add(retention.as_millis() as u64) < n.major);
-    if trimmed {
+    if trimmed(last, first, newest, retention) {
         return Ok(());
     }
     let holds = match (first, newest) {
@@ -242,6 +240,19 @@ async fn check_still_held(
     );
     ready.log_gap(detail);
     Ok(())
+}
+
+/// Whether retention explains that `last` is no longer in a log holding `first` to
+/// `newest`: it is older than the first entry, and older than the newest by more than
+/// the retention (trimming is by age and only ever takes the oldest entries).
+fn trimmed(
+    last: LogPosition,
+    first: Option<LogPosition>,
+    newest: Option<LogPosition>,
+    retention: Duration,
+) -> bool {
+    matches!((first, newest), (Some(f), Some(n))
+        if f > last && last.major.saturating_add(retention.as_millis() as u64) < n.major)
 }
 
 /// `Err` unless at least `wanted` replicas acknowledged the entry `id`.
@@ -294,6 +305,25 @@ impl RedisStreamBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_age_explains_a_missing_entry() {
+        let at = |ms: u64| LogPosition { major: ms, minor: 0 };
+        let retention = Duration::from_secs(60);
+        assert!(
+            trimmed(at(1_000), Some(at(5_000)), Some(at(100_000)), retention),
+            "old enough to be trimmed"
+        );
+        assert!(
+            !trimmed(at(50_000), Some(at(60_000)), Some(at(100_000)), retention),
+            "too young to be trimmed"
+        );
+        assert!(
+            !trimmed(at(1_000), Some(at(500)), Some(at(100_000)), retention),
+            "a hole after the first entry"
+        );
+        assert!(!trimmed(at(1_000), None, None, retention), "an empty log");
+    }
 
     #[test]
     fn an_append_fewer_replicas_acknowledged_is_an_error_naming_both_counts() {
