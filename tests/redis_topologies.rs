@@ -158,8 +158,8 @@ async fn a_sentinel_failover_mid_stream_loses_nothing_and_streams_stay_identical
     drop(redis);
 }
 
-async fn admin(http: &reqwest::Client, req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
-    let _ = http;
+/// An admin API call with the token: status and JSON body.
+async fn admin(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
     let resp = req.bearer_auth(TOKEN).send().await.expect("admin API answers");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
@@ -199,18 +199,18 @@ async fn a_cluster_spreads_tenants_over_shards_and_the_admin_api_reaches_every_i
     // Upload through one instance, set the chain of `a` through the other.
     let http = reqwest::Client::new();
     let plugin = std::fs::read(streamgate_runtime::builtin::component_path("fixture_dedupe_next")).unwrap();
-    let (status, body) = admin(&http, http.post(instances[0].url("/admin/plugins")).body(plugin)).await;
+    let (status, body) = admin(http.post(instances[0].url("/admin/plugins")).body(plugin)).await;
     assert_eq!(status, 201, "upload: {body}");
     let sha = body["plugin"].as_str().expect("the upload names its reference").to_string();
     let chain = serde_json::json!({ "policies": [{ "plugin": sha, "config": { "by": "id" } }] });
     let url = instances[1].url(&format!("/admin/tenants/{a}/chain"));
-    let (status, body) = admin(&http, http.put(url).json(&chain)).await;
+    let (status, body) = admin(http.put(url).json(&chain)).await;
     assert_eq!(status, 200, "set chain: {body}");
     for (n, i) in instances.iter().enumerate() {
         let url = i.url(&format!("/admin/tenants/{a}"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let (_, body) = admin(&http, http.get(&url)).await;
+            let (_, body) = admin(http.get(&url)).await;
             if body.to_string().contains("dedupe@0.2.0") {
                 break;
             }

@@ -238,8 +238,7 @@ impl Cluster {
     pub fn node_serving(&self, key: &str) -> u16 {
         let slot: u64 = cli(self.nodes[0].port, &["CLUSTER", "KEYSLOT", key]).trim().parse().expect("a slot");
         for n in &self.nodes {
-            // `CLUSTER COUNTKEYSINSLOT` answers on any node; `GETKEYSINSLOT` too; only the
-            // owner answers a read of the key itself without MOVED.
+            // Only the node serving the slot answers a read of the key without MOVED.
             let answer = cli(n.port, &["GET", key]);
             if !answer.contains("MOVED") {
                 return n.port;
