@@ -164,3 +164,39 @@ async fn pubsub_bus_stamps_counter_positions_and_redis_time() {
         assert!((e.log_time - before).abs() < 10_000, "log time is Redis's TIME");
     }
 }
+
+#[tokio::test]
+async fn a_reader_that_finds_its_entries_gone_after_reconnecting_counts_a_gap() {
+    let mut redis = Redis::start();
+    let bus = Bus::RedisStream(RedisStreamBus::new(&redis.url(), "test", Duration::from_secs(60)).unwrap());
+    let mut reader = Reader::start(&bus, "taxi");
+    reader.wait_ready().await;
+    for i in 1..=3 {
+        bus.publish("taxi", &body(i)).await.unwrap();
+    }
+    reader.take(3).await;
+    assert_eq!(reader.ready.log_gaps().0, 0, "no gap while the log holds what was read");
+    // Restarted without persistence: the three entries read are gone, and a new entry
+    // is appended before the reader is back (its id is newer than all it read).
+    redis.stop();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while reader.ready.is_ready() {
+        assert!(tokio::time::Instant::now() < deadline, "the reader did not notice Redis going away");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis.start_again();
+    while bus.publish("taxi", &body(4)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "publisher did not reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while reader.ready.log_gaps().0 == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the reader did not report the lost entries");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (count, detail) = reader.ready.log_gaps();
+    assert_eq!(count, 1, "one loss, counted once");
+    let detail = detail.unwrap();
+    assert!(detail.contains("is gone; the log now holds "), "the report says what is left: {detail}");
+    // The reader goes on with what was appended after.
+    assert_eq!(reader.take(1).await[0].content, content(4));
+}

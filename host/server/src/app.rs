@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use streamgate_runtime::PolicyRuntime;
 
-use crate::bus::{Bus, BusError, BusKind, MemoryBus, RedisPubSubBus, RedisStreamBus};
+use crate::bus::{Bus, BusError, BusKind, MemoryBus, RedisLink, RedisPubSubBus, RedisStreamBus};
 use crate::config::Config;
 use crate::control::ChainControl;
 use crate::http::admin::AdminState;
@@ -56,11 +56,9 @@ pub enum AppError {
 fn bus(config: &Config) -> Result<Bus, BusError> {
     Ok(match config.bus.kind {
         BusKind::Memory => Bus::Memory(MemoryBus::default()),
-        BusKind::RedisStream => Bus::RedisStream(RedisStreamBus::new(
-            &config.redis.url,
-            &config.redis.key_prefix,
-            config.bus.retention,
-        )?),
+        BusKind::RedisStream => {
+            Bus::RedisStream(RedisStreamBus::with_link(RedisLink::open(&config.redis)?, config.bus.retention))
+        }
         BusKind::RedisPubsub => {
             Bus::RedisPubSub(RedisPubSubBus::new(&config.redis.url, &config.redis.key_prefix)?)
         }
@@ -71,9 +69,7 @@ fn bus(config: &Config) -> Result<Bus, BusError> {
 fn store(config: &Config) -> Result<Store, StoreError> {
     match config.bus.kind {
         BusKind::Memory => Ok(Store::memory()),
-        BusKind::RedisStream | BusKind::RedisPubsub => {
-            Store::redis(&config.redis.url, &config.redis.key_prefix)
-        }
+        BusKind::RedisStream | BusKind::RedisPubsub => Ok(Store::redis_link(RedisLink::open(&config.redis)?)),
     }
 }
 

@@ -110,6 +110,7 @@ impl Config {
         }
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.bus.validate().map_err(ConfigError::Invalid)?;
+        self.redis.validate(self.bus.kind).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }
@@ -164,7 +165,10 @@ mod tests {
     #[test]
     fn the_readme_config_reference_is_a_valid_config() {
         let readme = include_str!("../../../README.md");
-        let start = readme.find("```toml\n").expect("README has a toml block") + "```toml\n".len();
+        let reference = readme.find("## Config reference").expect("README has a config reference");
+        let start = reference
+            + readme[reference..].find("```toml\n").expect("the reference is a toml block")
+            + "```toml\n".len();
         let block = &readme[start..start + readme[start..].find("```").unwrap()];
         let config = Config::parse(block).unwrap_or_else(|e| panic!("README config does not parse: {e}"));
         config.validate().unwrap();

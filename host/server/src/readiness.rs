@@ -43,6 +43,9 @@ struct State {
     log: Status,
     source: Status,
     stalled: Vec<StalledPartition>,
+    /// Times the log was found to have lost entries already read, and the last one.
+    gaps: u64,
+    last_gap: Option<String>,
 }
 
 /// A tenant's readiness, shared by the tasks that know and the handlers that ask.
@@ -54,7 +57,13 @@ pub struct Readiness {
 
 impl Default for Readiness {
     fn default() -> Self {
-        let state = State { log: Status::Starting, source: Status::Starting, stalled: Vec::new() };
+        let state = State {
+            log: Status::Starting,
+            source: Status::Starting,
+            stalled: Vec::new(),
+            gaps: 0,
+            last_gap: None,
+        };
         Readiness { state: watch::Sender::new(state), write: Mutex::new(()) }
     }
 }
@@ -99,6 +108,22 @@ impl Readiness {
     /// The partitions the source sees stalled now (replaces the previous list).
     pub fn set_stalled(&self, stalled: Vec<StalledPartition>) {
         self.update(|s| s.stalled = stalled);
+    }
+
+    /// The log lost entries this reader had already read (reported by `/readyz` and
+    /// counted, but not a reason to leave the pool: every instance reads the same log).
+    pub fn log_gap(&self, detail: impl std::fmt::Display) {
+        let detail = detail.to_string();
+        self.update(|s| {
+            s.gaps += 1;
+            s.last_gap = Some(detail);
+        });
+    }
+
+    /// How many log gaps were seen, and the last one's description.
+    pub fn log_gaps(&self) -> (u64, Option<String>) {
+        let s = self.state.borrow();
+        (s.gaps, s.last_gap.clone())
     }
 
     pub fn stalled(&self) -> Vec<StalledPartition> {
@@ -150,5 +175,8 @@ mod tests {
         }]);
         assert!(r.is_ready(), "a stalled partition is reported, not a reason to leave the pool");
         assert_eq!(r.stalled().len(), 1);
+        r.log_gap("last entry read 5-0, newest entry now 3-0");
+        assert!(r.is_ready(), "a gap is reported, not a reason to leave the pool");
+        assert_eq!(r.log_gaps(), (1, Some("last entry read 5-0, newest entry now 3-0".into())));
     }
 }

@@ -4,14 +4,18 @@
 //! ([`control`]). Its position orders it; its log time is the only "now" the policies
 //! get. Both come from the log itself (Redis assigns them), so every instance sees the
 //! same entries, times and positions. Kinds: [`memory`], [`redis_stream`],
-//! [`redis_pubsub`]; their settings in [`config`].
+//! [`redis_pubsub`]; their settings in [`config`]; how Redis is reached (one server,
+//! Sentinel or Cluster) in [`link`].
 
 pub mod batch;
 pub mod config;
 pub mod control;
+pub mod link;
 mod memory;
+mod redis_conn;
 mod redis_pubsub;
 mod redis_stream;
+mod stream_reply;
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,8 +29,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use batch::{BatchDecodeError, decode_batch, encode_batch};
-pub use config::{BusConfig, BusKind, RedisConfig};
+pub use config::{BusConfig, BusKind, RedisConfig, RedisTopology};
 pub use control::Control;
+pub use link::RedisLink;
 pub use memory::MemoryBus;
 pub use redis_pubsub::RedisPubSubBus;
 pub use redis_stream::RedisStreamBus;
@@ -154,6 +159,11 @@ pub enum BusError {
     Redis(#[from] redis::RedisError),
     #[error("malformed log entry at {position}: {reason}")]
     Malformed { position: String, reason: String },
+    #[error(
+        "log entry {position} reached {acked} of {wanted} replicas in time; it is published again \
+         (is a replica down?)"
+    )]
+    NotReplicated { position: String, acked: usize, wanted: usize },
 }
 
 /// A tenant's log on one of the bus kinds.

@@ -30,7 +30,7 @@ return n
 
 #[derive(Clone)]
 pub struct RedisPubSubBus {
-    client: Client,
+    client: std::sync::Arc<Client>,
     key_prefix: String,
     script: Script,
     /// Shared by every publisher of this instance; reconnects by itself.
@@ -40,7 +40,7 @@ pub struct RedisPubSubBus {
 impl RedisPubSubBus {
     pub fn new(url: &str, key_prefix: &str) -> Result<Self, BusError> {
         Ok(RedisPubSubBus {
-            client: Client::open(url)?,
+            client: std::sync::Arc::new(Client::open(url)?),
             key_prefix: key_prefix.to_string(),
             script: Script::new(PUBLISH_SCRIPT),
             publisher: tokio::sync::OnceCell::new(),

@@ -1,27 +1,34 @@
-//! The default bus: one Redis Stream per tenant (`<prefix>:<tenant>:log`).
+//! The default bus: one Redis Stream per tenant (`<prefix>:<tenant>:log`, hash-tagged
+//! under a Cluster, see [`super::link`]).
 //!
 //! Redis assigns each entry its id, `<ms>-<n>`: that id is the log position, and its
 //! ms part is the log time, so every instance agrees on both. Entries are trimmed by
 //! age (`MINID ~`). Readers start at the oldest retained entry, so an instance that
 //! joins late rebuilds its policy state from the same log as the others.
+//!
+//! With replicas (`sentinel`), an append counts only once `confirm_replicas` replicas
+//! acknowledge it (`WAIT`); until then it is an error, and the source publishes the
+//! batch again (a duplicate entry the tenant's dedupe drops) before it stores any Kafka
+//! offset. A reader that reconnects checks that the log still holds the last entry it
+//! read: if not (and retention does not explain it), entries it delivered were lost (a
+//! failover to a replica that lacked them, or a restart without persistence); that is
+//! counted (`streamgate_log_gaps_total`), logged and shown by `/readyz`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, Value};
+use redis::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::readiness::Readiness;
 
-use super::{BusError, Content, EntryBody, LogEntry, LogPosition, SkipReason, wall_clock_ms};
+use super::link::{Conn, RedisLink, Role};
+use super::stream_reply::{FIELD_BATCH, FIELD_CONTROL, FIELD_HEARTBEAT, parse_xread};
+use super::{BusError, EntryBody, LogEntry, LogPosition, wall_clock_ms};
 
 const READ_COUNT: usize = 256;
 const BLOCK_MS: u64 = 500;
-const FIELD_BATCH: &str = "b";
-const FIELD_HEARTBEAT: &str = "h";
-const FIELD_CONTROL: &str = "c";
 
 /// XADD a control entry and RPUSH its record (with the new id spliced in) as one step.
 const PUBLISH_RECORDED: &str = r"
@@ -33,37 +40,23 @@ return id
 
 #[derive(Clone)]
 pub struct RedisStreamBus {
-    client: Client,
-    key_prefix: String,
-    retention: std::time::Duration,
-    /// Shared by every publisher of this instance; reconnects by itself.
-    publisher: tokio::sync::OnceCell<ConnectionManager>,
+    link: RedisLink,
+    retention: Duration,
 }
 
 impl RedisStreamBus {
-    pub fn new(url: &str, key_prefix: &str, retention: std::time::Duration) -> Result<Self, BusError> {
-        Ok(RedisStreamBus {
-            client: Client::open(url)?,
-            key_prefix: key_prefix.to_string(),
-            retention,
-            publisher: tokio::sync::OnceCell::new(),
-        })
+    /// One Redis server at `url` (the `single` topology).
+    pub fn new(url: &str, key_prefix: &str, retention: Duration) -> Result<Self, BusError> {
+        Ok(Self::with_link(RedisLink::single(url, key_prefix)?, retention))
+    }
+
+    /// Redis as `link` reaches it (any topology).
+    pub fn with_link(link: RedisLink, retention: Duration) -> Self {
+        RedisStreamBus { link, retention }
     }
 
     fn key(&self, tenant: &str) -> String {
-        format!("{}:{}:log", self.key_prefix, tenant)
-    }
-
-    async fn connect(&self, response_timeout: Duration) -> Result<MultiplexedConnection, BusError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(response_timeout));
-        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
-    }
-
-    /// The shared publishing connection (reconnects by itself).
-    async fn publisher(&self) -> Result<ConnectionManager, BusError> {
-        Ok(self.publisher.get_or_try_init(|| self.client.get_connection_manager()).await?.clone())
+        self.link.tenant_key(tenant, "log")
     }
 
     /// Entries older than the retention are trimmed (`MINID ~`) as new ones are added.
@@ -72,7 +65,7 @@ impl RedisStreamBus {
     }
 
     pub async fn publish(&self, tenant: &str, body: &EntryBody) -> Result<LogPosition, BusError> {
-        let (mut conn, min_id) = (self.publisher().await?, self.min_id());
+        let (mut conn, min_id) = (self.link.shared().await?, self.min_id());
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.key(tenant)).arg("MINID").arg("~").arg(min_id).arg("*");
         match body {
@@ -80,8 +73,22 @@ impl RedisStreamBus {
             EntryBody::Heartbeat => cmd.arg(FIELD_HEARTBEAT).arg(""),
             EntryBody::Control(bytes) => cmd.arg(FIELD_CONTROL).arg(&bytes[..]),
         };
-        let id: String = cmd.query_async(&mut conn).await?;
-        id.parse().map_err(|_| BusError::Malformed { position: id, reason: "XADD returned a bad id".into() })
+        let id: String = match self.link.confirm() {
+            None => cmd.query_async(&mut conn).await?,
+            Some(confirm) => {
+                // One pipeline on one connection: the WAIT covers this XADD.
+                let (id, acked): (String, usize) = redis::pipe()
+                    .add_command(cmd)
+                    .cmd("WAIT")
+                    .arg(confirm.replicas)
+                    .arg(confirm.timeout.as_millis() as u64)
+                    .query_async(&mut conn)
+                    .await?;
+                check_confirmed(&id, acked, confirm.replicas)?;
+                id
+            }
+        };
+        parse_id(id)
     }
 
     /// Appends a control entry and its record in one script: both or neither.
@@ -94,7 +101,7 @@ impl RedisStreamBus {
         let EntryBody::Control(bytes) = body else {
             return self.publish(tenant, body).await;
         };
-        let (mut conn, min_id) = (self.publisher().await?, self.min_id());
+        let (mut conn, min_id) = (self.link.shared().await?, self.min_id());
         let id: String = redis::Script::new(PUBLISH_RECORDED)
             .key(self.key(tenant))
             .key(&record.list)
@@ -106,7 +113,16 @@ impl RedisStreamBus {
             .arg(record.kept)
             .invoke_async(&mut conn)
             .await?;
-        id.parse().map_err(|_| BusError::Malformed { position: id, reason: "XADD returned a bad id".into() })
+        if let Some(confirm) = self.link.confirm() {
+            // The same connection (it never reconnects by itself), so WAIT covers the script.
+            let acked: usize = redis::cmd("WAIT")
+                .arg(confirm.replicas)
+                .arg(confirm.timeout.as_millis() as u64)
+                .query_async(&mut conn)
+                .await?;
+            check_confirmed(&id, acked, confirm.replicas)?;
+        }
+        parse_id(id)
     }
 
     pub async fn read(
@@ -122,7 +138,7 @@ impl RedisStreamBus {
         while !cancel.is_cancelled() {
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = self.read_connected(&key, &mut last_id, &out, &ready, &cancel) => r,
+                r = self.read_connected(tenant, &key, &mut last_id, &out, &ready, &cancel) => r,
             };
             match result {
                 Ok(()) => return,
@@ -142,13 +158,19 @@ impl RedisStreamBus {
     /// Reads until cancelled (`Ok`) or the connection fails (`Err`).
     async fn read_connected(
         &self,
+        tenant: &str,
         key: &str,
         last_id: &mut String,
         out: &mpsc::Sender<LogEntry>,
         ready: &Readiness,
         cancel: &CancellationToken,
     ) -> Result<(), BusError> {
-        let mut conn = self.connect(Duration::from_millis(BLOCK_MS + 5_000)).await?;
+        let mut conn = self.link.dedicated(Role::LogReader, Duration::from_millis(BLOCK_MS + 5_000)).await?;
+        if let Ok(last) = last_id.parse::<LogPosition>()
+            && last != LogPosition::default()
+        {
+            check_still_held(&mut conn, tenant, key, last, self.retention, ready).await?;
+        }
         loop {
             let reply: Value = redis::cmd("XREAD")
                 .arg("COUNT")
@@ -174,6 +196,77 @@ impl RedisStreamBus {
     }
 }
 
+/// After a reconnect: the log must still hold the last entry read, unless retention
+/// trimmed it (then it is older than the log's first entry and than the newest by more
+/// than the retention). Otherwise entries this reader delivered are gone: counted and
+/// logged; the reader goes on from where it was (later entries keep increasing ids).
+async fn check_still_held(
+    conn: &mut Conn,
+    tenant: &str,
+    key: &str,
+    last: LogPosition,
+    retention: Duration,
+    ready: &Readiness,
+) -> Result<(), BusError> {
+    let one = |cmd: &str, from: String, to: &str| {
+        let mut c = redis::cmd(cmd);
+        c.arg(key).arg(from).arg(to).arg("COUNT").arg(1);
+        c
+    };
+    let mut first_of = async |cmd: redis::Cmd| -> Result<Option<LogPosition>, BusError> {
+        let reply: Value = cmd.query_async(conn).await?;
+        let entries = parse_xread(Value::Array(vec![Value::Array(vec![Value::Nil, reply])]))?;
+        Ok(entries.first().map(|e| e.position))
+    };
+    if first_of(one("XRANGE", last.to_string(), &last.to_string())).await?.is_some() {
+        return Ok(());
+    }
+    let first = first_of(one("XRANGE", "-".into(), "+")).await?;
+    let newest = first_of(one("XREVRANGE", "+".into(), "-")).await?;
+    if trimmed(last, first, newest, retention) {
+        return Ok(());
+    }
+    let holds = match (first, newest) {
+        (Some(f), Some(n)) => format!("{f} to {n}"),
+        _ => "nothing".to_string(),
+    };
+    let detail = format!("last entry read {last} is gone; the log now holds {holds}");
+    tracing::error!(
+        tenant,
+        last_read = %last,
+        holds,
+        "the log lost entries this instance already delivered (a failover to a replica that \
+         lacked them, or a restart without persistence); streams may now differ between instances"
+    );
+    ready.log_gap(detail);
+    Ok(())
+}
+
+/// Whether retention explains that `last` is no longer in a log holding `first` to
+/// `newest`: it is older than the first entry, and older than the newest by more than
+/// the retention (trimming is by age and only ever takes the oldest entries).
+fn trimmed(
+    last: LogPosition,
+    first: Option<LogPosition>,
+    newest: Option<LogPosition>,
+    retention: Duration,
+) -> bool {
+    matches!((first, newest), (Some(f), Some(n))
+        if f > last && last.major.saturating_add(retention.as_millis() as u64) < n.major)
+}
+
+/// `Err` unless at least `wanted` replicas acknowledged the entry `id`.
+fn check_confirmed(id: &str, acked: usize, wanted: usize) -> Result<(), BusError> {
+    if acked >= wanted {
+        return Ok(());
+    }
+    Err(BusError::NotReplicated { position: id.to_string(), acked, wanted })
+}
+
+fn parse_id(id: String) -> Result<LogPosition, BusError> {
+    id.parse().map_err(|_| BusError::Malformed { position: id, reason: "XADD returned a bad id".into() })
+}
+
 impl RedisStreamBus {
     /// The stream key of `tenant`'s log.
     pub fn stream_key(&self, tenant: &str) -> String {
@@ -182,7 +275,7 @@ impl RedisStreamBus {
 
     /// What Redis holds at `tenant`'s log key (`TYPE`): `stream`, or `none` when nothing.
     pub async fn key_type(&self, tenant: &str) -> Result<String, BusError> {
-        let mut conn = self.connect(Duration::from_secs(5)).await?;
+        let mut conn = self.link.dedicated(Role::Primary, Duration::from_secs(5)).await?;
         Ok(redis::cmd("TYPE").arg(self.key(tenant)).query_async(&mut conn).await?)
     }
 
@@ -194,7 +287,7 @@ impl RedisStreamBus {
         from: LogPosition,
         count: usize,
     ) -> Result<Vec<LogEntry>, BusError> {
-        let mut conn = self.connect(Duration::from_secs(10)).await?;
+        let mut conn = self.link.dedicated(Role::Primary, Duration::from_secs(10)).await?;
         let reply: Value = redis::cmd("XRANGE")
             .arg(self.key(tenant))
             .arg(from.to_string())
@@ -209,97 +302,34 @@ impl RedisStreamBus {
     }
 }
 
-/// Parses an `XREAD` reply for one stream (nil when the block timed out). A damaged
-/// entry is kept in place as [`Content::Undecodable`] (the reader moves past it), so one
-/// bad write never stops a tenant.
-fn parse_xread(reply: Value) -> Result<Vec<LogEntry>, BusError> {
-    let malformed = |position: &str, reason: &str| BusError::Malformed {
-        position: position.to_string(),
-        reason: reason.to_string(),
-    };
-    let streams = match reply {
-        Value::Nil => return Ok(Vec::new()),
-        Value::Array(streams) => streams,
-        Value::Map(pairs) => pairs.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
-        _ => return Err(malformed("?", "XREAD reply is not an array")),
-    };
-    let mut entries = Vec::new();
-    for stream in streams {
-        let Value::Array(mut parts) = stream else { return Err(malformed("?", "stream is not a pair")) };
-        let Some(Value::Array(items)) = parts.pop() else { return Err(malformed("?", "no entries")) };
-        for item in items {
-            let Value::Array(mut pair) = item else { return Err(malformed("?", "entry is not a pair")) };
-            let fields = pair.pop();
-            let id = match pair.pop() {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
-                Some(Value::SimpleString(s)) => s,
-                _ => return Err(malformed("?", "entry id missing")),
-            };
-            let position: LogPosition = id.parse().map_err(|_| malformed(&id, "bad id"))?;
-            let log_time = position.major as i64;
-            entries.push(match entry_body(fields) {
-                Ok(body) => LogEntry::decode(position, log_time, &body),
-                Err(why) => {
-                    let content = Content::Undecodable { reason: SkipReason::Fields, detail: why.into() };
-                    LogEntry { position, log_time, content }
-                }
-            });
-        }
-    }
-    Ok(entries)
-}
-
-/// The one field of a stream entry as an [`EntryBody`].
-fn entry_body(fields: Option<Value>) -> Result<EntryBody, &'static str> {
-    let Some(Value::Array(mut fields)) = fields else { return Err("no fields") };
-    if fields.len() != 2 {
-        return Err("expected exactly one field");
-    }
-    let value = fields.pop().unwrap();
-    let name = fields.pop().unwrap();
-    match (name, value) {
-        (Value::BulkString(n), Value::BulkString(v)) if n == FIELD_BATCH.as_bytes() => {
-            Ok(EntryBody::Batch(v.into()))
-        }
-        (Value::BulkString(n), _) if n == FIELD_HEARTBEAT.as_bytes() => Ok(EntryBody::Heartbeat),
-        (Value::BulkString(n), Value::BulkString(v)) if n == FIELD_CONTROL.as_bytes() => {
-            Ok(EntryBody::Control(v.into()))
-        }
-        _ => Err("unknown field"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(id: &str, fields: Vec<Value>) -> Value {
-        Value::Array(vec![Value::BulkString(id.into()), Value::Array(fields)])
-    }
-
-    fn bulk(s: &[u8]) -> Value {
-        Value::BulkString(s.to_vec())
+    #[test]
+    fn only_age_explains_a_missing_entry() {
+        let at = |ms: u64| LogPosition { major: ms, minor: 0 };
+        let retention = Duration::from_secs(60);
+        assert!(
+            trimmed(at(1_000), Some(at(5_000)), Some(at(100_000)), retention),
+            "old enough to be trimmed"
+        );
+        assert!(
+            !trimmed(at(50_000), Some(at(60_000)), Some(at(100_000)), retention),
+            "too young to be trimmed"
+        );
+        assert!(
+            !trimmed(at(1_000), Some(at(500)), Some(at(100_000)), retention),
+            "a hole after the first entry"
+        );
+        assert!(!trimmed(at(1_000), None, None, retention), "an empty log");
     }
 
     #[test]
-    fn a_damaged_entry_is_skipped_in_place_and_its_neighbours_read() {
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk(b"k"),
-            Value::Array(vec![
-                entry("1-0", vec![bulk(b"h"), bulk(b"")]),
-                entry("2-0", vec![bulk(b"zz"), bulk(b"?")]),
-                entry("3-0", vec![bulk(b"b"), bulk(b"not a batch")]),
-                entry("4-0", vec![]),
-                entry("5-0", vec![bulk(b"h"), bulk(b"")]),
-            ]),
-        ])]);
-        let entries = parse_xread(reply).unwrap();
-        let positions: Vec<u64> = entries.iter().map(|e| e.position.major).collect();
-        assert_eq!(positions, [1, 2, 3, 4, 5], "every entry keeps its place");
-        assert_eq!(entries[0].content, Content::Heartbeat);
-        for e in &entries[1..4] {
-            assert!(matches!(e.content, Content::Undecodable { .. }), "{e:?}");
-        }
-        assert_eq!(entries[4].content, Content::Heartbeat);
+    fn an_append_fewer_replicas_acknowledged_is_an_error_naming_both_counts() {
+        assert!(check_confirmed("1-0", 1, 1).is_ok());
+        assert!(check_confirmed("1-0", 2, 1).is_ok());
+        let err = check_confirmed("1-0", 0, 1).unwrap_err().to_string();
+        assert!(err.contains("1-0") && err.contains("0 of 1"), "{err}");
     }
 }

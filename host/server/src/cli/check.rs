@@ -17,7 +17,8 @@ use rdkafka::metadata::Metadata;
 use streamgate_runtime::PolicyRuntime;
 use streamgate_runtime::plugin::is_plugin_ref;
 
-use crate::bus::BusKind;
+use crate::bus::link::Role;
+use crate::bus::{BusKind, RedisLink, RedisTopology};
 use crate::config::Config;
 use crate::policy::{Catalog, Store};
 use crate::tenant::TenantConfig;
@@ -191,45 +192,64 @@ async fn tcp(addr: &str, timeout: Duration) -> Result<(), String> {
     }
 }
 
-/// The Redis URL (the bus and the plugin store): connect, PING, and the server's version.
+/// Redis as configured (the bus and the plugin store): for a Sentinel the primary the
+/// sentinels name, for a Cluster its state; connect, PING, and the server's version.
 /// Returns whether it answered.
 async fn redis(report: &mut Report, config: &Config, timeout: Duration) -> bool {
     if config.bus.kind == BusKind::Memory {
         report.skip("redis", ": bus.kind = \"memory\" uses no Redis");
         return false;
     }
-    let client = match redis::Client::open(config.redis.url.as_str()) {
-        Ok(c) => c,
+    let link = match RedisLink::open(&config.redis) {
+        Ok(link) => link,
         Err(e) => {
-            report.fail("redis", &format!(": redis.url is not a Redis URL: {e}"));
+            report.fail("redis", &format!(": [redis] holds an address that is not a Redis URL: {e}"));
             return false;
         }
     };
-    // The address only: the URL may hold a password.
-    let what = format!("redis {}", client.get_connection_info().addr());
     let answer = tokio::time::timeout(timeout, async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
-        let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await?;
-        Ok::<_, redis::RedisError>((pong, info))
+        // The address only: URLs may hold a password.
+        let what = link.describe().await;
+        let mut conn = link.dedicated(Role::Primary, timeout).await.map_err(|e| (what.clone(), e))?;
+        let query = async {
+            let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+            let info: String = match link.topology() {
+                RedisTopology::Cluster => redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await?,
+                _ => redis::cmd("INFO").arg("server").query_async(&mut conn).await?,
+            };
+            Ok::<_, redis::RedisError>((pong, info))
+        };
+        query.await.map(|answer| (what.clone(), answer)).map_err(|e| (what, e))
     })
     .await;
     match answer {
-        Ok(Ok((pong, info))) => {
-            let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("unknown");
-            report.ok(&what, &format!(" (PING: {pong}, redis {})", version.trim()));
+        Ok(Ok((what, (pong, info)))) => {
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+                    .unwrap_or("unknown")
+                    .to_string()
+            };
+            let detail = match link.topology() {
+                RedisTopology::Cluster => {
+                    format!("cluster_state {}, {} primaries", field("cluster_state:"), field("cluster_size:"))
+                }
+                _ => format!("redis {}", field("redis_version:")),
+            };
+            report.ok(&what, &format!(" (PING: {pong}, {detail})"));
             true
         }
-        Ok(Err(e)) if e.is_connection_refusal() => {
+        Ok(Err((what, e))) if e.is_connection_refusal() => {
             report.fail(&what, ": connection refused (nothing listens there)");
             false
         }
-        Ok(Err(e)) => {
+        Ok(Err((what, e))) => {
             report.fail(&what, &format!(": {e}"));
             false
         }
         Err(_) => {
-            report.fail(&what, &format!(": no answer within {timeout:?}"));
+            report.fail("redis", &format!(": no answer within {timeout:?}"));
             false
         }
     }
@@ -243,8 +263,8 @@ async fn chains(report: &mut Report, config: &Config, offline: bool, redis_up: b
     let store = match config.bus.kind {
         BusKind::Memory => Store::memory(),
         _ if !redis_up => Store::memory(),
-        _ => match Store::redis(&config.redis.url, &config.redis.key_prefix) {
-            Ok(s) => s,
+        _ => match RedisLink::open(&config.redis) {
+            Ok(link) => Store::redis_link(link),
             Err(e) => return report.fail("chains", &format!(": plugin store: {e}")),
         },
     };

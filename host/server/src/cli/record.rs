@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use streamgate_conformance::recorded::{EntryKind, RecordedEntry, RecordedEvent, RecordedLog};
 
-use crate::bus::{BusKind, Content, LogEntry, LogPosition, RedisStreamBus};
+use crate::bus::{BusKind, Content, LogEntry, LogPosition, RedisLink, RedisStreamBus};
 use crate::config::Config;
 use crate::event::key_hash;
 
@@ -103,8 +103,7 @@ pub(super) async fn record(args: RecordArgs) -> anyhow::Result<()> {
     if args.max_entries == 0 || args.max_bytes == 0 {
         bail!("--max-entries and --max-bytes must be above 0");
     }
-    let (url, prefix) = redis_of(&args)?;
-    let bus = RedisStreamBus::new(&url, &prefix, Duration::ZERO)?;
+    let bus = RedisStreamBus::with_link(redis_of(&args)?, Duration::ZERO);
     let key = bus.stream_key(&args.tenant);
     match bus.key_type(&args.tenant).await.with_context(|| format!("reading {key}"))?.as_str() {
         "stream" => {}
@@ -139,11 +138,12 @@ pub(super) async fn record(args: RecordArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Redis URL and key prefix, from the config or the flags.
-fn redis_of(args: &RecordArgs) -> anyhow::Result<(String, String)> {
+/// Redis as the config (any topology) or the flags (one server) reach it.
+fn redis_of(args: &RecordArgs) -> anyhow::Result<RedisLink> {
     let Some(path) = &args.config else {
         let url = args.redis.clone().context("give --config FILE or --redis URL")?;
-        return Ok((url, args.key_prefix.clone().unwrap_or_else(|| "streamgate".into())));
+        let prefix = args.key_prefix.clone().unwrap_or_else(|| "streamgate".into());
+        return Ok(RedisLink::single(&url, &prefix)?);
     };
     let config = Config::load(path)?;
     if config.bus.kind != BusKind::RedisStream {
@@ -156,7 +156,7 @@ fn redis_of(args: &RecordArgs) -> anyhow::Result<(String, String)> {
     if !config.tenants.iter().any(|t| t.name == args.tenant) {
         bail!("{}: no tenant named {:?}", path.display(), args.tenant);
     }
-    Ok((config.redis.url, config.redis.key_prefix))
+    Ok(RedisLink::open(&config.redis)?)
 }
 
 /// The first position after `position`.

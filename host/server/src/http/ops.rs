@@ -43,6 +43,12 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 if p.assigned_here { "assigned to this instance" } else { "not assigned to this instance" },
             ));
         }
+        if let (n @ 1.., Some(last)) = t.ready.log_gaps() {
+            notes.push_str(&format!(
+                "{name}: log lost entries already delivered (count {n}; last: {last}); see \
+                 streamgate_log_gaps_total\n"
+            ));
+        }
     }
     if reasons.is_empty() {
         (StatusCode::OK, format!("ready\n{notes}"))
@@ -63,6 +69,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             reason.as_str(),
             state.limits.refused(reason)
         ));
+    }
+    let name = "streamgate_log_gaps_total";
+    text.push_str(&format!(
+        "# HELP {name} Times a tenant's log was found to have lost entries already delivered.\n\
+         # TYPE {name} counter\n"
+    ));
+    for (tenant, t) in state.tenants.iter() {
+        text.push_str(&format!("{name}{{tenant=\"{tenant}\"}} {}\n", t.ready.log_gaps().0));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

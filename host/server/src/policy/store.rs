@@ -10,11 +10,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use streamgate_runtime::ChainSpec;
 
-use crate::bus::Recorded;
+use crate::bus::link::Conn;
+use crate::bus::{Recorded, RedisLink};
 
 /// Chains kept per tenant (older ones are trimmed).
 const HISTORY_KEPT: isize = 100;
@@ -54,9 +54,7 @@ pub struct MemoryState {
 
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    prefix: String,
-    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    link: RedisLink,
 }
 
 impl Store {
@@ -64,12 +62,15 @@ impl Store {
         Store::Memory(Arc::default())
     }
 
+    /// One Redis server at `url` (the `single` topology).
     pub fn redis(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        Ok(Store::Redis(RedisStore {
-            client: redis::Client::open(url)?,
-            prefix: prefix.to_string(),
-            conn: Arc::default(),
-        }))
+        Ok(Self::redis_link(RedisLink::single(url, prefix)?))
+    }
+
+    /// Redis as `link` reaches it (any topology; a tenant's keys hash-tagged under a
+    /// Cluster, like its log).
+    pub fn redis_link(link: RedisLink) -> Self {
+        Store::Redis(RedisStore { link })
     }
 
     /// Stores a plugin under its reference; `true` if it was not there yet.
@@ -102,7 +103,7 @@ impl Store {
         match self {
             Store::Memory(_) => Ok(futures::stream::pending().boxed()),
             Store::Redis(r) => {
-                let mut pubsub = r.client.get_async_pubsub().await?;
+                let mut pubsub = r.link.pubsub().await?;
                 pubsub.subscribe(r.key("plugins")).await?;
                 Ok(pubsub
                     .into_on_message()
@@ -132,7 +133,9 @@ impl Store {
                 *v += 1;
                 Ok(*v)
             }
-            Store::Redis(r) => Ok(r.conn().await?.incr(r.key(&format!("{tenant}:chain-version")), 1).await?),
+            Store::Redis(r) => {
+                Ok(r.conn().await?.incr(r.link.tenant_key(tenant, "chain-version"), 1).await?)
+            }
         }
     }
 
@@ -147,7 +150,7 @@ impl Store {
                 Ok(())
             }
             Store::Redis(r) => {
-                let key = r.key(&format!("{tenant}:chains"));
+                let key = r.link.tenant_key(tenant, "chains");
                 let json = serde_json::to_string(record)?;
                 redis::pipe()
                     .rpush(&key, json)
@@ -171,7 +174,7 @@ impl Store {
         let field = r#""position":"\u0001""#;
         let (before, after) = json.split_once(field)?;
         Some(Recorded {
-            list: r.key(&format!("{tenant}:chains")),
+            list: r.link.tenant_key(tenant, "chains"),
             before: format!(r#"{before}"position":""#),
             after: format!(r#""{after}"#),
             kept: HISTORY_KEPT as usize,
@@ -184,7 +187,7 @@ impl Store {
             Store::Memory(m) => Ok(m.lock().unwrap().history.get(tenant).cloned().unwrap_or_default()),
             Store::Redis(r) => {
                 let items: Vec<String> =
-                    r.conn().await?.lrange(r.key(&format!("{tenant}:chains")), 0, -1).await?;
+                    r.conn().await?.lrange(r.link.tenant_key(tenant, "chains"), 0, -1).await?;
                 Ok(items.iter().map(|s| serde_json::from_str(s)).collect::<Result<_, _>>()?)
             }
         }
@@ -193,11 +196,11 @@ impl Store {
 
 impl RedisStore {
     fn key(&self, suffix: &str) -> String {
-        format!("{}:{suffix}", self.prefix)
+        self.link.key(suffix)
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        Ok(self.conn.get_or_try_init(|| self.client.get_connection_manager()).await?.clone())
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(self.link.shared().await?)
     }
 }
 
