@@ -102,7 +102,7 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
             Source::Kafka => {
                 let consumer = Arc::new(kafka::consumer(&config.kafka, t, instance_id.as_deref())?);
                 tasks.spawn(kafka::monitor::monitor(
-                    consumer.clone(),
+                    Arc::downgrade(&consumer),
                     t.topic.clone(),
                     handle.metrics.clone(),
                     handle.ready.clone(),

@@ -231,7 +231,32 @@ pub async fn run(
         tracing::debug!(tenant = %tenant.name, error = %e, "final offset commit");
     }
     consumer.unsubscribe();
-    tracing::info!(tenant = %tenant.name, "kafka source stopped");
+    leave_group(consumer, &tenant.name).await;
+}
+
+/// How long a stopping source waits for its consumer to leave the group.
+const LEAVE_WAIT: Duration = Duration::from_secs(5);
+
+/// Drops the consumer, which leaves the group: librdkafka closes a consumer only once
+/// the group's rebalance has ended, which waits on the broker (one was seen never ending
+/// it). So the drop runs on a thread of its own, awaited at most [`LEAVE_WAIT`]; past
+/// that the source stops without it (its offsets are committed) and the process may exit.
+async fn leave_group(consumer: Arc<SourceConsumer>, tenant: &str) {
+    let (left, has_left) = tokio::sync::oneshot::channel();
+    let closing = std::thread::Builder::new().name("kafka-leave".into()).spawn(move || {
+        drop(consumer);
+        let _ = left.send(());
+    });
+    if let Err(e) = closing {
+        tracing::warn!(tenant, error = %e, "no thread to leave the Kafka group on; stopping without leaving");
+        return;
+    }
+    match tokio::time::timeout(LEAVE_WAIT, has_left).await {
+        Ok(_) => tracing::info!(tenant, "kafka source stopped"),
+        Err(_) => tracing::warn!(tenant, wait = ?LEAVE_WAIT,
+            "kafka source stopped without leaving the group (the broker has not ended the rebalance); \
+             its offsets are committed, the group drops it after the session timeout"),
+    }
 }
 
 /// When a batch started now goes out: at once after a quiet spell, else one linger

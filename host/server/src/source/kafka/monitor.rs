@@ -10,8 +10,8 @@
 //! this instance" or "assigned to this instance", not "owned by member X".
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
@@ -115,7 +115,7 @@ impl StallTracker {
 
 /// Probes until `cancel`, keeping `ready`'s source part and the stall gauges current.
 pub async fn monitor(
-    consumer: Arc<SourceConsumer>,
+    consumer: Weak<SourceConsumer>,
     topic: String,
     metrics: Arc<TenantMetrics>,
     ready: Arc<Readiness>,
@@ -131,7 +131,9 @@ pub async fn monitor(
             _ = cancel.cancelled() => return,
             _ = every.tick() => {}
         }
-        let (c, t) = (consumer.clone(), topic.clone());
+        // Only the source owns the consumer: it closes it when it stops.
+        let Some(c) = consumer.upgrade() else { return };
+        let t = topic.clone();
         let views = match tokio::task::spawn_blocking(move || probe(&c, &t)).await {
             Ok(Ok(views)) => views,
             Ok(Err(reason)) => {
