@@ -108,6 +108,13 @@ config = {{ by = "id" }}
         self.instances[i] = Instance::start(&self.config());
     }
 
+    /// Starts instance `i` again on its old port (as behind a load balancer) and waits
+    /// until ready.
+    pub fn restart_in_place(&mut self, i: usize) {
+        let port = self.instances[i].port;
+        self.instances[i] = Instance::start_on(port, &self.config());
+    }
+
     /// Sum over the live instances `live` of a tenant series, e.g.
     /// `streamgate_source_decode_errors_total`.
     pub fn metric_sum(&self, live: &[usize], name: &str) -> f64 {
