@@ -19,6 +19,7 @@ mod chaos {
     pub mod crash;
     pub mod feed;
     pub mod follow;
+    pub mod kafka_scan;
     pub mod load;
     pub mod outage;
     pub mod plan;
@@ -99,4 +100,10 @@ async fn stop_and_crash_behind_nginx() {
 async fn stop_and_crash_behind_haproxy() {
     let _turn = ONE_AT_A_TIME.lock().await;
     chaos::behind::stop_and_crash_behind(chaos::balancer::Kind::Haproxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_instance_ready_behind_haproxy() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::behind::none_ready_behind(chaos::balancer::Kind::Haproxy).await;
 }

@@ -20,6 +20,14 @@ pub enum Kind {
 const EXAMPLE_INSTANCES: [&str; 3] = ["127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"];
 
 impl Kind {
+    /// What the balancer is called in prose.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Nginx => "nginx",
+            Kind::Haproxy => "HAProxy",
+        }
+    }
+
     fn example(self) -> PathBuf {
         let file = match self {
             Kind::Nginx => "nginx/streamgate.conf",
@@ -53,9 +61,9 @@ impl Balancer {
             std::env::temp_dir().join(format!("streamgate-chaos-{kind:?}-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let example = std::fs::read_to_string(kind.example()).unwrap();
-        let mut text = swap_once(&example, kind.listener(port).0, &kind.listener(port).1);
+        let mut text = swap_all(&example, kind.listener(port).0, &kind.listener(port).1);
         for (from, to) in EXAMPLE_INSTANCES.iter().zip(instances) {
-            text = swap_once(&text, from, &format!("127.0.0.1:{to}"));
+            text = swap_all(&text, from, &format!("127.0.0.1:{to}"));
         }
         let mut command = match kind {
             Kind::Nginx => {
@@ -114,12 +122,11 @@ impl Drop for Balancer {
     }
 }
 
-/// `text` with the one occurrence of `from` replaced; a panic if the example file no
-/// longer has exactly one (the test would otherwise run some other config).
-fn swap_once(text: &str, from: &str, to: &str) -> String {
-    let n = text.matches(from).count();
-    assert_eq!(n, 1, "the example file should name {from:?} once, not {n} times");
-    text.replacen(from, to, 1)
+/// `text` with every occurrence of `from` replaced; a panic if the example file no longer
+/// has one (the test would otherwise run some other config).
+fn swap_all(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the example file no longer names {from:?}");
+    text.replace(from, to)
 }
 
 /// The main config nginx needs around the example (an `http`-block file): its own pid,
