@@ -101,7 +101,8 @@ async fn wait_log_has_tail(run: &Run, produced: &[String]) -> (usize, Duration) 
         if missing == 0 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Each look reads and decodes the whole log: not too often.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     // Else wait until two reads of the log a few seconds apart agree (bounded).
     for _ in 0..if missing == 0 { 0 } else { 12 } {
