@@ -50,8 +50,8 @@ pub async fn broker_restart() {
     let notes = format!(
         "broker killed at 1/3, restarted empty on its port {:.1} s later and the topic created again; every \
          /readyz 503 naming the source within {:.1} s, 200 again {:.1} s after the restart; CPU while down {}; \
-         {} acknowledged events never consumed: {lost_before} acknowledged before the kill, {lost_after} after (the new topic's \
-         first offsets, below where the consumers had got to){}; {repeats} events twice in the log; live \
+         {} acknowledged events never consumed: {lost_before} acknowledged before the kill, {lost_after} after (below the \
+         consumers' old offsets in the new topic, or in partitions left stalled){}; {repeats} events twice in the log; live \
          clients compared too",
         outage.as_secs_f64(),
         noticed.as_secs_f64(),
