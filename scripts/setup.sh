@@ -4,6 +4,8 @@
 #   scripts/setup.sh browser - Debian's chromium (apt) and Playwright for Python, pinned, in a
 #                              venv under the cache (the system Chromium; no browser download)
 #   scripts/setup.sh tansu  - the test Kafka broker (tansu, patched, built once, cached)
+#   scripts/setup.sh balancers - nginx-light and haproxy (apt), the load balancers the fault
+#                              suite runs deploy/'s example files with
 #   scripts/setup.sh all    - all of the above, plus redis-server (apt)
 #   scripts/setup.sh nchan  - nginx-light and libnginx-mod-nchan (apt), for `make bench-fanout`
 set -euo pipefail
@@ -102,20 +104,36 @@ need_browser() {
     fi
 }
 
+# Installs Debian packages whose services must not start: the tests and benchmarks run
+# their own servers, on their own ports.
+apt_install_without_services() {
+    as_root apt-get update -qq
+    local blocker=/usr/sbin/policy-rc.d placed=""
+    if [ ! -e "$blocker" ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$blocker" >/dev/null
+        as_root chmod +x "$blocker"
+        placed=1
+    fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+    if [ -n "$placed" ]; then as_root rm -f "$blocker"; fi
+}
+
 need_nchan() {
     if [ ! -f /usr/share/nginx/modules-available/mod-http-nchan.conf ] && \
        [ ! -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
         echo "setup: installing nginx-light and libnginx-mod-nchan (apt)"
-        as_root apt-get update -qq
-        # The benchmark runs its own nginx; keep the package from starting the system one.
-        local blocker=/usr/sbin/policy-rc.d placed=""
-        if [ ! -e "$blocker" ]; then
-            printf '#!/bin/sh\nexit 101\n' | as_root tee "$blocker" >/dev/null
-            as_root chmod +x "$blocker"
-            placed=1
-        fi
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx-light libnginx-mod-nchan >/dev/null
-        if [ -n "$placed" ]; then as_root rm -f "$blocker"; fi
+        apt_install_without_services nginx-light libnginx-mod-nchan
+    fi
+}
+
+# The load balancers of deploy/, which the fault suite runs in front of three instances.
+need_balancers() {
+    local missing=()
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "setup: installing ${missing[*]} (apt)"
+        apt_install_without_services "${missing[@]}"
     fi
 }
 
@@ -124,6 +142,7 @@ case "${1:-all}" in
     browser) need_browser ;;
     tansu) need_tansu ;;
     nchan) need_nchan ;;
-    all) need_rust; need_redis; need_browser; need_tansu ;;
-    *) echo "usage: $0 [rust|browser|tansu|nchan|all]" >&2; exit 2 ;;
+    balancers) need_balancers ;;
+    all) need_rust; need_redis; need_browser; need_tansu; need_balancers ;;
+    *) echo "usage: $0 [rust|browser|tansu|nchan|balancers|all]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 //! The fault suite: real tansu, redis-server and three `streamgate` processes through the
 //! faults users meet (a crash, a rolling restart, Redis restarting, a client moving to
-//! another instance, the broker or Redis unreachable, malformed input, stalled clients). Each scenario prints one table
+//! another instance, the broker or Redis unreachable, the broker restarted, malformed input, stalled
+//! clients, the cluster behind nginx and HAProxy). Each scenario prints one table
 //! row (produced, in the log, delivered per instance, lost, duplicated, identical
 //! streams) and asserts what the README's "Guarantees under faults" promises.
 //!
@@ -10,14 +11,20 @@
 mod common;
 
 mod chaos {
+    pub mod balancer;
+    pub mod behind;
+    pub mod broker_restart;
     pub mod client;
     pub mod cluster;
     pub mod crash;
     pub mod feed;
+    pub mod follow;
+    pub mod kafka_scan;
     pub mod load;
     pub mod outage;
     pub mod plan;
     pub mod tally;
+    pub mod watch;
 }
 
 /// One scenario at a time: three instances each are enough for two cores.
@@ -75,4 +82,28 @@ async fn malformed_messages_are_counted_drops() {
 async fn stalled_clients_do_not_slow_readers() {
     let _turn = ONE_AT_A_TIME.lock().await;
     chaos::load::stalled_clients().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_stream() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::broker_restart::broker_restart().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_crash_behind_nginx() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::behind::stop_and_crash_behind(chaos::balancer::Kind::Nginx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_crash_behind_haproxy() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::behind::stop_and_crash_behind(chaos::balancer::Kind::Haproxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_instance_ready_behind_haproxy() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::behind::none_ready_behind(chaos::balancer::Kind::Haproxy).await;
 }

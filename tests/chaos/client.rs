@@ -121,7 +121,7 @@ impl Drop for Recorder {
     }
 }
 
-fn parse_block(block: &str, into: &mut Recorded) {
+pub fn parse_block(block: &str, into: &mut Recorded) {
     let (mut event, mut id, mut data) = (String::new(), String::new(), Vec::new());
     for line in block.lines() {
         if let Some(v) = line.strip_prefix("event: ") {

@@ -108,6 +108,13 @@ config = {{ by = "id" }}
         self.instances[i] = Instance::start(&self.config());
     }
 
+    /// Starts instance `i` again on its old port (as behind a load balancer) and waits
+    /// until ready.
+    pub fn restart_in_place(&mut self, i: usize) {
+        let port = self.instances[i].port;
+        self.instances[i] = Instance::start_on(port, &self.config());
+    }
+
     /// Sum over the live instances `live` of a tenant series, e.g.
     /// `streamgate_source_decode_errors_total`.
     pub fn metric_sum(&self, live: &[usize], name: &str) -> f64 {
@@ -136,7 +143,10 @@ config = {{ by = "id" }}
     /// Every entry of the tenant's Redis log: the `id`s of its events, in log order.
     pub async fn log_ids(&self) -> Vec<String> {
         let client = redis::Client::open(self.redis.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.expect("connecting to Redis");
+        // The whole log in one reply: more than the default response timeout on a loaded machine.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+        let mut conn =
+            client.get_multiplexed_async_connection_with_config(&config).await.expect("connecting to Redis");
         let key = format!("{PREFIX}:{TENANT}:log");
         let reply: redis::streams::StreamRangeReply =
             redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut conn).await.unwrap();

@@ -12,7 +12,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// Keys spread messages over the topic's partitions.
-const KEYS: u64 = 40;
+pub const KEYS: u64 = 40;
 
 /// What was acknowledged by the broker.
 #[derive(Debug, Default)]

@@ -2,10 +2,12 @@
 //! SIGSTOP), Redis restarted mid-stream, and a client that drops off and comes back on
 //! another instance.
 
+use std::time::Duration;
+
 use super::client::Recorder;
 use super::cluster::TENANT;
 use super::plan::{Frozen, Run, joined};
-use super::tally;
+use super::{tally, watch};
 
 /// Which server to make unreachable.
 #[derive(Clone, Copy, Debug)]
@@ -15,19 +17,31 @@ pub enum Server {
 }
 
 /// The broker or Redis is frozen (SIGSTOP: connections stay open and nothing answers)
-/// for `Plan::outage` from a third of the way through, then thawed. Producers, sources
-/// and log readers wait it out; every event reaches the log (repeats, if any, dropped by
-/// the id dedupe) and every instance serves the same complete stream.
+/// for `Plan::outage` from a third of the way through (longer if the instances take
+/// longer to notice), then thawed. Meanwhile every instance's `/readyz` answers 503
+/// naming the part that is down, and each uses less than [`watch::IDLE_CPU_BOUND`] of a
+/// core (sources and readers back off); after, 200 again. Producers, sources and log
+/// readers wait it out; every event reaches the log (repeats, if any, dropped by the id
+/// dedupe) and every instance serves the same complete stream.
 pub async fn unreachable(server: Server) {
     let (mut run, live) = Run::start(None).await;
     run.until_acked(run.plan.at(1, 3)).await;
-    let pid = match server {
-        Server::Broker => run.cluster.tansu.pid(),
-        Server::Redis => run.cluster.redis.pid(),
+    let (pid, reason) = match server {
+        Server::Broker => (run.cluster.tansu.pid(), format!("{TENANT}: source: kafka unreachable")),
+        Server::Redis => (run.cluster.redis.pid(), format!("{TENANT}: log: redis stream")),
     };
+    let pids: Vec<u32> = (0..run.cluster.len()).map(|i| run.cluster.instance(i).pid()).collect();
     let frozen = Frozen::new(pid);
-    tokio::time::sleep(run.plan.outage).await;
+    let frozen_at = tokio::time::Instant::now();
+    let cpu = watch::CpuClock::start(&pids);
+    let noticed = tokio::task::block_in_place(|| {
+        watch::wait_all_not_ready(&run.cluster, &reason, Duration::from_secs(30))
+    });
+    tokio::time::sleep_until(frozen_at + run.plan.outage).await;
+    let cores = cpu.cores();
+    let outage = frozen_at.elapsed();
     drop(frozen);
+    let back = tokio::task::block_in_place(|| watch::wait_all_ready(&run.cluster, Duration::from_secs(60)));
     let (produced, _) = run.finish().await;
     let full = run.full_streams(&produced).await;
     for (i, client) in live.iter().enumerate() {
@@ -37,7 +51,12 @@ pub async fn unreachable(server: Server) {
     let (log, repeats) = run.log().await;
     let secs = run.plan.outage.as_secs();
     let notes = format!(
-        "{server:?} frozen {secs} s at 1/3; {repeats} events twice in the log; live clients compared too"
+        "{server:?} frozen {:.1} s at 1/3; every /readyz 503 naming it within {:.1} s, 200 again {:.1} s \
+         after; CPU while down {}; {repeats} events twice in the log; live clients compared too",
+        outage.as_secs_f64(),
+        noticed.as_secs_f64(),
+        back.as_secs_f64(),
+        watch::percents(&cores),
     );
     let mut streams = full.clone();
     streams.extend(live.iter().map(|c| c.recorded()));
@@ -46,6 +65,14 @@ pub async fn unreachable(server: Server) {
     row.print();
     row.assert_promises();
     assert_eq!(row.in_log, row.produced, "every produced event reached the log");
+    for (i, c) in cores.iter().enumerate() {
+        assert!(
+            *c < watch::IDLE_CPU_BOUND,
+            "instance {i} used {:.0} % of a core while {server:?} was down (bound {:.0} %): spinning?",
+            c * 100.0,
+            watch::IDLE_CPU_BOUND * 100.0
+        );
+    }
 }
 
 /// Redis (no persistence) is killed and started again a third of the way through. The

@@ -117,6 +117,15 @@ impl Run {
             missing.len(),
             missing.first()
         );
+        let brokers = self.cluster.tansu.brokers();
+        let found =
+            tokio::task::block_in_place(|| super::kafka_scan::locate(&brokers, TENANT, 4, missing, 5));
+        let counts =
+            ["streamgate_source_decode_errors_total", "streamgate_source_offset_gaps_total"].map(|m| {
+                let sum = tokio::task::block_in_place(|| self.cluster.metric_sum(&[0, 1, 2], m));
+                format!("{m} {sum}")
+            });
+        out.push_str(&format!("in Kafka, {found}{}\n", counts.join(", ")));
         for i in 0..self.cluster.len() {
             let url = format!("{}/readyz", self.cluster.base(i));
             let ready = tokio::task::block_in_place(|| crate::common::http_answer(&url));

@@ -123,7 +123,10 @@ fn tansu_bin() -> PathBuf {
 
 impl Tansu {
     pub fn start() -> Tansu {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Tansu {
         let bin = tansu_bin();
         let url = format!("tcp://127.0.0.1:{port}");
         let log = std::fs::File::create(scratch_path("tansu.log")).unwrap();
@@ -165,6 +168,11 @@ impl Tansu {
     pub fn stop(&mut self) {
         kill(&mut self.child);
     }
+
+    /// After [`Tansu::stop`]: a fresh broker on the same port, empty (memory storage).
+    pub fn start_again(&mut self) {
+        *self = Self::start_on(self.port);
+    }
 }
 
 impl Drop for Tansu {
@@ -183,7 +191,12 @@ pub struct Instance {
 impl Instance {
     /// Starts an instance with `config` (TOML; `listen` is appended) and waits for `/readyz`.
     pub fn start(config: &str) -> Instance {
-        let port = free_port();
+        Self::start_on(free_port(), config)
+    }
+
+    /// Like [`Instance::start`], on `port`: an instance restarted where it was (behind a
+    /// load balancer, which knows it by its address).
+    pub fn start_on(port: u16, config: &str) -> Instance {
         let path = scratch_path("config.toml");
         std::fs::write(&path, format!("listen = \"127.0.0.1:{port}\"\n{config}")).unwrap();
         Self::spawn(port, &["run".into(), "--config".into(), path.into_os_string()])

@@ -1,7 +1,8 @@
 //! The Kafka source: one consumer per tenant in the shared consumer group. Offsets are
 //! stored only after the batch holding their messages is on the bus, so a crash or a
 //! rebalance redelivers rather than loses (at-least-once; dedupe policies absorb it).
-//! [`offsets`] notices records the broker skipped; [`monitor`] tells `/readyz` whether
+//! [`offsets`] notices records the broker skipped at an assignment, [`continuity`] in the
+//! middle of a partition (and fetches them again once); [`monitor`] tells `/readyz` whether
 //! the broker answers and which partitions nobody consumes.
 //!
 //! Each instance joins its groups as a static member (`group.instance.id`, see
@@ -14,6 +15,7 @@
 //! as the previous one is at least one linger (`frame_ms`) old: the first event after a
 //! quiet spell is published at once, a steady flow once per linger.
 
+pub mod continuity;
 pub mod monitor;
 pub mod offsets;
 
@@ -172,6 +174,8 @@ pub async fn run(
     let mut last_flush: Option<Instant> = None;
     // After a receive error, wait before asking again (doubling, reset by a message).
     let mut error_backoff = RECEIVE_BACKOFF_MIN;
+    // Holes in the middle of a partition (see `continuity`).
+    let mut holes = continuity::OffsetContinuity::default();
     loop {
         tokio::select! {
             biased;
@@ -195,6 +199,16 @@ pub async fn run(
                     }
                 };
                 error_backoff = RECEIVE_BACKOFF_MIN;
+                let (partition, offset) = (msg.partition(), msg.offset());
+                if consumer.context().first_since_assignment(partition) {
+                    holes.restart(partition, offset);
+                    offsets::check_first_offset(
+                        consumer.clone(), tenant.name.clone(), tenant.topic.clone(),
+                        partition, offset, metrics.clone(),
+                    );
+                } else if !continuity::admit(&consumer, &tenant.topic, &mut holes, partition, offset, &metrics) {
+                    continue;
+                }
                 metrics.consumed.fetch_add(1, Relaxed);
                 match msg.payload().ok_or(DecodeError::NotJson).and_then(|p| extractor.decode(p)) {
                     Ok(event) => publisher.push(event),
@@ -203,13 +217,7 @@ pub async fn run(
                         tracing::debug!(tenant = %tenant.name, partition = msg.partition(), offset = msg.offset(), error = %e, "dropped a source message");
                     }
                 }
-                if consumer.context().first_since_assignment(msg.partition()) {
-                    offsets::check_first_offset(
-                        consumer.clone(), tenant.name.clone(), tenant.topic.clone(),
-                        msg.partition(), msg.offset(), metrics.clone(),
-                    );
-                }
-                offsets.insert(msg.partition(), msg.offset());
+                offsets.insert(partition, offset);
                 deadline.get_or_insert_with(|| next_flush(Instant::now(), last_flush, linger));
                 if publisher.is_full() {
                     if flush(&consumer, &tenant.topic, &mut publisher, &mut offsets, &cancel).await.is_err() { break }
