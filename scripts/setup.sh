@@ -12,7 +12,7 @@ set -euo pipefail
 
 CACHE="${STREAMGATE_CACHE:-$HOME/.cache/streamgate}"
 TANSU_VERSION=0.6.0
-TANSU_PATCH=p1                      # bump when the patch changes: a new cache path
+TANSU_PATCH=p2                      # bump when the patches change: a new cache path
 TANSU_ROOT="$CACHE/tansu-$TANSU_VERSION-$TANSU_PATCH"
 PLAYWRIGHT_VERSION=1.65.2
 BROWSER_VENV="$CACHE/browser-venv"
@@ -38,11 +38,13 @@ need_redis() {
     # Tests start their own servers; the distribution's service is not needed.
 }
 
-# tansu 0.6.0 answers a fetch at an offset inside a record batch with the *next*
-# batch (tansu-storage dynostore.rs), so a consumer resuming there silently skips
-# records. We build it from the crates' sources with a one-line fix to tansu-storage
-# (scripts/tansu-storage-0.6.0-containing-batch.patch), everything else pinned by
-# tansu's own Cargo.lock.
+# tansu 0.6.0's fetch (tansu-storage dynostore.rs) loses records two ways: asked for an
+# offset inside a record batch it answers with the *next* batch, and since a produce
+# raises the high watermark before it writes its batch, a fetch can answer a later
+# batch while an earlier one is not written yet. Either way a consumer silently skips
+# records. We build it from the crates' sources with two small fixes to tansu-storage
+# (scripts/tansu-storage-0.6.0-*.patch: answer from the containing batch; stop at a
+# hole), everything else pinned by tansu's own Cargo.lock.
 TANSU_CRATE_SHA256=4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d
 TANSU_STORAGE_CRATE_SHA256=720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d
 
@@ -62,8 +64,9 @@ need_tansu() {
     rm -rf "$src" && mkdir -p "$src"
     fetch_crate tansu "$TANSU_CRATE_SHA256" "$src"
     fetch_crate tansu-storage "$TANSU_STORAGE_CRATE_SHA256" "$src"
-    patch -s -p1 -d "$src/tansu-storage-$TANSU_VERSION" \
-        < "$here/tansu-storage-$TANSU_VERSION-containing-batch.patch"
+    for fix in containing-batch contiguous-fetch; do
+        patch -s -p1 -d "$src/tansu-storage-$TANSU_VERSION" < "$here/tansu-storage-$TANSU_VERSION-$fix.patch"
+    done
     # The patched crate is a path dependency now: its lock entry loses the registry
     # source and checksum; every other package stays as tansu's Cargo.lock pins it.
     python3 - "$src/tansu-$TANSU_VERSION/Cargo.lock" <<'PY'
