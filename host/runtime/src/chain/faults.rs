@@ -57,7 +57,7 @@ pub(super) struct Slot {
     /// A fault the cluster reported, applied at this stage's next turn.
     pub(super) reported: Option<String>,
     /// Log time (ms) from which a quarantined stage is restarted.
-    restart_at: i64,
+    pub(super) restart_at: i64,
     /// Quarantine length after the next fault; doubles on faults in a row.
     pub(super) backoff: Duration,
 }

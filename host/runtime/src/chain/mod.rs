@@ -6,6 +6,7 @@
 //! - [`faults`]: quarantine, restart back-off and the tenant's failure policy.
 //! - [`prepare`]: creating (and trying) the stages of a chain off the event path.
 //! - [`swap`]: replacing a running chain between two log entries, and `last-good`.
+//! - [`checkpoint`]: the whole state as data, and a chain rebuilt from it.
 //!
 //! Every answer is checked by [`crate::decisions::validate`]; an invalid one, a trap,
 //! running out of fuel or a memory overrun is a fault, handled in [`faults`]: the same on
@@ -14,6 +15,7 @@
 //! host publishes it through the log, where every instance applies it at the same
 //! position ([`Chain::fault_stage`]). Other tenants never notice.
 
+mod checkpoint;
 mod faults;
 mod held;
 mod prepare;
@@ -24,6 +26,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use checkpoint::{ChainState, HeldState, RestoreError, StageState};
 pub use faults::FailurePolicy;
 pub use prepare::{ChainError, PreparedChain, PreparedStage, trial_batch};
 pub use swap::{StateTransfer, SwapReport};
