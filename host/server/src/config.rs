@@ -1,5 +1,6 @@
 //! The TOML config (`streamgate run --config FILE`) and its env overrides. Each part
-//! owns its section: `[kafka]` (source), `[bus]` and `[redis]` (bus), `[sandbox]`
+//! owns its section: `[kafka]` (source), `[bus]` and `[redis]` (bus), `[checkpoint]`
+//! (checkpoint), `[sandbox]`
 //! (policy runtime), `[admin]` (control), `[[tenant]]` (tenant). This file only puts
 //! them together.
 //!
@@ -39,6 +40,8 @@ pub struct Config {
     pub redis: RedisConfig,
     #[serde(default)]
     pub bus: BusConfig,
+    #[serde(default)]
+    pub checkpoint: crate::checkpoint::CheckpointConfig,
     #[serde(default)]
     pub sandbox: SandboxConfig,
     #[serde(default)]
@@ -110,6 +113,12 @@ impl Config {
         }
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.bus.validate().map_err(ConfigError::Invalid)?;
+        self.checkpoint.validate().map_err(ConfigError::Invalid)?;
+        if self.checkpoint.enabled && self.bus.kind != crate::bus::BusKind::RedisStream {
+            return Err(ConfigError::Invalid(
+                "checkpoint.enabled needs bus.kind = \"redis-stream\" (only a stream keeps the tail to replay)".into(),
+            ));
+        }
         Ok(())
     }
 }
