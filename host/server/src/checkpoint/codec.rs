@@ -232,3 +232,72 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| get(self)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamgate_runtime::StageSpec;
+
+    fn sample() -> Checkpoint {
+        let event = Event { key: "taxi-1".into(), event_time: 5, id: 7, tag: 0, payload: Bytes::from_static(b"{}") };
+        Checkpoint {
+            tenant: "taxi".into(),
+            position: LogPosition { major: 1_763_900_000_000, minor: 3 },
+            now: 1_763_900_000_000,
+            chain: ChainState {
+                spec: ChainSpec { version: 2, policies: vec![StageSpec::new("builtin:dedupe", "")] },
+                stages: vec![StageState {
+                    plugin_digest: "sha256:ab".into(),
+                    state_version: 1,
+                    snapshot: Some(vec![1, 2, 3]),
+                    held: 1,
+                    reported: None,
+                    restart_at: i64::MIN,
+                    backoff_ms: 1_000,
+                }],
+                held: vec![HeldState { seq: 9, stage: 0, log_time: 4, event }],
+                next_seq: 10,
+                reinject: vec![(9, 0)],
+                previous: Some(ChainSpec::default()),
+            },
+            hub: HubState {
+                last_position: Some(LogPosition { major: 1, minor: 0 }),
+                next_seq: 1,
+                latest: vec![KeptValue {
+                    key: "taxi-1".into(),
+                    tag: 0,
+                    event_time: 5,
+                    seq: 0,
+                    payload: Bytes::from_static(b"{\"a\":1}"),
+                }],
+            },
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_reads_back_as_written_and_its_digest_is_stable() {
+        let c = sample();
+        let blob = encode(&c);
+        assert_eq!(decode(&blob).unwrap(), c);
+        assert_eq!(digest(&blob), digest(&encode(&c)));
+        assert_eq!(digest(&blob).len(), 64);
+    }
+
+    #[test]
+    fn damaged_truncated_or_foreign_bytes_are_errors() {
+        let blob = encode(&sample());
+        for cut in [0, 5, 6, 20, blob.len() - 1] {
+            assert!(decode(&blob[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = blob.clone();
+        longer.push(0);
+        assert_eq!(decode(&longer), Err(CodecError::Trailing(1)));
+        let mut other = blob.clone();
+        other[4] = 9;
+        assert_eq!(decode(&other), Err(CodecError::Version(9)));
+        // A huge count is refused before anything is allocated.
+        let mut huge = blob[..6].to_vec();
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(decode(&huge), Err(CodecError::Truncated(_) | CodecError::Field { .. })));
+    }
+}

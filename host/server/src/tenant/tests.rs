@@ -51,6 +51,8 @@ fn run_chain(chain: Chain, hub: Arc<Hub>, work: Vec<Work>) -> (Vec<Control>, Cha
         reports,
         instance: "a:1".into(),
         reported: Default::default(),
+        checkpoints: None,
+        start_time: None,
     };
     let (tx, rx) = mpsc::channel(work.len().max(1));
     for w in work {
