@@ -77,22 +77,24 @@ fn queue_events(step: i64) -> Vec<(String, Vec<u8>)> {
 fn traffic(tansu: &Tansu, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
     let brokers = tansu.brokers();
     tokio::spawn(async move {
-        let taxis = tokio::spawn(streamgate::source::simulate::run_into_kafka(
-            &brokers.clone(),
-            "taxi",
-            300,
-            Duration::from_millis(100),
-            u64::MAX,
-            7,
-            cancel.clone(),
-        ));
+        let taxis = tokio::spawn({
+            let (brokers, cancel) = (brokers.clone(), cancel.clone());
+            async move {
+                let every = Duration::from_millis(100);
+                streamgate::source::simulate::run_into_kafka(&brokers, "taxi", 300, every, u64::MAX, 7, cancel)
+                    .await
+            }
+        });
         let producer: FutureProducer =
             ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "5").create().unwrap();
         let mut step = 1;
         while !cancel.is_cancelled() {
-            for (key, payload) in queue_events(step) {
-                let record = FutureRecord::to("queue").key(&key).payload(&payload);
-                producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("kafka delivery");
+            let events = queue_events(step);
+            let sends = events.iter().map(|(key, payload)| {
+                producer.send(FutureRecord::to("queue").key(key).payload(payload), Duration::from_secs(10))
+            });
+            for r in futures::future::join_all(sends).await {
+                r.map_err(|(e, _)| e).expect("kafka delivery");
             }
             step += 1;
             tokio::select! {
@@ -130,7 +132,12 @@ async fn wait_position(instances: &[&Instance], tenant: &str, ms: i64) {
 /// frames of `reference` from the same id on.
 fn assert_same_from_first(reference: &[SseFrame], late: &[SseFrame], what: &str) {
     let live = &late[1..];
-    assert!(live.len() > 5, "{what}: the late stream got {} live frames", live.len());
+    assert!(
+        live.len() > 5,
+        "{what}: the late stream got {} live frames; the reference {}; late: {late:?}",
+        live.len(),
+        reference.len()
+    );
     let from = reference
         .iter()
         .position(|f| f.id == live[0].id)
@@ -151,8 +158,9 @@ async fn watch(instances: &[&Instance], tenant: &str) -> Vec<SseClient> {
     clients
 }
 
-/// With the log quiet, a client connecting to any instance gets the same first frame.
-async fn same_state_on_connect(instances: &[&Instance], tenant: &str) {
+/// With the log quiet, a client connecting to any instance gets the same first frame
+/// (returned).
+async fn same_state_on_connect(instances: &[&Instance], tenant: &str) -> SseFrame {
     let clients = watch(instances, tenant).await;
     let mut firsts = Vec::new();
     for c in &clients {
@@ -166,6 +174,7 @@ async fn same_state_on_connect(instances: &[&Instance], tenant: &str) {
     for f in &firsts[1..] {
         assert_eq!(f, &firsts[0], "{tenant}: the state on connect differs between instances");
     }
+    firsts.swap_remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,21 +222,33 @@ async fn a_late_instance_starts_from_a_verified_checkpoint_and_serves_the_same_s
     common::wait_for("the late instance to take part in checkpoints", WAIT, || {
         metric(&c, "taxi", "verified") + metric(&c, "taxi", "written") >= 2.0
     });
+    for c in &watched_c {
+        c.wait_until("live frames on the late instance", WAIT, |f| {
+            if f.len() > 8 { Ok(()) } else { Err(format!("{} frames", f.len())) }
+        })
+        .await;
+    }
     let stop_ms = streamgate::bus::wall_clock_ms();
     cancel.cancel();
     load.await.unwrap();
     // Heartbeats move log time on: 3 s after the last event, every window has flushed.
     wait_position(&[&a, &b, &c], "taxi", stop_ms + 3_000).await;
     wait_position(&[&a, &b, &c], "queue", stop_ms + 3_000).await;
+    let mut states = Vec::new();
     for (i, tenant) in ["taxi", "queue"].iter().enumerate() {
         assert_same_from_first(&watched_a[i].frames(), &watched_c[i].frames(), tenant);
-        same_state_on_connect(&[&a, &b, &c], tenant).await;
+        states.push(same_state_on_connect(&[&a, &b, &c], tenant).await);
         assert_eq!(metric(&c, tenant, "mismatch"), 0.0, "{tenant}: the late instance's checkpoints agree");
     }
     eprintln!("late instance ready from a checkpoint in {c_ready:?}");
 
-    // Damage the newest checkpoint's bytes and mark the others mismatched: the next
-    // instance refuses them all and replays the log.
+    // With every instance stopped (none writes new ones), damage the newest
+    // checkpoint's bytes and mark the others mismatched: the next instance refuses them
+    // all, replays the log, and ends in the same state.
+    drop((watched_a, watched_c));
+    for mut i in [a, b, c] {
+        i.stop();
+    }
     let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     for tenant in ["taxi", "queue"] {
         let members: Vec<String> = redis::cmd("ZREVRANGE")
@@ -245,10 +266,12 @@ async fn a_late_instance_starts_from_a_verified_checkpoint_and_serves_the_same_s
         }
     }
     let d = Instance::start(&config);
-    for tenant in ["taxi", "queue"] {
+    wait_position(&[&d], "taxi", stop_ms + 3_000).await;
+    wait_position(&[&d], "queue", stop_ms + 3_000).await;
+    for (tenant, state) in ["taxi", "queue"].into_iter().zip(states) {
         assert_eq!(metric(&d, tenant, "restored"), 0.0, "{tenant}: no checkpoint used");
         assert!(metric(&d, tenant, "rejected") >= 2.0, "{tenant}: each checkpoint refused");
-        same_state_on_connect(&[&a, &d], tenant).await;
+        assert_eq!(same_state_on_connect(&[&d], tenant).await, state, "{tenant}: the replayed state");
     }
     let log = d.log_text();
     assert!(log.contains("its bytes do not match its digest"), "{log}");
