@@ -81,8 +81,16 @@ fn traffic(tansu: &Tansu, cancel: CancellationToken) -> tokio::task::JoinHandle<
             let (brokers, cancel) = (brokers.clone(), cancel.clone());
             async move {
                 let every = Duration::from_millis(100);
-                streamgate::source::simulate::run_into_kafka(&brokers, "taxi", 300, every, u64::MAX, 7, cancel)
-                    .await
+                streamgate::source::simulate::run_into_kafka(
+                    &brokers,
+                    "taxi",
+                    300,
+                    every,
+                    u64::MAX,
+                    7,
+                    cancel,
+                )
+                .await
             }
         });
         let producer: FutureProducer =
@@ -209,13 +217,20 @@ async fn a_late_instance_starts_from_a_verified_checkpoint_and_serves_the_same_s
     assert_eq!(metric(&a, "taxi", "mismatch") + metric(&b, "taxi", "mismatch"), 0.0);
 
     // The late instance, while traffic goes on.
-    let watched_a: Vec<_> = [watch(&[&a], "taxi").await, watch(&[&a], "queue").await].into_iter().flatten().collect();
+    let watched_a: Vec<_> =
+        [watch(&[&a], "taxi").await, watch(&[&a], "queue").await].into_iter().flatten().collect();
     let started = Instant::now();
     let c = Instance::start(&config);
     let c_ready = started.elapsed();
-    let watched_c: Vec<_> = [watch(&[&c], "taxi").await, watch(&[&c], "queue").await].into_iter().flatten().collect();
+    let watched_c: Vec<_> =
+        [watch(&[&c], "taxi").await, watch(&[&c], "queue").await].into_iter().flatten().collect();
     for tenant in ["taxi", "queue"] {
-        assert_eq!(metric(&c, tenant, "restored"), 1.0, "{tenant}: started from a checkpoint:\n{}", c.log_text());
+        assert_eq!(
+            metric(&c, tenant, "restored"),
+            1.0,
+            "{tenant}: started from a checkpoint:\n{}",
+            c.log_text()
+        );
     }
     let c_taxi = status(&c, "taxi").await;
     assert_eq!((c_taxi["version"].as_u64(), c_taxi["swaps"].as_u64()), (Some(1), Some(0)), "{c_taxi}");
@@ -249,7 +264,8 @@ async fn a_late_instance_starts_from_a_verified_checkpoint_and_serves_the_same_s
     for mut i in [a, b, c] {
         i.stop();
     }
-    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn =
+        redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     for tenant in ["taxi", "queue"] {
         let members: Vec<String> = redis::cmd("ZREVRANGE")
             .arg(format!("streamgate:{tenant}:checkpoints"))
@@ -262,7 +278,8 @@ async fn a_late_instance_starts_from_a_verified_checkpoint_and_serves_the_same_s
         for (n, m) in members.iter().enumerate() {
             let key = format!("streamgate:{tenant}:checkpoint:{m}");
             let cmd = if n == 0 { ("blob", "damaged") } else { ("bad", "1") };
-            let _: () = redis::cmd("HSET").arg(&key).arg(cmd.0).arg(cmd.1).query_async(&mut conn).await.unwrap();
+            let _: () =
+                redis::cmd("HSET").arg(&key).arg(cmd.0).arg(cmd.1).query_async(&mut conn).await.unwrap();
         }
     }
     let d = Instance::start(&config);
@@ -298,8 +315,13 @@ async fn a_position_is_written_once_and_a_different_state_there_is_a_mismatch() 
     }
     let kept: Vec<u64> = store.newest_first("t").await.unwrap().iter().map(|s| s.position.major).collect();
     assert_eq!(kept, [4, 3]);
-    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let old: i64 = redis::cmd("EXISTS").arg("sg:t:checkpoint:00000000000000000001-00000000000000000000").query_async(&mut conn).await.unwrap();
+    let mut conn =
+        redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let old: i64 = redis::cmd("EXISTS")
+        .arg("sg:t:checkpoint:00000000000000000001-00000000000000000000")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(old, 0, "a checkpoint that left the index is deleted");
     let ttl: i64 = redis::cmd("PTTL").arg("sg:t:checkpoints").query_async(&mut conn).await.unwrap();
     assert!(ttl > 0 && ttl <= 60_000, "the index expires with the log: {ttl}");

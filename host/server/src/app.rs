@@ -117,19 +117,18 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
             .map(|a| crate::auth::Verifier::new(&t.name, a))
             .transpose()
             .map_err(|message| AppError::Auth { tenant: t.name.clone(), message })?;
-        let handle =
-            tenant::start(
-                t.clone(),
-                auth,
-                bus.clone(),
-                &config.bus,
-                checkpoints.clone(),
-                catalog.clone(),
-                &tasks,
-                cancel.clone(),
-            )
-            .await
-                .map_err(|source| AppError::Chain { tenant: t.name.clone(), source })?;
+        let handle = tenant::start(
+            t.clone(),
+            auth,
+            bus.clone(),
+            &config.bus,
+            checkpoints.clone(),
+            catalog.clone(),
+            &tasks,
+            cancel.clone(),
+        )
+        .await
+        .map_err(|source| AppError::Chain { tenant: t.name.clone(), source })?;
         match source {
             Source::Kafka => {
                 let consumer = Arc::new(kafka::consumer(&config.kafka, t, instance_id.as_deref())?);

@@ -215,7 +215,10 @@ impl<'a> Reader<'a> {
         let text = self.str()?;
         serde_json::from_str(&text).map_err(|e| self.bad(&format!("chain spec: {e}")))
     }
-    fn opt<T>(&mut self, get: impl FnOnce(&mut Self) -> Result<T, CodecError>) -> Result<Option<T>, CodecError> {
+    fn opt<T>(
+        &mut self,
+        get: impl FnOnce(&mut Self) -> Result<T, CodecError>,
+    ) -> Result<Option<T>, CodecError> {
         match self.take(1)?[0] {
             0 => Ok(None),
             1 => get(self).map(Some),
@@ -224,7 +227,10 @@ impl<'a> Reader<'a> {
     }
     /// A count, then that many items; the count is checked against the bytes left
     /// (every item takes at least one), so a damaged count allocates nothing.
-    fn list<T>(&mut self, mut get: impl FnMut(&mut Self) -> Result<T, CodecError>) -> Result<Vec<T>, CodecError> {
+    fn list<T>(
+        &mut self,
+        mut get: impl FnMut(&mut Self) -> Result<T, CodecError>,
+    ) -> Result<Vec<T>, CodecError> {
         let n = self.u64()?;
         if n > (self.blob.len() - self.at) as u64 {
             return Err(self.bad("count larger than the rest"));
@@ -239,7 +245,8 @@ mod tests {
     use streamgate_runtime::StageSpec;
 
     fn sample() -> Checkpoint {
-        let event = Event { key: "taxi-1".into(), event_time: 5, id: 7, tag: 0, payload: Bytes::from_static(b"{}") };
+        let event =
+            Event { key: "taxi-1".into(), event_time: 5, id: 7, tag: 0, payload: Bytes::from_static(b"{}") };
         Checkpoint {
             tenant: "taxi".into(),
             position: LogPosition { major: 1_763_900_000_000, minor: 3 },

@@ -108,9 +108,14 @@ async fn try_one(
         Err(e) => return Err(Refusal::Unusable(format!("cannot read the log: {e}"))),
     }
     let unusable = |e: &dyn fmt::Display| Refusal::Unusable(e.to_string());
-    let prepared = catalog.prepare(&checkpoint.chain.spec, options.limits, false, false).await.map_err(|e| unusable(&e))?;
+    let prepared = catalog
+        .prepare(&checkpoint.chain.spec, options.limits, false, false)
+        .await
+        .map_err(|e| unusable(&e))?;
     let previous = match &checkpoint.chain.previous {
-        Some(spec) => Some(catalog.prepare(spec, options.limits, false, false).await.map_err(|e| unusable(&e))?),
+        Some(spec) => {
+            Some(catalog.prepare(spec, options.limits, false, false).await.map_err(|e| unusable(&e))?)
+        }
         None => None,
     };
     let state = checkpoint.chain.clone();

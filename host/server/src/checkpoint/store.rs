@@ -163,7 +163,8 @@ impl CheckpointStore {
                 .arg("bad")
                 .query_async(&mut conn)
                 .await?;
-            let [digest, blob, ok, bad] = <[Value; 4]>::try_from(fields).map_err(|_| StoreError::Reply(m.clone()))?;
+            let [digest, blob, ok, bad] =
+                <[Value; 4]>::try_from(fields).map_err(|_| StoreError::Reply(m.clone()))?;
             let (Value::BulkString(digest), Value::BulkString(blob)) = (digest, blob) else { continue };
             let count = |v: Value| match v {
                 Value::BulkString(b) => String::from_utf8_lossy(&b).parse().unwrap_or(0),

@@ -33,7 +33,14 @@ impl CheckpointTap {
     }
 
     /// Takes the state after the entry at `position` and hands it on.
-    pub fn take(&self, chain: &mut Chain, hub: &Hub, position: LogPosition, now: i64, metrics: &TenantMetrics) {
+    pub fn take(
+        &self,
+        chain: &mut Chain,
+        hub: &Hub,
+        position: LogPosition,
+        now: i64,
+        metrics: &TenantMetrics,
+    ) {
         let chain = match chain.state() {
             Ok(state) => state,
             Err((stage, e)) => {
@@ -43,7 +50,8 @@ impl CheckpointTap {
                 return;
             }
         };
-        let checkpoint = Checkpoint { tenant: metrics.tenant.clone(), position, now, chain, hub: hub.state() };
+        let checkpoint =
+            Checkpoint { tenant: metrics.tenant.clone(), position, now, chain, hub: hub.state() };
         if self.tx.try_send(checkpoint).is_err() {
             metrics.count_checkpoint(CheckpointOutcome::Skipped);
             tracing::warn!(tenant = %metrics.tenant, %position, "no checkpoint: the previous one is still being written");

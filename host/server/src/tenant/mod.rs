@@ -146,7 +146,13 @@ pub async fn start(
     ));
     let tap = checkpoints.map(|c| {
         let (tx, rx) = mpsc::channel(1);
-        tasks.spawn(checkpoint::write_checkpoints(c.store, c.config.max_bytes, metrics.clone(), rx, cancel.clone()));
+        tasks.spawn(checkpoint::write_checkpoints(
+            c.store,
+            c.config.max_bytes,
+            metrics.clone(),
+            rx,
+            cancel.clone(),
+        ));
         CheckpointTap { interval_ms: c.config.interval.as_millis().clamp(1, i64::MAX as u128) as i64, tx }
     });
     let worker = worker::Worker {

@@ -21,7 +21,9 @@ fn ev(key: u64, t: i64) -> Event {
 
 /// Late, duplicate and backwards reports among 30 keys.
 fn batch(round: i64) -> Vec<Event> {
-    (0..50u64).map(|i| ev(i % 30, round * 400 - ((round as u64 * 7919 + i * 104_729) % 2_000) as i64)).collect()
+    (0..50u64)
+        .map(|i| ev(i % 30, round * 400 - ((round as u64 * 7919 + i * 104_729) % 2_000) as i64))
+        .collect()
 }
 
 fn out(o: ChainOutput) -> Vec<(String, i64)> {
