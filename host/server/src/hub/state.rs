@@ -51,3 +51,45 @@ impl Hub {
         state.last_position = hub.last_position;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::event::Event;
+    use crate::metrics::TenantMetrics;
+
+    fn hub() -> Arc<Hub> {
+        Arc::new(Hub::new("e", true, 8, 8, Arc::new(TenantMetrics::new("t"))))
+    }
+
+    fn at(n: u64) -> LogPosition {
+        LogPosition { major: n, minor: 0 }
+    }
+
+    fn event(key: &str, t: i64) -> Event {
+        let payload = Bytes::from(format!(r#"{{"k":"{key}","t":{t}}}"#));
+        Event { key: key.into(), event_time: t, payload, ..Event::default() }
+    }
+
+    #[test]
+    fn a_restored_hub_gives_the_same_state_on_connect_and_counts_older_ids_as_a_gap() {
+        let original = hub();
+        original.publish(at(1), vec![event("a", 1), event("b", 1)], &[]);
+        original.publish(at(2), vec![event("a", 2)], &[]);
+        let restored = hub();
+        restored.restore(original.state());
+        assert_eq!(restored.state(), original.state());
+        let first = |h: &Arc<Hub>| h.subscribe(None, None, true).backlog[0].wire.clone();
+        assert_eq!(first(&restored), first(&original), "the same first frame on connect");
+        assert!(restored.subscribe(Some(at(1)), None, false).gap, "older than the restored frames");
+        let from_last = restored.subscribe(Some(at(2)), None, false);
+        assert!(!from_last.gap && from_last.backlog.is_empty(), "nothing missed from the last frame");
+        // Both go on alike.
+        for h in [&original, &restored] {
+            h.publish(at(3), vec![event("b", 3)], &[]);
+        }
+        assert_eq!(first(&restored), first(&original));
+    }
+}
