@@ -59,7 +59,7 @@ async fn status(i: &Instance, tenant: &str) -> Value {
 /// and the events of step - 3 sent again (duplicates the dedupe stage must drop).
 fn queue_events(step: i64) -> Vec<(String, Vec<u8>)> {
     let one = |i: usize, s: i64| {
-        let kind = if i % 5 == 0 && s >= 8 { "admitted" } else { "rank" };
+        let kind = if i.is_multiple_of(5) && s >= 8 { "admitted" } else { "rank" };
         let payload = json!({
             "eventId": format!("e-{i}-{s}"), "queueType": "concert", "userId": format!("u-{i:03}"),
             "kind": kind, "rank": 1000 - s, "timestamp": 1_763_900_000_000 + s * 1_000,

@@ -96,8 +96,9 @@ impl Chain {
                 backoff_ms: slot.backoff.as_millis().min(u64::MAX as u128) as u64,
             });
         }
-        let (held, next_seq, reinject) = self.held.sorted();
-        let held = held
+        let held = self
+            .held
+            .sorted()
             .into_iter()
             .map(|(seq, h)| HeldState { seq, stage: h.stage, log_time: h.log_time, event: h.event.clone() })
             .collect();
@@ -105,8 +106,8 @@ impl Chain {
             spec: self.spec.clone(),
             stages,
             held,
-            next_seq,
-            reinject: reinject.to_vec(),
+            next_seq: self.held.next_number(),
+            reinject: self.held.waiting().to_vec(),
             previous: self.previous.as_ref().map(|p| p.spec.clone()),
         })
     }

@@ -103,12 +103,21 @@ impl HeldEvents {
         self.reinject.drain(..).collect()
     }
 
-    /// Every held event with its sequence number, in sequence order, with the next
-    /// number to hand out and the events waiting to re-enter (a checkpoint).
-    pub(super) fn sorted(&self) -> (Vec<(u64, &HeldEvent)>, u64, &[(u64, usize)]) {
+    /// Every held event with its sequence number, in sequence order (a checkpoint).
+    pub(super) fn sorted(&self) -> Vec<(u64, &HeldEvent)> {
         let mut all: Vec<(u64, &HeldEvent)> = self.by_seq.iter().map(|(&s, h)| (s, h)).collect();
         all.sort_unstable_by_key(|(s, _)| *s);
-        (all, self.next_seq, &self.reinject)
+        all
+    }
+
+    /// The sequence number the next admitted event gets.
+    pub(super) fn next_number(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Events waiting to re-enter after a swap, with the stage they enter.
+    pub(super) fn waiting(&self) -> &[(u64, usize)] {
+        &self.reinject
     }
 
     /// Held events as a checkpoint recorded them (see [`Self::sorted`]).

@@ -8,7 +8,7 @@
 //! values and last frame position. Not the history ring: a `Last-Event-ID` older than
 //! the restored instance's first frame is treated like one older than the ring.
 //!
-//! - [`config`]: `[checkpoint]`.
+//! - [`config`]: the `[checkpoint]` section.
 //! - [`codec`]: the versioned binary form and its digest.
 //! - [`store`]: the Redis keys and scripts (write once per position, compare after).
 //! - [`tap`]: taken by the policy worker at the first entry of each interval of log
