@@ -183,6 +183,20 @@ mod tests {
     }
 
     #[test]
+    fn checkpoints_are_off_by_default_and_need_the_stream_bus() {
+        let c = Config::parse(TAXI).unwrap();
+        assert!(!c.checkpoint.enabled);
+        let on = Config::parse(&format!("[checkpoint]\nenabled = true\ninterval_ms = 5000\n{TAXI}")).unwrap();
+        on.validate().unwrap();
+        assert_eq!(on.checkpoint.interval.as_millis(), 5000);
+        let pubsub = format!("[bus]\nkind = \"redis-pubsub\"\n[checkpoint]\nenabled = true\n{TAXI}");
+        let err = Config::parse(&pubsub).unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("redis-stream"), "{err}");
+        let zero = format!("[checkpoint]\nenabled = true\nkeep = 0\n{TAXI}");
+        assert!(Config::parse(&zero).unwrap().validate().is_err());
+    }
+
+    #[test]
     fn validation_names_the_problem() {
         let c = Config::parse(&TAXI.replace("\"/mediaId\"", "\"mediaId\"")).unwrap();
         let err = c.validate().unwrap_err().to_string();
