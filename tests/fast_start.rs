@@ -167,6 +167,7 @@ async fn fast_start_table() {
     let (checkpoint_bytes, checkpoint_keys) = memory_of(&mut conn, "streamgate:taxi:checkpoint:*").await;
     let used = used_memory(&mut conn).await;
     let one_checkpoint = writers[0].metric("streamgate_checkpoint_bytes{tenant=\"taxi\"}");
+    let pause_us = writers[0].metric("streamgate_checkpoint_pause_us{tenant=\"taxi\"}");
 
     let mut rows = Vec::new();
     for (name, config) in
@@ -184,7 +185,9 @@ async fn fast_start_table() {
     println!(
         "\nfast start: {events} taxi events appended in {took:.1?} ({achieved:.0} events/s; target {rate}), checkpoint every {interval} ms of log time"
     );
-    println!("the two running instances reached the end {lag:.1?} after the ingest ended");
+    println!(
+        "the two running instances reached the end {lag:.1?} after the ingest ended; the last checkpoint paused the chain {pause_us} µs"
+    );
     println!(
         "redis: used_memory {}, the log {}, {checkpoint_keys} checkpoints kept {} (the last one {})",
         mb(used),

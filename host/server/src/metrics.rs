@@ -48,6 +48,8 @@ pub struct TenantMetrics {
     /// Checkpoints by [`CheckpointOutcome`], and the size of the last one taken.
     checkpoints: [AtomicU64; CheckpointOutcome::ALL.len()],
     pub checkpoint_bytes: AtomicI64,
+    /// How long the worker paused to take the last checkpoint, µs.
+    pub checkpoint_pause_us: AtomicI64,
     /// What the policy chain reports: calls, drops and faults per plugin, `last-good`
     /// reverts.
     pub policy: Counts,
@@ -140,7 +142,7 @@ type Series = (&'static str, &'static str, &'static str, fn(&TenantMetrics) -> i
 pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> String {
     let tenants: Vec<&TenantMetrics> = tenants.into_iter().collect();
     let mut out = String::new();
-    let simple: [Series; 19] = [
+    let simple: [Series; 20] = [
         ("streamgate_source_messages_total", "counter", "Messages read from the source.", |m| {
             m.consumed.load(Relaxed) as i64
         }),
@@ -220,6 +222,12 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
             "gauge",
             "Size of the last checkpoint this instance took (encoded).",
             |m| m.checkpoint_bytes.load(Relaxed),
+        ),
+        (
+            "streamgate_checkpoint_pause_us",
+            "gauge",
+            "How long the last checkpoint paused the chain, µs.",
+            |m| m.checkpoint_pause_us.load(Relaxed),
         ),
         (
             "streamgate_source_decode_errors_total",
