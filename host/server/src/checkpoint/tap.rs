@@ -41,6 +41,7 @@ impl CheckpointTap {
         now: i64,
         metrics: &TenantMetrics,
     ) {
+        let started = std::time::Instant::now();
         let chain = match chain.state() {
             Ok(state) => state,
             Err((stage, e)) => {
@@ -52,6 +53,8 @@ impl CheckpointTap {
         };
         let checkpoint =
             Checkpoint { tenant: metrics.tenant.clone(), position, now, chain, hub: hub.state() };
+        let pause = started.elapsed().as_micros().min(i64::MAX as u128) as i64;
+        metrics.checkpoint_pause_us.store(pause, Relaxed);
         if self.tx.try_send(checkpoint).is_err() {
             metrics.count_checkpoint(CheckpointOutcome::Skipped);
             tracing::warn!(tenant = %metrics.tenant, %position, "no checkpoint: the previous one is still being written");
