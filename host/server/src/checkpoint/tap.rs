@@ -112,3 +112,18 @@ pub async fn write_checkpoints(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_is_due_at_the_first_entry_of_each_interval_never_at_the_first_read() {
+        let tap = CheckpointTap { interval_ms: 1_000, tx: mpsc::channel(1).0 };
+        assert!(!tap.due(i64::MIN, 5_000), "the first entry this instance reads");
+        assert!(tap.due(999, 1_000));
+        assert!(!tap.due(1_000, 1_999));
+        assert!(tap.due(1_500, 4_200), "a quiet spell longer than an interval: one checkpoint");
+        assert!(!tap.due(2_000, 2_000), "log time that did not move");
+    }
+}
