@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 export STREAMGATE_TANSU ?= $(CACHE)/tansu-0.6.0-p2/bin/tansu
 CARGO ?= cargo
 
-.PHONY: demo test chaos plugins lint fmt setup bench bench-fanout screenshots
+.PHONY: demo test chaos plugins lint fmt setup bench bench-fast-start bench-fanout screenshots
 
 ## demo: simulated taxis on the in-memory bus, map at http://127.0.0.1:8080
 demo:
@@ -61,6 +61,12 @@ bench:
 	$(CARGO) bench -p streamgate-runtime --bench policy_stages
 	$(CARGO) bench -p streamgate-runtime --bench swap
 	$(CARGO) test --release -p streamgate --test swaps -- --nocapture
+
+## bench-fast-start: start time of a late instance from a checkpoint and by a full replay, and
+## the checkpoints' Redis memory, at a high ingest rate (FAST_START_RATE, FAST_START_SECONDS)
+bench-fast-start:
+	scripts/setup.sh all
+	$(CARGO) test --release -p streamgate --test fast_start -- --ignored --nocapture
 
 ## bench-fanout: streamgate (shipped defaults, real tansu + redis-server) and Nchan side by
 ## side with the same Rust SSE load client: latency, deliveries/s, CPU, memory per connection

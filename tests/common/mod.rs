@@ -191,15 +191,24 @@ pub struct Instance {
 impl Instance {
     /// Starts an instance with `config` (TOML; `listen` is appended) and waits for `/readyz`.
     pub fn start(config: &str) -> Instance {
-        Self::start_on(free_port(), config)
+        Self::start_within(config, Duration::from_secs(30))
+    }
+
+    /// [`Self::start`], waiting up to `limit` for `/readyz` (a long log to replay).
+    pub fn start_within(config: &str, limit: Duration) -> Instance {
+        Self::launch(free_port(), config, limit)
     }
 
     /// Like [`Instance::start`], on `port`: an instance restarted where it was (behind a
     /// load balancer, which knows it by its address).
     pub fn start_on(port: u16, config: &str) -> Instance {
+        Self::launch(port, config, Duration::from_secs(30))
+    }
+
+    fn launch(port: u16, config: &str, limit: Duration) -> Instance {
         let path = scratch_path("config.toml");
         std::fs::write(&path, format!("listen = \"127.0.0.1:{port}\"\n{config}")).unwrap();
-        Self::spawn(port, &["run".into(), "--config".into(), path.into_os_string()])
+        Self::spawn(port, &["run".into(), "--config".into(), path.into_os_string()], limit)
     }
 
     /// Starts `streamgate demo ARGS` (the embedded default: simulators on the in-memory
@@ -209,10 +218,10 @@ impl Instance {
         let listen = format!("127.0.0.1:{port}");
         let mut all: Vec<OsString> = vec!["demo".into(), "--listen".into(), listen.into()];
         all.extend(args.iter().map(OsString::from));
-        Self::spawn(port, &all)
+        Self::spawn(port, &all, Duration::from_secs(30))
     }
 
-    fn spawn(port: u16, args: &[OsString]) -> Instance {
+    fn spawn(port: u16, args: &[OsString], limit: Duration) -> Instance {
         let log = scratch_path("streamgate.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_streamgate"))
@@ -232,11 +241,7 @@ impl Instance {
             if let Some(status) = instance.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("streamgate exited with {status} before ready:\n{}", instance.log_text());
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "streamgate not ready in 30 s:\n{}",
-                instance.log_text()
-            );
+            assert!(start.elapsed() < limit, "streamgate not ready in {limit:?}:\n{}", instance.log_text());
             std::thread::sleep(Duration::from_millis(50));
         }
         instance

@@ -39,6 +39,7 @@ pub mod world;
 
 pub use bindings::{Decisions, wit};
 pub use chain::{Chain, ChainError, ChainOptions, ChainOutput, FailurePolicy, PreparedChain, PreparedStage};
+pub use chain::{ChainState, HeldState, RestoreError, StageState};
 pub use chain::{Dropped, ForkError, Overrun, StateTransfer, SwapReport};
 pub use engine::PolicyRuntime;
 pub use event::{Event, key_hash};

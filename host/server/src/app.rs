@@ -43,6 +43,8 @@ pub enum AppError {
     Auth { tenant: String, message: String },
     #[error("{0}")]
     Admin(String),
+    #[error("checkpoint store: {0}")]
+    Checkpoint(String),
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaSourceError),
     #[error(
@@ -65,6 +67,18 @@ fn bus(config: &Config) -> Result<Bus, BusError> {
     })
 }
 
+/// Where tenants keep checkpoints, when they do (a Redis-stream bus only: the config
+/// says so). They expire with the log's retention.
+fn checkpoints(config: &Config) -> Result<Option<tenant::Checkpoints>, AppError> {
+    if !config.checkpoint.enabled || config.bus.kind != BusKind::RedisStream {
+        return Ok(None);
+    }
+    let link = RedisLink::open(&config.redis).map_err(|e| AppError::Checkpoint(e.to_string()))?;
+    let store =
+        crate::checkpoint::CheckpointStore::with_link(link, config.bus.retention, config.checkpoint.keep);
+    Ok(Some(tenant::Checkpoints { store: Arc::new(store), config: config.checkpoint.clone() }))
+}
+
 /// Where uploaded plugins and chain history live: with the bus.
 fn store(config: &Config) -> Result<Store, StoreError> {
     match config.bus.kind {
@@ -79,6 +93,7 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
     let runtime = PolicyRuntime::new(&config.sandbox);
     let catalog = Arc::new(Catalog::new(runtime, store(&config)?, config.plugins_dir.clone()));
     let bus = bus(&config)?;
+    let checkpoints = checkpoints(&config)?;
     let tasks = TaskTracker::new();
     tasks.spawn(catalog.clone().precompile_announced(cancel.clone()));
     let mut tenants = BTreeMap::new();
@@ -94,10 +109,18 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
             .map(|a| crate::auth::Verifier::new(&t.name, a))
             .transpose()
             .map_err(|message| AppError::Auth { tenant: t.name.clone(), message })?;
-        let handle =
-            tenant::start(t.clone(), auth, bus.clone(), &config.bus, catalog.clone(), &tasks, cancel.clone())
-                .await
-                .map_err(|source| AppError::Chain { tenant: t.name.clone(), source })?;
+        let handle = tenant::start(
+            t.clone(),
+            auth,
+            bus.clone(),
+            &config.bus,
+            checkpoints.clone(),
+            catalog.clone(),
+            &tasks,
+            cancel.clone(),
+        )
+        .await
+        .map_err(|source| AppError::Chain { tenant: t.name.clone(), source })?;
         match source {
             Source::Kafka => {
                 let consumer = Arc::new(kafka::consumer(&config.kafka, t, instance_id.as_deref())?);

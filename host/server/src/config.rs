@@ -1,5 +1,6 @@
 //! The TOML config (`streamgate run --config FILE`) and its env overrides. Each part
-//! owns its section: `[kafka]` (source), `[bus]` and `[redis]` (bus), `[sandbox]`
+//! owns its section: `[kafka]` (source), `[bus]` and `[redis]` (bus), `[checkpoint]`
+//! (checkpoint), `[sandbox]`
 //! (policy runtime), `[admin]` (control), `[[tenant]]` (tenant). This file only puts
 //! them together.
 //!
@@ -39,6 +40,8 @@ pub struct Config {
     pub redis: RedisConfig,
     #[serde(default)]
     pub bus: BusConfig,
+    #[serde(default)]
+    pub checkpoint: crate::checkpoint::CheckpointConfig,
     #[serde(default)]
     pub sandbox: SandboxConfig,
     #[serde(default)]
@@ -111,6 +114,12 @@ impl Config {
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.bus.validate().map_err(ConfigError::Invalid)?;
         self.redis.validate(self.bus.kind).map_err(ConfigError::Invalid)?;
+        self.checkpoint.validate().map_err(ConfigError::Invalid)?;
+        if self.checkpoint.enabled && self.bus.kind != crate::bus::BusKind::RedisStream {
+            return Err(ConfigError::Invalid(
+                "checkpoint.enabled needs bus.kind = \"redis-stream\" (only a stream keeps the tail to replay)".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -175,6 +184,20 @@ mod tests {
         let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["taxi", "queue"]);
         assert!(config.tenants[1].auth.is_some());
+    }
+
+    #[test]
+    fn checkpoints_are_off_by_default_and_need_the_stream_bus() {
+        let c = Config::parse(TAXI).unwrap();
+        assert!(!c.checkpoint.enabled);
+        let on = Config::parse(&format!("[checkpoint]\nenabled = true\ninterval_ms = 5000\n{TAXI}")).unwrap();
+        on.validate().unwrap();
+        assert_eq!(on.checkpoint.interval.as_millis(), 5000);
+        let pubsub = format!("[bus]\nkind = \"redis-pubsub\"\n[checkpoint]\nenabled = true\n{TAXI}");
+        let err = Config::parse(&pubsub).unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("redis-stream"), "{err}");
+        let zero = format!("[checkpoint]\nenabled = true\nkeep = 0\n{TAXI}");
+        assert!(Config::parse(&zero).unwrap().validate().is_err());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   memory) that every instance reads whole, in the same order.
 //! - [`policy`]: the plugin store and chain history (Redis), and the catalog that
 //!   resolves plugin references and prepares chains.
+//! - [`checkpoint`]: chain-state checkpoints in Redis, so a late instance starts from
+//!   the newest verified one and the log after it.
 //! - [`tenant`]: runs one tenant: log reader, dispatcher, heartbeats, policy worker, and
 //!   a shadow (candidate) chain beside the live one.
 //! - [`hub`]: frames serialised once, history ring, latest values, keyed routing.
@@ -27,6 +29,7 @@
 pub mod app;
 pub mod auth;
 pub mod bus;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -45,6 +45,11 @@ pub struct TenantMetrics {
     /// Decisions only this instance could make (a call past the timeout, a chain it could
     /// not prepare), published to the log for every instance to follow.
     pub reports: AtomicU64,
+    /// Checkpoints by [`CheckpointOutcome`], and the size of the last one taken.
+    checkpoints: [AtomicU64; CheckpointOutcome::ALL.len()],
+    pub checkpoint_bytes: AtomicI64,
+    /// How long the worker paused to take the last checkpoint, µs.
+    pub checkpoint_pause_us: AtomicI64,
     /// What the policy chain reports: calls, drops and faults per plugin, `last-good`
     /// reverts.
     pub policy: Counts,
@@ -107,6 +112,59 @@ impl TenantMetrics {
     pub fn skipped(&self, reason: SkipReason) -> u64 {
         self.skipped[slot(&SkipReason::ALL, reason)].load(Relaxed)
     }
+
+    pub fn count_checkpoint(&self, outcome: CheckpointOutcome) {
+        self.checkpoints[slot(&CheckpointOutcome::ALL, outcome)].fetch_add(1, Relaxed);
+    }
+
+    pub fn checkpoints(&self, outcome: CheckpointOutcome) -> u64 {
+        self.checkpoints[slot(&CheckpointOutcome::ALL, outcome)].load(Relaxed)
+    }
+}
+
+/// What became of a checkpoint (the `reason` label of `streamgate_checkpoints_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointOutcome {
+    /// Taken here and written to Redis (this instance was first at its position).
+    Written,
+    /// Taken here and equal to the one another instance wrote.
+    Verified,
+    /// Taken here and different from the one another instance wrote: non-determinism.
+    Mismatch,
+    /// Not written: larger than `max_bytes`, the writer busy, or a stage without a
+    /// snapshot.
+    Skipped,
+    /// Writing or comparing failed (Redis unreachable).
+    Failed,
+    /// This instance started from a checkpoint.
+    Restored,
+    /// A stored checkpoint was not used at start (damaged, unverified, mismatched,
+    /// trimmed from the log, another chain).
+    Rejected,
+}
+
+impl CheckpointOutcome {
+    pub const ALL: [CheckpointOutcome; 7] = [
+        CheckpointOutcome::Written,
+        CheckpointOutcome::Verified,
+        CheckpointOutcome::Mismatch,
+        CheckpointOutcome::Skipped,
+        CheckpointOutcome::Failed,
+        CheckpointOutcome::Restored,
+        CheckpointOutcome::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointOutcome::Written => "written",
+            CheckpointOutcome::Verified => "verified",
+            CheckpointOutcome::Mismatch => "mismatch",
+            CheckpointOutcome::Skipped => "skipped",
+            CheckpointOutcome::Failed => "failed",
+            CheckpointOutcome::Restored => "restored",
+            CheckpointOutcome::Rejected => "rejected",
+        }
+    }
 }
 
 /// The counter slot of `x` in its kind's list of every value.
@@ -121,7 +179,7 @@ type Series = (&'static str, &'static str, &'static str, fn(&TenantMetrics) -> i
 pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> String {
     let tenants: Vec<&TenantMetrics> = tenants.into_iter().collect();
     let mut out = String::new();
-    let simple: [Series; 18] = [
+    let simple: [Series; 20] = [
         ("streamgate_source_messages_total", "counter", "Messages read from the source.", |m| {
             m.consumed.load(Relaxed) as i64
         }),
@@ -197,6 +255,18 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
             |m| m.policy.last_good_reverts.load(Relaxed) as i64,
         ),
         (
+            "streamgate_checkpoint_bytes",
+            "gauge",
+            "Size of the last checkpoint this instance took (encoded).",
+            |m| m.checkpoint_bytes.load(Relaxed),
+        ),
+        (
+            "streamgate_checkpoint_pause_us",
+            "gauge",
+            "How long the last checkpoint paused the chain, µs.",
+            |m| m.checkpoint_pause_us.load(Relaxed),
+        ),
+        (
             "streamgate_source_decode_errors_total",
             "counter",
             "Source messages dropped as undecodable, all reasons.",
@@ -215,6 +285,13 @@ pub fn render<'a>(tenants: impl IntoIterator<Item = &'a TenantMetrics>) -> Strin
         "streamgate_source_dropped_total",
         "Source messages dropped, by reason.",
         |m| DecodeError::ALL.iter().map(|e| (e.as_str(), m.decode_errors(*e))).collect(),
+    );
+    by_reason(
+        &mut out,
+        &tenants,
+        "streamgate_checkpoints_total",
+        "Checkpoints by outcome (mismatch: another instance's state differed at the same position).",
+        |m| CheckpointOutcome::ALL.iter().map(|o| (o.as_str(), m.checkpoints(*o))).collect(),
     );
     by_reason(
         &mut out,

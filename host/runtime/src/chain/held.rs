@@ -14,7 +14,7 @@ use crate::event::{Event, key_hash};
 #[derive(Clone, Debug)]
 pub(super) struct HeldEvent {
     pub(super) event: Event,
-    log_time: i64,
+    pub(super) log_time: i64,
     key_hash: u64,
     /// Index of the stage holding it.
     pub(super) stage: usize,
@@ -101,6 +101,36 @@ impl HeldEvents {
     /// Events left over by an earlier swap and not yet pushed, by the stage they enter.
     pub(super) fn take_waiting(&mut self) -> HashMap<u64, usize> {
         self.reinject.drain(..).collect()
+    }
+
+    /// Every held event with its sequence number, in sequence order (a checkpoint).
+    pub(super) fn sorted(&self) -> Vec<(u64, &HeldEvent)> {
+        let mut all: Vec<(u64, &HeldEvent)> = self.by_seq.iter().map(|(&s, h)| (s, h)).collect();
+        all.sort_unstable_by_key(|(s, _)| *s);
+        all
+    }
+
+    /// The sequence number the next admitted event gets.
+    pub(super) fn next_number(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Events waiting to re-enter after a swap, with the stage they enter.
+    pub(super) fn waiting(&self) -> &[(u64, usize)] {
+        &self.reinject
+    }
+
+    /// Held events as a checkpoint recorded them (see [`Self::sorted`]).
+    pub(super) fn rebuilt(
+        held: impl IntoIterator<Item = (u64, Event, i64, usize)>,
+        next_seq: u64,
+        reinject: Vec<(u64, usize)>,
+    ) -> Self {
+        let mut by_seq = KeyMap::default();
+        for (seq, event, log_time, stage) in held {
+            by_seq.insert(seq, HeldEvent { key_hash: key_hash(&event.key), event, log_time, stage });
+        }
+        HeldEvents { by_seq, next_seq, reinject }
     }
 
     pub(super) fn set_reinject(&mut self, mut reinject: Vec<(u64, usize)>) {

@@ -6,6 +6,7 @@
 //! - [`faults`]: quarantine, restart back-off and the tenant's failure policy.
 //! - [`prepare`]: creating (and trying) the stages of a chain off the event path.
 //! - [`swap`]: replacing a running chain between two log entries, and `last-good`.
+//! - [`checkpoint`]: the whole state as data, and a chain rebuilt from it.
 //! - [`fork`]: a copy of a running chain's state in a candidate chain (a shadow), and
 //!   promoting that candidate.
 //!
@@ -16,6 +17,7 @@
 //! host publishes it through the log, where every instance applies it at the same
 //! position ([`Chain::fault_stage`]). Other tenants never notice.
 
+mod checkpoint;
 mod faults;
 mod fork;
 mod held;
@@ -27,6 +29,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use checkpoint::{ChainState, HeldState, RestoreError, StageState};
 pub use faults::FailurePolicy;
 pub use fork::ForkError;
 pub use prepare::{ChainError, PreparedChain, PreparedStage, trial_batch};

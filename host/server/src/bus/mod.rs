@@ -223,9 +223,22 @@ impl Bus {
         ready: Arc<Readiness>,
         cancel: CancellationToken,
     ) {
+        self.read_after(tenant, None, out, ready, cancel).await
+    }
+
+    /// [`Self::read`], from the entry after `after` on a Redis stream (a checkpoint's
+    /// position); the other kinds keep nothing to skip and ignore it.
+    pub async fn read_after(
+        &self,
+        tenant: &str,
+        after: Option<LogPosition>,
+        out: mpsc::Sender<LogEntry>,
+        ready: Arc<Readiness>,
+        cancel: CancellationToken,
+    ) {
         match self {
             Bus::Memory(b) => b.read(tenant, out, ready, cancel).await,
-            Bus::RedisStream(b) => b.read(tenant, out, ready, cancel).await,
+            Bus::RedisStream(b) => b.read(tenant, after, out, ready, cancel).await,
             Bus::RedisPubSub(b) => b.read(tenant, out, ready, cancel).await,
         }
     }

@@ -4,7 +4,8 @@
 //! Redis assigns each entry its id, `<ms>-<n>`: that id is the log position, and its
 //! ms part is the log time, so every instance agrees on both. Entries are trimmed by
 //! age (`MINID ~`). Readers start at the oldest retained entry, so an instance that
-//! joins late rebuilds its policy state from the same log as the others.
+//! joins late rebuilds its policy state from the same log as the others, or after the
+//! position of a checkpoint it started from (see `crate::checkpoint`).
 //!
 //! With replicas (`sentinel`), an append counts only once `confirm_replicas` replicas
 //! acknowledge it (`WAIT`); until then it is an error, and the source publishes the
@@ -125,15 +126,18 @@ impl RedisStreamBus {
         parse_id(id)
     }
 
+    /// Reads from the oldest retained entry, or from the one after `after` (an
+    /// instance that starts from a checkpoint at `after`).
     pub async fn read(
         &self,
         tenant: &str,
+        after: Option<LogPosition>,
         out: mpsc::Sender<LogEntry>,
         ready: Arc<Readiness>,
         cancel: CancellationToken,
     ) {
         let key = self.key(tenant);
-        let mut last_id = "0-0".to_string();
+        let mut last_id = after.map_or_else(|| "0-0".to_string(), |p| p.to_string());
         let mut backoff = Duration::from_millis(100);
         while !cancel.is_cancelled() {
             let result = tokio::select! {
@@ -271,6 +275,15 @@ impl RedisStreamBus {
     /// The stream key of `tenant`'s log.
     pub fn stream_key(&self, tenant: &str) -> String {
         self.key(tenant)
+    }
+
+    /// Whether the log still holds the entry at `position` (trimming has not passed it).
+    pub async fn holds(&self, tenant: &str, position: LogPosition) -> Result<bool, BusError> {
+        let mut conn = self.link.dedicated(Role::Primary, Duration::from_secs(5)).await?;
+        let p = position.to_string();
+        let reply: Value =
+            redis::cmd("XRANGE").arg(self.key(tenant)).arg(&p).arg(&p).query_async(&mut conn).await?;
+        Ok(matches!(reply, Value::Array(items) if !items.is_empty()))
     }
 
     /// What Redis holds at `tenant`'s log key (`TYPE`): `stream`, or `none` when nothing.

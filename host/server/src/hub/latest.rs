@@ -117,6 +117,36 @@ impl Latest {
             .collect()
     }
 
+    /// Every kept value, by key then tag, and the next keeping order (a checkpoint).
+    pub(super) fn values(&self) -> (Vec<super::KeptValue>, u64) {
+        let values = self
+            .by_key
+            .iter()
+            .flat_map(|(k, slots)| {
+                slots.iter().map(move |(&tag, v)| super::KeptValue {
+                    key: k.clone(),
+                    tag,
+                    event_time: v.event_time,
+                    seq: v.seq,
+                    payload: v.payload.clone(),
+                })
+            })
+            .collect();
+        (values, self.next_seq)
+    }
+
+    /// Replaces what is kept with a checkpoint's values (tags kept apart stay as set).
+    pub(super) fn restore(&mut self, values: Vec<super::KeptValue>, next_seq: u64) {
+        self.by_key.clear();
+        self.by_hash.clear();
+        for v in values {
+            self.by_hash.insert(key_hash(&v.key), v.key.clone());
+            let kept = Kept { event_time: v.event_time, seq: v.seq, payload: v.payload };
+            self.by_key.entry(v.key).or_default().insert(v.tag, kept);
+        }
+        self.next_seq = next_seq;
+    }
+
     #[cfg(test)]
     pub(super) fn indexed(&self) -> usize {
         self.by_hash.len()

@@ -1,7 +1,8 @@
 //! The SSE hub of one tenant: frames serialised once and shared by every client
 //! ([`frame`]), a history ring for `Last-Event-ID` resume ([`ring`]), the newest payload
-//! per key (or per key and tag) for latest-value tenants ([`latest`]), and per-key
-//! routing for clients that asked for some keys only ([`keyed`]).
+//! per key (or per key and tag) for latest-value tenants ([`latest`]), per-key
+//! routing for clients that asked for some keys only ([`keyed`]), and what of it a
+//! checkpoint carries ([`state`]).
 //!
 //! Expiry: keys the policy chain expires at a log position leave the latest values at
 //! that position, before that position's releases are applied, and the position's frame
@@ -20,6 +21,7 @@ mod frame;
 mod keyed;
 mod latest;
 mod ring;
+mod state;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
@@ -32,6 +34,7 @@ pub use frame::Frame;
 use keyed::KeyedClients;
 use latest::Latest;
 use ring::Ring;
+pub use state::{HubState, KeptValue};
 
 use crate::bus::LogPosition;
 use crate::event::Event;

@@ -25,6 +25,13 @@ impl Ring {
         }
     }
 
+    /// Starts empty as if every frame up to `position` had fallen out (an instance that
+    /// started from a checkpoint never had them).
+    pub(super) fn start_after(&mut self, position: LogPosition) {
+        self.frames.clear();
+        self.evicted = Some(position);
+    }
+
     /// Frames after `after`, oldest first (shared, not copied).
     pub(super) fn after(&self, after: LogPosition) -> Vec<Arc<Frame>> {
         self.frames.iter().filter(|f| f.position > after).cloned().collect()

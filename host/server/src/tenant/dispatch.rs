@@ -71,11 +71,14 @@ pub struct Dispatcher {
     tenant: String,
     catalog: Arc<Catalog>,
     limits: StageLimits,
+    /// Whether the chain in force before the first entry comes from the chain history
+    /// (not when the tenant started from a checkpoint, which names it).
+    from_history: bool,
 }
 
 impl Dispatcher {
-    pub fn new(tenant: String, catalog: Arc<Catalog>, limits: StageLimits) -> Self {
-        Dispatcher { tenant, catalog, limits }
+    pub fn new(tenant: String, catalog: Arc<Catalog>, limits: StageLimits, from_history: bool) -> Self {
+        Dispatcher { tenant, catalog, limits, from_history }
     }
 
     /// Starts preparing `chain` now; the order carries the result to the worker.
@@ -134,7 +137,7 @@ pub async fn dispatch(
     work: mpsc::Sender<Work>,
     cancel: CancellationToken,
 ) {
-    let mut first = true;
+    let mut first = dispatcher.from_history;
     loop {
         let entry = tokio::select! {
             _ = cancel.cancelled() => return,

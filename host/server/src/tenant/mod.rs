@@ -5,6 +5,8 @@
 //! that runs the chain and publishes frames to the hub, and the [`report`]er that puts
 //! faults only this instance saw into the log for every instance to follow. A candidate
 //! chain may run beside the live one ([`shadow`]). What a tenant is: [`config`].
+//! With checkpoints kept, it starts from the newest usable one and reads the log after
+//! it, and its worker takes one at the first entry of each interval.
 
 pub mod config;
 mod dispatch;
@@ -33,6 +35,7 @@ pub use status::{ChainStatus, SwapStatus};
 use streamgate_runtime::{Chain, ChainOptions, ChainSpec};
 
 use crate::bus::{Bus, BusConfig};
+use crate::checkpoint::{self, CheckpointConfig, CheckpointStore, CheckpointTap};
 use crate::hub::Hub;
 use crate::metrics::TenantMetrics;
 use crate::policy::{Catalog, CatalogError};
@@ -65,20 +68,34 @@ impl TenantHandle {
     }
 }
 
-/// Builds the tenant's configured chain and starts its tasks on `tasks`.
+/// Builds the tenant's chain (from the newest usable checkpoint when `checkpoints` are
+/// kept, else the configured one) and starts its tasks on `tasks`.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     config: TenantConfig,
     auth: Option<crate::auth::Verifier>,
     bus: Bus,
     bus_config: &BusConfig,
+    checkpoints: Option<Checkpoints>,
     catalog: Arc<Catalog>,
     tasks: &TaskTracker,
     cancel: CancellationToken,
 ) -> Result<Arc<TenantHandle>, CatalogError> {
     let options = chain_options(&catalog, &config);
-    let spec = config.configured_chain(catalog.plugins_dir().is_some());
-    let chain = Chain::new(catalog.prepare(&spec, options.limits, false, false).await?, options);
     let metrics = Arc::new(TenantMetrics::new(&config.name));
+    let resumed = match (&checkpoints, &bus) {
+        (Some(c), Bus::RedisStream(log)) => {
+            checkpoint::resume(&c.store, c.config.min_verifications, log, &catalog, options, &metrics).await
+        }
+        _ => None,
+    };
+    let (chain, from) = match resumed {
+        Some(r) => (r.chain, Some(r.checkpoint)),
+        None => {
+            let spec = config.configured_chain(catalog.plugins_dir().is_some());
+            (Chain::new(catalog.prepare(&spec, options.limits, false, false).await?, options), None)
+        }
+    };
     let mut hub = Hub::new(
         &config.event,
         config.latest_value,
@@ -90,9 +107,18 @@ pub async fn start(
         hub = hub.keeping_tags(config.latest_tag_hashes());
     }
     let hub = Arc::new(hub);
+    let (after, start_time) = match from {
+        Some(c) => {
+            hub.restore(c.hub);
+            (Some(c.position), Some(c.now))
+        }
+        None => (None, None),
+    };
     // The source reports its own state once started (see `app::serve`).
     let ready = Arc::new(Readiness::default());
-    let (status_tx, status_rx) = watch::channel(ChainStatus::new(&chain));
+    let mut status = ChainStatus::new(&chain);
+    status.position = after.unwrap_or_default();
+    let (status_tx, status_rx) = watch::channel(status);
     let handle = Arc::new(TenantHandle {
         config: config.clone(),
         hub: hub.clone(),
@@ -109,10 +135,10 @@ pub async fn start(
     let (work_tx, work_rx) = mpsc::channel(WORKER_QUEUE);
     tasks.spawn({
         let (bus, name, cancel) = (bus.clone(), config.name.clone(), cancel.clone());
-        async move { bus.read(&name, log_tx, ready, cancel).await }
+        async move { bus.read_after(&name, after, log_tx, ready, cancel).await }
     });
     tasks.spawn(dispatch::dispatch(
-        dispatch::Dispatcher::new(config.name.clone(), catalog, options.limits),
+        dispatch::Dispatcher::new(config.name.clone(), catalog, options.limits, after.is_none()),
         log_rx,
         work_tx,
         cancel.clone(),
@@ -127,6 +153,17 @@ pub async fn start(
         last_entry_ms.clone(),
         cancel.clone(),
     ));
+    let tap = checkpoints.map(|c| {
+        let (tx, rx) = mpsc::channel(1);
+        tasks.spawn(checkpoint::write_checkpoints(
+            c.store,
+            c.config.max_bytes,
+            metrics.clone(),
+            rx,
+            cancel.clone(),
+        ));
+        CheckpointTap { interval_ms: c.config.interval.as_millis().clamp(1, i64::MAX as u128) as i64, tx }
+    });
     let worker = worker::Worker {
         chain,
         hub,
@@ -139,11 +176,20 @@ pub async fn start(
         reported: Default::default(),
         shadow: None,
         shadow_board: handle.shadow.clone(),
+        checkpoints: tap,
+        start_time,
     };
     let worker_cancel = cancel.clone();
     tasks.spawn_blocking(move || worker.run(work_rx, &worker_cancel));
-    tracing::info!(tenant = %config.name, chain = ?handle.chain.borrow().labels, "tenant started");
+    tracing::info!(tenant = %config.name, chain = ?handle.chain.borrow().labels, from = ?after, "tenant started");
     Ok(handle)
+}
+
+/// Where a tenant's checkpoints are kept, and how.
+#[derive(Clone)]
+pub struct Checkpoints {
+    pub store: Arc<CheckpointStore>,
+    pub config: CheckpointConfig,
 }
 
 /// How the tenant's chain runs: the sandbox's limits, its own call budget and failure

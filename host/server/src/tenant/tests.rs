@@ -56,6 +56,8 @@ fn run_chain(chain: Chain, hub: Arc<Hub>, work: Vec<Work>) -> (Vec<Control>, Cha
         reported: Default::default(),
         shadow: None,
         shadow_board: Default::default(),
+        checkpoints: None,
+        start_time: None,
     };
     let (tx, rx) = mpsc::channel(work.len().max(1));
     for w in work {

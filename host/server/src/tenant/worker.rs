@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use streamgate_runtime::{Chain, ChainOutput, Event, StateTransfer};
 
+use crate::checkpoint::CheckpointTap;
+
 use super::dispatch::{FaultOrder, PrepareFailure, SwapOrder, Work};
 use super::shadow::{Shadow, ShadowBoard};
 use super::status::{ChainStatus, SwapStatus};
@@ -38,6 +40,10 @@ pub struct Worker {
     /// The candidate chain running beside this one, if any (see [`super::shadow`]).
     pub shadow: Option<Shadow>,
     pub shadow_board: Arc<ShadowBoard>,
+    /// Where checkpoints go, when the tenant keeps them.
+    pub checkpoints: Option<CheckpointTap>,
+    /// Log time to start from (a checkpoint's), else none yet.
+    pub start_time: Option<i64>,
 }
 
 impl Worker {
@@ -45,7 +51,7 @@ impl Worker {
     /// plugin built up).
     pub fn run(mut self, mut work: mpsc::Receiver<Work>, cancel: &CancellationToken) {
         // Log time never goes back, even if a bus's stamps do.
-        let mut now = i64::MIN;
+        let mut now = self.start_time.unwrap_or(i64::MIN);
         while let Some(item) = work.blocking_recv() {
             if cancel.is_cancelled() {
                 break;
@@ -54,8 +60,12 @@ impl Worker {
             self.metrics.log_entries.fetch_add(1, Relaxed);
             match item {
                 Work::Entry(entry) => {
+                    let (before, position) = (now, entry.position);
                     now = now.max(entry.log_time);
                     self.entry(now, entry);
+                    if let Some(tap) = self.checkpoints.as_ref().filter(|t| t.due(before, now)) {
+                        tap.take(&mut self.chain, &self.hub, position, now, &self.metrics);
+                    }
                 }
                 Work::Swap(order) => self.swap(order),
                 Work::StartShadow(order) => self.start_shadow(order),

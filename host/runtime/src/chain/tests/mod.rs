@@ -1,6 +1,7 @@
 //! Chain tests against the real builtins and the `misbehave` / `dedupe-next` /
 //! `overclaim` fixtures, in both policy worlds.
 
+mod checkpoint;
 mod faults;
 mod swap;
 mod worlds;
