@@ -14,10 +14,17 @@ mod chaos {
     pub mod cluster;
     pub mod crash;
     pub mod feed;
+    pub mod ingest_scale;
     pub mod load;
     pub mod outage;
     pub mod plan;
+    pub mod plot;
+    pub mod samples;
+    pub mod soak;
+    pub mod soak_feed;
+    pub mod soak_run;
     pub mod tally;
+    pub mod tape;
 }
 
 /// One scenario at a time: three instances each are enough for two cores.
@@ -75,4 +82,20 @@ async fn malformed_messages_are_counted_drops() {
 async fn stalled_clients_do_not_slow_readers() {
     let _turn = ONE_AT_A_TIME.lock().await;
     chaos::load::stalled_clients().await;
+}
+
+/// Issue 17's soak: both demo tenants at a steady rate, RSS, fds and Redis memory
+/// sampled, nothing growing past its bound after the warm-up (`make soak`: 30 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_holds_memory_and_fds_steady() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::soak::soak().await;
+}
+
+/// Issue 17's ingest at scale: events as fast as the machine allows while instances
+/// join and leave, every one in the log (`make chaos`: 1,000,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_at_scale_with_instances_joining_and_leaving() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::ingest_scale::events_with_instances_joining_and_leaving().await;
 }
