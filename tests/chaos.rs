@@ -10,6 +10,7 @@
 mod common;
 
 mod chaos {
+    pub mod census;
     pub mod client;
     pub mod cluster;
     pub mod crash;

@@ -104,7 +104,7 @@ pub async fn events_with_instances_joining_and_leaving() {
     let full = std::env::var("STREAMGATE_CHAOS").is_ok_and(|v| v == "full");
     // The short version is paced so that the churn happens while events flow.
     let (total, per_second, step_every) =
-        if full { (1_000_000, None, Duration::from_secs(4)) } else { (50_000, Some(2_500), Duration::from_secs(2)) };
+        if full { (1_000_000, None, Duration::from_millis(2500)) } else { (50_000, Some(2_500), Duration::from_secs(2)) };
     let (redis, tansu) = tokio::task::block_in_place(|| (Redis::start(), Tansu::start()));
     tansu.create_topic(TOPIC, PARTITIONS);
     let config = config(&tansu, &redis);
@@ -114,6 +114,8 @@ pub async fn events_with_instances_joining_and_leaving() {
     let acked = Arc::new(AtomicU64::new(0));
     let producer = tokio::spawn(produce(tansu.brokers(), total, per_second, acked.clone()));
     let mut history = Vec::new();
+    // Logs of the instances that left, for a diagnosis.
+    let mut left: Vec<(String, String)> = Vec::new();
     for step in CHURN {
         tokio::time::sleep(step_every).await;
         let lag = instances[0].as_ref().unwrap().metric(&format!("streamgate_source_lag{{tenant=\"{TOPIC}\"}}"));
@@ -121,8 +123,11 @@ pub async fn events_with_instances_joining_and_leaving() {
         history.push(format!("{at:.1} s {step:?} ({} acked, group lag {lag})", acked.load(Relaxed)));
         tokio::task::block_in_place(|| match step {
             Step::Join(i) => instances[i] = Some(Instance::start(&config)),
-            Step::Term(i) => instances[i].take().expect("running").stop(),
-            Step::Kill(i) => instances[i].take().expect("running").kill(),
+            Step::Term(i) | Step::Kill(i) => {
+                let mut leaving = instances[i].take().expect("running");
+                if matches!(step, Step::Kill(_)) { leaving.kill() } else { leaving.stop() }
+                left.push((format!("instance {i} until {at:.1} s"), leaving.log_text()));
+            }
         });
     }
     let patience = Duration::from_secs(if full { 600 } else { 120 });
@@ -163,19 +168,41 @@ pub async fn events_with_instances_joining_and_leaving() {
         found.entries
     );
     assert_eq!(found.foreign, 0, "the log holds events that were never produced");
-    assert!(
-        missing.is_empty(),
-        "{} of {total} produced events are not in the Redis log (first {:?}); churn: {history:?}\ninstance 0's log ends:\n{}",
-        missing.len(),
-        &missing[..missing.len().min(10)],
-        tail(survivor)
-    );
+    if !missing.is_empty() {
+        for (i, instance) in instances.iter().enumerate() {
+            if let Some(instance) = instance {
+                left.push((format!("instance {i} (running)"), instance.log_text()));
+            }
+        }
+        let brokers = tansu.brokers();
+        let census = tokio::task::block_in_place(|| super::census::locate(&brokers, TOPIC, PARTITIONS as i32, &missing));
+        panic!(
+            "{} of {total} produced events are not in the Redis log (first {:?}); churn: {history:?}\n{census}\n\
+             the instances' Kafka lines:\n{}",
+            missing.len(),
+            &missing[..missing.len().min(10)],
+            kafka_lines(&left)
+        );
+    }
 }
 
 fn tail(instance: &Instance) -> String {
     let log = instance.log_text();
     let lines: Vec<&str> = log.lines().rev().take(20).collect();
     lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// Assignments, skipped offsets, warnings and errors from each instance's log.
+fn kafka_lines(logs: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (who, log) in logs {
+        out.push_str(&format!("-- {who}\n"));
+        for line in log.lines().filter(|l| l.contains("assigned") || l.contains("WARN") || l.contains("ERROR")) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// How often each produced id occurs in the log.

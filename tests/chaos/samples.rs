@@ -113,3 +113,11 @@ pub fn rates(samples: &[Sample], warmup_s: f64, value: impl Fn(&Sample) -> u64) 
     let rate = |a: &Sample, b: &Sample| (value(b) - value(a)) as f64 / (b.at_s - a.at_s).max(1e-9);
     (rate(after[0], after[third]), rate(after[after.len() - 1 - third], after[after.len() - 1]))
 }
+
+/// The sum of the samples of `name` whose labels contain `labels` in a `/metrics` body.
+pub fn metric_sum(body: &str, name: &str, labels: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}

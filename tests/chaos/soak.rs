@@ -61,7 +61,8 @@ pub async fn soak() {
     stop.cancel();
     let [taxi_feed, queue_feed] = feeds;
     let produced = [taxi_feed.finish(Duration::from_secs(120)).await, queue_feed.finish(Duration::from_secs(120)).await];
-    let compared = tapes.settle_and_compare(Duration::from_secs(180)).await;
+    let mut compared = tapes.settle_and_compare(Duration::from_secs(180)).await;
+    compared.push_str(&counters(&instances));
     cancel.cancel();
     let figures = figures(&plan, &samples, produced, &compared);
     let name = if plan.full { "soak-full" } else { "soak-short" };
@@ -80,6 +81,21 @@ pub async fn soak() {
         assert!(first > 0.0, "{tenant}: nothing delivered after the warm-up");
     }
     drop(instances);
+}
+
+/// Policy faults and lagged SSE clients per instance, from `/metrics`.
+fn counters(instances: &[Instance]) -> String {
+    let bodies: Vec<String> =
+        instances.iter().map(|i| crate::common::http_get(&i.url("/metrics")).unwrap_or_default()).collect();
+    let sum = |name: &str, labels: &str| -> Vec<f64> {
+        bodies.iter().map(|b| samples::metric_sum(b, name, labels)).collect()
+    };
+    format!(
+        "\n\nPolicy faults per instance (`streamgate_policy_outcomes_total{{outcome=\"fault\"}}`): {:?}; slow-client \
+         catch-ups per instance (`streamgate_sse_lagged_total`): {:?}",
+        sum("streamgate_policy_outcomes_total", "outcome=\"fault\""),
+        sum("streamgate_sse_lagged_total", "")
+    )
 }
 
 /// The build output directory (where `make soak` picks the files up).

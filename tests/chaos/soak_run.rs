@@ -26,6 +26,9 @@ pub struct SoakPlan {
     pub retention_ms: u64,
     /// Keyed queue clients (`?key=u-…`) per instance.
     pub keyed: usize,
+    /// Frames each tenant keeps for resuming: the demo's 1,024 in full; fewer in the short
+    /// version, so the ring fills within its warm-up (it holds most of an instance's memory).
+    pub history_frames: usize,
 }
 
 impl SoakPlan {
@@ -45,6 +48,7 @@ impl SoakPlan {
                 hop: Duration::from_secs(60),
                 retention_ms: 120_000,
                 keyed: 20,
+                history_frames: 1024,
             }
         } else {
             SoakPlan {
@@ -59,6 +63,7 @@ impl SoakPlan {
                 hop: Duration::from_secs(10),
                 retention_ms: 15_000,
                 keyed: 5,
+                history_frames: 64,
             }
         }
     }
@@ -90,7 +95,7 @@ time = "/timestamp"
 event = "liveMapLocation"
 latest_value = true
 snapshot_on_connect = true
-history_frames = 1024
+history_frames = {history}
 
 [[tenant.policies]]
 plugin = "builtin:ordering"
@@ -115,7 +120,7 @@ event = "queueUpdate"
 latest_value = true
 latest_tags = ["rank", "admitted", "left"]
 snapshot_on_connect = true
-history_frames = 1024
+history_frames = {history}
 
 [[tenant.policies]]
 plugin = "builtin:dedupe"
@@ -126,6 +131,7 @@ plugin = "builtin:coalesce"
 config = {{ tags = ["rank"] }}
 "#,
             retention = self.retention_ms,
+            history = self.history_frames,
         )
     }
 }
