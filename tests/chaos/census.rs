@@ -1,7 +1,8 @@
 //! Where events missing from the log are in Kafka: every partition of a topic read from
 //! its start by a fresh consumer (outside any group), so a loss can be told apart as the
 //! broker's (never stored, or stored at offsets nobody is served) or the gateway's
-//! (stored and served, but never published).
+//! (stored and served, but never published). And what a process that does not stop on
+//! SIGTERM is doing.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -62,4 +63,33 @@ pub fn locate(brokers: &str, topic: &str, partitions: i32, missing: &[u64]) -> S
         ranges.join("; "),
         holes
     )
+}
+
+/// Sends SIGTERM to `instance` and waits up to 15 s for it to exit. If it does not,
+/// saves every thread's stack (gdb) next to the build output and returns where; the
+/// caller's drop then kills it.
+pub fn terminate(instance: &crate::common::Instance) -> Option<String> {
+    let pid = instance.pid();
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let exited = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if exited() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stacks = std::process::Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("gdb: {e}"));
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_streamgate"));
+    let path = bin.parent().unwrap().join(format!("sigterm-hang-{pid}.txt"));
+    std::fs::write(&path, &stacks).unwrap();
+    let rdkafka: Vec<&str> = stacks.lines().filter(|l| l.contains("rd_kafka_") && l.contains(" in ")).take(8).collect();
+    Some(format!("no exit 15 s after SIGTERM; thread stacks in {} (rdkafka frames: {rdkafka:?})", path.display()))
 }

@@ -116,6 +116,8 @@ pub async fn events_with_instances_joining_and_leaving() {
     let mut history = Vec::new();
     // Logs of the instances that left, for a diagnosis.
     let mut left: Vec<(String, String)> = Vec::new();
+    // SIGTERMs that did not end the process within 15 s (it was then killed).
+    let mut hangs: Vec<String> = Vec::new();
     for step in CHURN {
         tokio::time::sleep(step_every).await;
         let lag = instances[0].as_ref().unwrap().metric(&format!("streamgate_source_lag{{tenant=\"{TOPIC}\"}}"));
@@ -125,7 +127,11 @@ pub async fn events_with_instances_joining_and_leaving() {
             Step::Join(i) => instances[i] = Some(Instance::start(&config)),
             Step::Term(i) | Step::Kill(i) => {
                 let mut leaving = instances[i].take().expect("running");
-                if matches!(step, Step::Kill(_)) { leaving.kill() } else { leaving.stop() }
+                if matches!(step, Step::Kill(_)) {
+                    leaving.kill()
+                } else if let Some(hang) = super::census::terminate(&leaving) {
+                    hangs.push(format!("instance {i} at {at:.1} s: {hang}"));
+                }
                 left.push((format!("instance {i} until {at:.1} s"), leaving.log_text()));
             }
         });
@@ -168,6 +174,7 @@ pub async fn events_with_instances_joining_and_leaving() {
         found.entries
     );
     assert_eq!(found.foreign, 0, "the log holds events that were never produced");
+    let hung = || format!("{} SIGTERMs did not stop the instance within 15 s: {hangs:?}", hangs.len());
     if !missing.is_empty() {
         for (i, instance) in instances.iter().enumerate() {
             if let Some(instance) = instance {
@@ -178,12 +185,14 @@ pub async fn events_with_instances_joining_and_leaving() {
         let census = tokio::task::block_in_place(|| super::census::locate(&brokers, TOPIC, PARTITIONS as i32, &missing));
         panic!(
             "{} of {total} produced events are not in the Redis log (first {:?}); churn: {history:?}\n{census}\n\
-             the instances' Kafka lines:\n{}",
+             {}\nthe instances' Kafka lines:\n{}",
             missing.len(),
             &missing[..missing.len().min(10)],
+            hung(),
             kafka_lines(&left)
         );
     }
+    assert!(hangs.is_empty(), "{}\nthe instances' Kafka lines:\n{}", hung(), kafka_lines(&left));
 }
 
 fn tail(instance: &Instance) -> String {

@@ -119,5 +119,5 @@ pub fn metric_sum(body: &str, name: &str, labels: &str) -> f64 {
     body.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
