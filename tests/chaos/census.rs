@@ -53,8 +53,10 @@ pub fn locate(brokers: &str, topic: &str, partitions: i32, missing: &[u64]) -> S
         let e = by_partition.entry(p).or_insert((i64::MAX, i64::MIN, 0));
         *e = (e.0.min(o), e.1.max(o), e.2 + 1);
     }
-    let ranges: Vec<String> =
-        by_partition.iter().map(|(p, (lo, hi, n))| format!("partition {p}: {n} at offsets {lo}..={hi}")).collect();
+    let ranges: Vec<String> = by_partition
+        .iter()
+        .map(|(p, (lo, hi, n))| format!("partition {p}: {n} at offsets {lo}..={hi}"))
+        .collect();
     format!(
         "Kafka census of {topic} (high watermarks {high:?}, read up to {next:?}): {} of the {} missing events are \
          stored in Kafka ({}); offsets without a record: {:?}",
@@ -90,6 +92,10 @@ pub fn terminate(instance: &crate::common::Instance) -> Option<String> {
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_streamgate"));
     let path = bin.parent().unwrap().join(format!("sigterm-hang-{pid}.txt"));
     std::fs::write(&path, &stacks).unwrap();
-    let rdkafka: Vec<&str> = stacks.lines().filter(|l| l.contains("rd_kafka_") && l.contains(" in ")).take(8).collect();
-    Some(format!("no exit 15 s after SIGTERM; thread stacks in {} (rdkafka frames: {rdkafka:?})", path.display()))
+    let rdkafka: Vec<&str> =
+        stacks.lines().filter(|l| l.contains("rd_kafka_") && l.contains(" in ")).take(8).collect();
+    Some(format!(
+        "no exit 15 s after SIGTERM; thread stacks in {} (rdkafka frames: {rdkafka:?})",
+        path.display()
+    ))
 }

@@ -51,7 +51,8 @@ history_frames = 64
 }
 
 fn payload(i: u64) -> Vec<u8> {
-    format!(r#"{{"id":"e-{i:07}","k":"k{}","t":{},"i":{i}}}"#, i % 64, streamgate::bus::wall_clock_ms()).into_bytes()
+    format!(r#"{{"id":"e-{i:07}","k":"k{}","t":{},"i":{i}}}"#, i % 64, streamgate::bus::wall_clock_ms())
+        .into_bytes()
 }
 
 /// Produces `total` events as fast as the broker takes them, or at `per_second`; counts
@@ -99,13 +100,17 @@ enum Step {
 /// tansu 0.6.0, a rebalance while a dead member is still counted was seen to leave the
 /// live member assigned nothing (all 6 partitions stalled for minutes, the group
 /// "Stable") and to keep an instance stopping then from exiting.
-const CHURN: [Step; 6] = [Step::Join(1), Step::Join(2), Step::Term(1), Step::Join(1), Step::Kill(2), Step::Term(1)];
+const CHURN: [Step; 6] =
+    [Step::Join(1), Step::Join(2), Step::Term(1), Step::Join(1), Step::Kill(2), Step::Term(1)];
 
 pub async fn events_with_instances_joining_and_leaving() {
     let full = std::env::var("STREAMGATE_CHAOS").is_ok_and(|v| v == "full");
     // The short version is paced so that the churn happens while events flow.
-    let (total, per_second, step_every) =
-        if full { (1_000_000, None, Duration::from_millis(2500)) } else { (50_000, Some(2_500), Duration::from_secs(2)) };
+    let (total, per_second, step_every) = if full {
+        (1_000_000, None, Duration::from_millis(2500))
+    } else {
+        (50_000, Some(2_500), Duration::from_secs(2))
+    };
     let (redis, tansu) = tokio::task::block_in_place(|| (Redis::start(), Tansu::start()));
     tansu.create_topic(TOPIC, PARTITIONS);
     let config = config(&tansu, &redis);
@@ -125,7 +130,8 @@ pub async fn events_with_instances_joining_and_leaving() {
         if let Some(killed) = last_kill.take() {
             tokio::time::sleep_until((killed + SESSION_TIMEOUT + Duration::from_secs(2)).into()).await;
         }
-        let lag = instances[0].as_ref().unwrap().metric(&format!("streamgate_source_lag{{tenant=\"{TOPIC}\"}}"));
+        let lag =
+            instances[0].as_ref().unwrap().metric(&format!("streamgate_source_lag{{tenant=\"{TOPIC}\"}}"));
         let at = start.elapsed().as_secs_f64();
         history.push(format!("{at:.1} s {step:?} ({} acked, group lag {lag})", acked.load(Relaxed)));
         tokio::task::block_in_place(|| match step {
@@ -188,7 +194,9 @@ pub async fn events_with_instances_joining_and_leaving() {
             }
         }
         let brokers = tansu.brokers();
-        let census = tokio::task::block_in_place(|| super::census::locate(&brokers, TOPIC, PARTITIONS as i32, &missing));
+        let census = tokio::task::block_in_place(|| {
+            super::census::locate(&brokers, TOPIC, PARTITIONS as i32, &missing)
+        });
         panic!(
             "{} of {total} produced events are not in the Redis log (first {:?}); churn: {history:?}\n{census}\n\
              {}\nthe instances' Kafka lines:\n{}",
@@ -212,7 +220,9 @@ fn kafka_lines(logs: &[(String, String)]) -> String {
     let mut out = String::new();
     for (who, log) in logs {
         out.push_str(&format!("-- {who}\n"));
-        for line in log.lines().filter(|l| l.contains("assigned") || l.contains("WARN") || l.contains("ERROR")) {
+        for line in
+            log.lines().filter(|l| l.contains("assigned") || l.contains("WARN") || l.contains("ERROR"))
+        {
             out.push_str(line);
             out.push('\n');
         }
@@ -237,14 +247,22 @@ async fn read_log(url: &str, total: u64) -> Found {
     let mut found = Found { counts: vec![0; total as usize], foreign: 0, entries: 0, last_ms: 0 };
     let mut after = "-".to_string();
     loop {
-        let reply: redis::streams::StreamRangeReply =
-            redis::cmd("XRANGE").arg(&key).arg(&after).arg("+").arg("COUNT").arg(200).query_async(&mut conn).await.unwrap();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg(&after)
+            .arg("+")
+            .arg("COUNT")
+            .arg(200)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let Some(last) = reply.ids.last() else { break };
         after = format!("({}", last.id);
         for entry in &reply.ids {
             found.entries += 1;
             let Some(body) = entry.get::<Vec<u8>>("b") else { continue };
-            found.last_ms = entry.id.split_once('-').and_then(|(ms, _)| ms.parse().ok()).unwrap_or(found.last_ms);
+            found.last_ms =
+                entry.id.split_once('-').and_then(|(ms, _)| ms.parse().ok()).unwrap_or(found.last_ms);
             let events = streamgate::bus::decode_batch(&bytes::Bytes::from(body))
                 .unwrap_or_else(|e| panic!("log entry {} does not decode: {e}", entry.id));
             for event in events {

@@ -37,7 +37,11 @@ pub fn svg(title: &str, panels: &[Panel], warmup_s: f64) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(out, r#"<text x="{LEFT}" y="18" font-size="14" font-weight="bold">{}</text>"#, escape(title));
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="18" font-size="14" font-weight="bold">{}</text>"#,
+        escape(title)
+    );
     for (n, panel) in panels.iter().enumerate() {
         let top = TOP + n as f64 * (PANEL + GAP) + 16.0;
         draw_panel(&mut out, panel, top, end_s, warmup_s);
@@ -52,9 +56,17 @@ fn draw_panel(out: &mut String, panel: &Panel, top: f64, end_s: f64, warmup_s: f
     let y_max = nice_ceiling(max);
     let x = |s: f64| LEFT + s / end_s * plot_w;
     let y = |v: f64| top + PANEL - v / y_max * PANEL;
-    let _ = writeln!(out, r#"<text x="{LEFT}" y="{}" font-weight="bold">{}</text>"#, top - 6.0, escape(&panel.title));
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="{}" font-weight="bold">{}</text>"#,
+        top - 6.0,
+        escape(&panel.title)
+    );
     let warm_w = x(warmup_s.min(end_s)) - LEFT;
-    let _ = writeln!(out, r##"<rect x="{LEFT}" y="{top}" width="{warm_w:.1}" height="{PANEL}" fill="#eeeeee"/>"##);
+    let _ = writeln!(
+        out,
+        r##"<rect x="{LEFT}" y="{top}" width="{warm_w:.1}" height="{PANEL}" fill="#eeeeee"/>"##
+    );
     let _ = writeln!(
         out,
         r#"<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{PANEL}" fill="none" stroke="black"/>"#
@@ -84,12 +96,18 @@ fn draw_panel(out: &mut String, panel: &Panel, top: f64, end_s: f64, warmup_s: f
     let mut t = 0.0;
     while t <= end_s + 1e-9 {
         let tick = if minutes < 2.0 { format!("{t:.0} s") } else { format!("{:.0} min", t / 60.0) };
-        let _ = writeln!(out, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{tick}</text>"#, x(t), top + PANEL + 15.0);
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{tick}</text>"#,
+            x(t),
+            top + PANEL + 15.0
+        );
         t += step_s;
     }
     for (k, series) in panel.series.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
-        let points: Vec<String> = series.points.iter().map(|&(s, v)| format!("{:.1},{:.1}", x(s), y(v))).collect();
+        let points: Vec<String> =
+            series.points.iter().map(|&(s, v)| format!("{:.1},{:.1}", x(s), y(v))).collect();
         let _ = writeln!(
             out,
             r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
@@ -116,7 +134,13 @@ fn nice_ceiling(v: f64) -> f64 {
 }
 
 fn label(v: f64) -> String {
-    if v >= 10_000.0 { format!("{:.0}k", v / 1000.0) } else if v >= 10.0 { format!("{v:.0}") } else { format!("{v:.1}") }
+    if v >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
 }
 
 fn escape(s: &str) -> String {

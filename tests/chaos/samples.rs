@@ -73,13 +73,27 @@ pub struct Growth {
 
 impl Growth {
     /// The series `values` (one per sample) of the samples taken after `warmup_s`.
-    pub fn of(what: String, unit: &'static str, samples: &[Sample], warmup_s: f64, bound: Bound, value: impl Fn(&Sample) -> f64) -> Growth {
+    pub fn of(
+        what: String,
+        unit: &'static str,
+        samples: &[Sample],
+        warmup_s: f64,
+        bound: Bound,
+        value: impl Fn(&Sample) -> f64,
+    ) -> Growth {
         let after: Vec<f64> = samples.iter().filter(|s| s.at_s >= warmup_s).map(&value).collect();
         assert!(after.len() >= 6, "{what}: only {} samples after the warm-up of {warmup_s} s", after.len());
         let third = after.len() / 3;
         let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
         let peak = samples.iter().map(value).fold(f64::MIN, f64::max);
-        Growth { what, unit, first: mean(&after[..third]), last: mean(&after[after.len() - third..]), peak, bound }
+        Growth {
+            what,
+            unit,
+            first: mean(&after[..third]),
+            last: mean(&after[after.len() - third..]),
+            peak,
+            bound,
+        }
     }
 
     pub fn ok(&self) -> bool {
@@ -88,7 +102,11 @@ impl Growth {
 
     /// A row of the figures table.
     pub fn row(&self) -> String {
-        let change = if self.first > 0.0 { format!("{:+.1} %", (self.last / self.first - 1.0) * 100.0) } else { "-".into() };
+        let change = if self.first > 0.0 {
+            format!("{:+.1} %", (self.last / self.first - 1.0) * 100.0)
+        } else {
+            "-".into()
+        };
         format!(
             "| {} | {:.1} {u} | {:.1} {u} | {change} | {:.1} {u} | {} | {} |",
             self.what,

@@ -33,7 +33,11 @@ pub async fn soak() {
     let stop = CancellationToken::new();
     let brokers = tansu.brokers();
     let feeds = [
-        soak_feed::start(&brokers, Source::taxis("taxi-locations", plan.taxis, plan.taxi_every), stop.clone()),
+        soak_feed::start(
+            &brokers,
+            Source::taxis("taxi-locations", plan.taxis, plan.taxi_every),
+            stop.clone(),
+        ),
         soak_feed::start(&brokers, Source::queue("queue-events", plan.crowd, plan.queue_every), stop.clone()),
     ];
     let mut conn = redis::Client::open(redis.url())
@@ -60,13 +64,15 @@ pub async fn soak() {
     }
     stop.cancel();
     let [taxi_feed, queue_feed] = feeds;
-    let produced = [taxi_feed.finish(Duration::from_secs(120)).await, queue_feed.finish(Duration::from_secs(120)).await];
+    let produced =
+        [taxi_feed.finish(Duration::from_secs(120)).await, queue_feed.finish(Duration::from_secs(120)).await];
     let mut compared = tapes.settle_and_compare(Duration::from_secs(180)).await;
     compared.push_str(&counters(&instances));
     cancel.cancel();
     let figures = figures(&plan, &samples, produced, &compared);
     let name = if plan.full { "soak-full" } else { "soak-short" };
-    let (md_path, svg_path) = (target_dir().join(format!("{name}.md")), target_dir().join(format!("{name}.svg")));
+    let (md_path, svg_path) =
+        (target_dir().join(format!("{name}.md")), target_dir().join(format!("{name}.svg")));
     std::fs::write(&md_path, &figures.text).unwrap();
     std::fs::write(&svg_path, plot(&plan, &samples)).unwrap();
     println!("{}\nfigures: {}\nplot: {}", figures.text, md_path.display(), svg_path.display());
@@ -168,8 +174,16 @@ fn plot(plan: &SoakPlan, samples: &[Sample]) -> String {
             .collect(),
     };
     let panels = [
-        Panel { title: "Resident memory (VmRSS)".into(), unit: "MB".into(), series: per_instance(|s, i| s.rss_mb[i]) },
-        Panel { title: "Open file descriptors".into(), unit: "fds".into(), series: per_instance(|s, i| s.fds[i]) },
+        Panel {
+            title: "Resident memory (VmRSS)".into(),
+            unit: "MB".into(),
+            series: per_instance(|s, i| s.rss_mb[i]),
+        },
+        Panel {
+            title: "Open file descriptors".into(),
+            unit: "fds".into(),
+            series: per_instance(|s, i| s.fds[i]),
+        },
         Panel {
             title: "Redis used_memory".into(),
             unit: "MB".into(),

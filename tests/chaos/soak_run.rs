@@ -166,12 +166,16 @@ impl Tapes {
         let from_start = || Some("0-0".to_string());
         let references = bases
             .iter()
-            .map(|b| [0, 1].map(|n| TapeClient::start(vec![b.clone()], path(n), from_start(), None, cancel.clone())))
+            .map(|b| {
+                [0, 1]
+                    .map(|n| TapeClient::start(vec![b.clone()], path(n), from_start(), None, cancel.clone()))
+            })
             .collect();
         let mut rotated = bases.to_vec();
         rotated.rotate_left(1);
-        let movers =
-            [0, 1].map(|n| TapeClient::start(rotated.clone(), path(n), from_start(), Some(plan.hop), cancel.clone()));
+        let movers = [0, 1].map(|n| {
+            TapeClient::start(rotated.clone(), path(n), from_start(), Some(plan.hop), cancel.clone())
+        });
         let mut keyed = Vec::new();
         for (i, base) in bases.iter().enumerate() {
             for k in 0..plan.keyed {
@@ -218,13 +222,18 @@ impl Tapes {
             let mut tapes: Vec<Tape> = self.references.iter().map(|r| r[n].tape()).collect();
             let shortest = tapes.iter().map(|t| t.frames.len()).min().unwrap_or(0);
             let trimmed: usize = tapes.iter().map(|t| t.frames.len() - shortest).max().unwrap_or(0);
-            assert!(trimmed <= 2, "{tenant}: a stream went on {trimmed} frames past the others after they settled");
+            assert!(
+                trimmed <= 2,
+                "{tenant}: a stream went on {trimmed} frames past the others after they settled"
+            );
             for t in &mut tapes {
                 t.frames.truncate(shortest);
                 assert_eq!(t.broken, 0, "{tenant}: a reference stream broke");
             }
             for (i, t) in tapes.iter().enumerate().skip(1) {
-                tape::same(&tapes[0], t).unwrap_or_else(|e| panic!("{tenant}: instance {i}'s stream differs from instance 0's: {e}"));
+                tape::same(&tapes[0], t).unwrap_or_else(|e| {
+                    panic!("{tenant}: instance {i}'s stream differs from instance 0's: {e}")
+                });
             }
             let mut mover = self.movers[n].tape();
             let end = tapes[0].frames.last().map(|f| tape::position(&f.id));
@@ -245,7 +254,10 @@ impl Tapes {
         assert_eq!(silent, 0, "{silent} of {} keyed queue clients received no frame", keyed.len());
         assert!(keyed.iter().all(|t| t.broken == 0), "a keyed queue client's stream broke");
         let frames: usize = keyed.iter().map(|t| t.frames.len()).sum();
-        summary.push(format!("{} keyed queue clients (?key=u-…) connected throughout: {frames} frames, none broke", keyed.len()));
+        summary.push(format!(
+            "{} keyed queue clients (?key=u-…) connected throughout: {frames} frames, none broke",
+            keyed.len()
+        ));
         summary.join("\n\n")
     }
 }
