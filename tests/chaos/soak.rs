@@ -45,6 +45,8 @@ pub async fn soak() {
         .get_multiplexed_async_connection()
         .await
         .expect("connecting to Redis");
+    // A busy machine can hold an answer up for seconds: a sample waits, never fails.
+    conn.set_response_timeout(Duration::from_secs(60));
     let (start, mut samples) = (Instant::now(), Vec::<Sample>::new());
     let mut every = tokio::time::interval(plan.sample_every);
     while start.elapsed() < plan.duration {
