@@ -120,7 +120,7 @@ impl Growth {
     }
 }
 
-pub const TABLE_HEADER: &str = "| series | first third (mean) | last third (mean) | change | peak | bound | within |\n\
+pub const TABLE_HEADER: &str = "| series | first third (mean) | last third (mean) | change | peak (whole run) | bound | within |\n\
                                 | --- | ---: | ---: | ---: | ---: | --- | --- |";
 
 /// Events per second between the first and last sample of each third after the warm-up,
