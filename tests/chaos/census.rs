@@ -12,8 +12,16 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// Reads partitions `0..partitions` of `topic` to their high watermarks and describes
 /// where the events numbered `missing` (their `i` field) are: partition and offset, and
-/// each partition's offsets without a record. Blocking.
-pub fn locate(brokers: &str, topic: &str, partitions: i32, missing: &[u64]) -> String {
+/// each partition's offsets without a record; `log_time(i)` says when event `i` entered
+/// the log (seconds into the run), told for the records just before and after each
+/// partition's missing stretch. Blocking.
+pub fn locate(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    missing: &[u64],
+    log_time: impl Fn(u64) -> Option<f64>,
+) -> String {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "census")
@@ -30,6 +38,8 @@ pub fn locate(brokers: &str, topic: &str, partitions: i32, missing: &[u64]) -> S
     consumer.assign(&tpl).expect("assigning every partition");
     let wanted: std::collections::BTreeSet<u64> = missing.iter().copied().collect();
     let mut found: Vec<(u64, i32, i64)> = Vec::new();
+    // Every record's event number, by partition and offset.
+    let mut events: BTreeMap<(i32, i64), Option<u64>> = BTreeMap::new();
     let mut next: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
     let mut holes: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -44,6 +54,7 @@ pub fn locate(brokers: &str, topic: &str, partitions: i32, missing: &[u64]) -> S
             .payload()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
             .and_then(|v| v["i"].as_u64());
+        events.insert((p, o), i);
         if let Some(i) = i.filter(|i| wanted.contains(i)) {
             found.push((i, p, o));
         }
@@ -53,9 +64,20 @@ pub fn locate(brokers: &str, topic: &str, partitions: i32, missing: &[u64]) -> S
         let e = by_partition.entry(p).or_insert((i64::MAX, i64::MIN, 0));
         *e = (e.0.min(o), e.1.max(o), e.2 + 1);
     }
+    let when = |p: i32, o: i64| -> String {
+        match events.get(&(p, o)).copied().flatten() {
+            Some(i) => match log_time(i) {
+                Some(t) => format!("offset {o} (event {i}) entered the log {t:.2} s in"),
+                None => format!("offset {o} (event {i}) is not in the log"),
+            },
+            None => format!("offset {o}: no event"),
+        }
+    };
     let ranges: Vec<String> = by_partition
         .iter()
-        .map(|(p, (lo, hi, n))| format!("partition {p}: {n} at offsets {lo}..={hi}"))
+        .map(|(&p, &(lo, hi, n))| {
+            format!("partition {p}: {n} at offsets {lo}..={hi} ({}; {})", when(p, lo - 1), when(p, hi + 1))
+        })
         .collect();
     format!(
         "Kafka census of {topic} (high watermarks {high:?}, read up to {next:?}): {} of the {} missing events are \

@@ -198,7 +198,11 @@ pub async fn events_with_instances_joining_and_leaving() {
         }
         let brokers = tansu.brokers();
         let census = tokio::task::block_in_place(|| {
-            super::census::locate(&brokers, TOPIC, PARTITIONS as i32, &missing)
+            let log_time = |i: u64| {
+                let ms = found.first_ms[i as usize];
+                (ms > 0).then(|| (ms - start_ms) as f64 / 1000.0)
+            };
+            super::census::locate(&brokers, TOPIC, PARTITIONS as i32, &missing, log_time)
         });
         panic!(
             "{} of {total} produced events are not in the Redis log (first {:?}); churn: {history:?}\n{census}\n\
@@ -234,6 +238,8 @@ struct Found {
     entries: usize,
     /// The log time (ms) of the last entry holding events.
     last_ms: i64,
+    /// The log time (ms) of each event's first entry (0: absent).
+    first_ms: Vec<i64>,
 }
 
 /// Reads the whole log, a page at a time.
@@ -241,7 +247,13 @@ async fn read_log(url: &str, total: u64) -> Found {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.expect("connecting to Redis");
     let key = format!("{PREFIX}:{TOPIC}:log");
-    let mut found = Found { counts: vec![0; total as usize], foreign: 0, entries: 0, last_ms: 0 };
+    let mut found = Found {
+        counts: vec![0; total as usize],
+        foreign: 0,
+        entries: 0,
+        last_ms: 0,
+        first_ms: vec![0; total as usize],
+    };
     let mut after = "-".to_string();
     loop {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
@@ -265,7 +277,12 @@ async fn read_log(url: &str, total: u64) -> Found {
             for event in events {
                 let v: serde_json::Value = serde_json::from_slice(&event.payload).expect("payload is JSON");
                 match v["i"].as_u64().filter(|&i| i < total) {
-                    Some(i) => found.counts[i as usize] += 1,
+                    Some(i) => {
+                        found.counts[i as usize] += 1;
+                        if found.first_ms[i as usize] == 0 {
+                            found.first_ms[i as usize] = found.last_ms;
+                        }
+                    }
                     None => found.foreign += 1,
                 }
             }
