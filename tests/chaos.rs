@@ -14,16 +14,24 @@ mod chaos {
     pub mod balancer;
     pub mod behind;
     pub mod broker_restart;
+    pub mod census;
     pub mod client;
     pub mod cluster;
     pub mod crash;
     pub mod feed;
     pub mod follow;
+    pub mod ingest_scale;
     pub mod kafka_scan;
     pub mod load;
     pub mod outage;
     pub mod plan;
+    pub mod plot;
+    pub mod samples;
+    pub mod soak;
+    pub mod soak_feed;
+    pub mod soak_run;
     pub mod tally;
+    pub mod tape;
     pub mod watch;
 }
 
@@ -106,4 +114,20 @@ async fn stop_and_crash_behind_haproxy() {
 async fn no_instance_ready_behind_haproxy() {
     let _turn = ONE_AT_A_TIME.lock().await;
     chaos::behind::none_ready_behind(chaos::balancer::Kind::Haproxy).await;
+}
+
+/// Issue 17's soak: both demo tenants at a steady rate, RSS, fds and Redis memory
+/// sampled, nothing growing past its bound after the warm-up (`make soak`: 30 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_holds_memory_and_fds_steady() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::soak::soak().await;
+}
+
+/// Issue 17's ingest at scale: events as fast as the machine allows while instances
+/// join and leave, every one in the log (`make chaos`: 1,000,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_at_scale_with_instances_joining_and_leaving() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    chaos::ingest_scale::events_with_instances_joining_and_leaving().await;
 }
