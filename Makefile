@@ -75,7 +75,7 @@ bench:
 ## the checkpoints' Redis memory, at a high ingest rate (FAST_START_RATE, FAST_START_SECONDS)
 bench-fast-start:
 	scripts/setup.sh all
-	$(CARGO) test --release -p streamgate --test fast_start -- --ignored --nocapture
+	$(CARGO) bench -p streamgate --bench fast_start
 
 ## bench-fanout: streamgate (shipped defaults, real tansu + redis-server) and Nchan side by
 ## side with the same Rust SSE load client: latency, deliveries/s, CPU, memory per connection

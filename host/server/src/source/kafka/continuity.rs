@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rdkafka::Offset;
 use rdkafka::consumer::Consumer;
 
-use super::offsets::SourceConsumer;
+use super::offsets::{SourceConsumer, count_skipped};
 use crate::metrics::TenantMetrics;
 
 /// A partition is fetched again at most this often; holes in between are only counted.
@@ -112,17 +112,9 @@ pub fn admit(
             }
         }
         Continuity::Skipped(missing) => {
-            metrics.offset_gaps.fetch_add(1, Relaxed);
-            tracing::warn!(
-                tenant,
-                topic,
-                partition,
-                from = missing.start,
-                to = missing.end - 1,
-                missing = missing.end - missing.start,
-                "kafka skipped offsets in the middle of a partition, also when fetched again: those records \
-                 were not delivered (a transaction marker, compaction, or a broker bug)"
-            );
+            let why = "in the middle of a partition, also when fetched again: those records were not \
+                       delivered (a transaction marker, compaction, or a broker bug)";
+            count_skipped(metrics, tenant, topic, partition, missing, why);
             true
         }
     }

@@ -99,21 +99,35 @@ pub fn check_first_offset(
     tokio::task::spawn_blocking(move || match resume_offset(&consumer, &topic, partition) {
         Ok(resume) => {
             if let Some(missing) = gap(resume, first_fetched) {
-                gaps.offset_gaps.fetch_add(1, Relaxed);
-                tracing::warn!(
-                    tenant,
-                    topic,
-                    partition,
-                    from = missing.start,
-                    to = missing.end - 1,
-                    missing = missing.end - missing.start,
-                    "kafka skipped offsets: the first record fetched after an assignment is beyond the \
-                     resume offset; those records were not delivered (a broker bug?)"
-                );
+                let why = "the first record fetched after an assignment is beyond the resume offset; \
+                           those records were not delivered (a broker bug?)";
+                count_skipped(&gaps, &tenant, &topic, partition, missing, why);
             }
         }
         Err(e) => tracing::debug!(tenant, partition, error = %e, "could not look up the resume offset"),
     });
+}
+
+/// Counts a run of offsets the broker skipped (`streamgate_source_offset_gaps_total`)
+/// and logs it with its range and `why`.
+pub fn count_skipped(
+    metrics: &crate::metrics::TenantMetrics,
+    tenant: &str,
+    topic: &str,
+    partition: i32,
+    missing: std::ops::Range<i64>,
+    why: &str,
+) {
+    metrics.offset_gaps.fetch_add(1, Relaxed);
+    tracing::warn!(
+        tenant,
+        topic,
+        partition,
+        from = missing.start,
+        to = missing.end - 1,
+        missing = missing.end - missing.start,
+        "kafka skipped offsets: {why}"
+    );
 }
 
 #[cfg(test)]

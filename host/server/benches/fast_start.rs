@@ -1,10 +1,10 @@
 //! Start time of a late instance with and without checkpoints, and what they cost in
 //! Redis, at a high ingest rate (real tansu and redis-server). A measurement, not a
-//! check of behaviour (tests/checkpoints.rs is that), so it is ignored by default:
+//! check of behaviour (tests/checkpoints.rs is that), so it is a benchmark:
 //!
 //! ```text
 //! make bench-fast-start
-//! # = cargo test --release -p streamgate --test fast_start -- --ignored --nocapture
+//! # = cargo bench -p streamgate --bench fast_start
 //! ```
 //!
 //! Two instances with checkpoints (every `FAST_START_INTERVAL_MS`, default 5,000 ms of
@@ -17,6 +17,7 @@
 //! end of the log, the achieved ingest rate, and Redis's memory for the log and the
 //! checkpoints.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
@@ -147,8 +148,11 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: make bench-fast-start"]
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(fast_start_table());
+}
+
 async fn fast_start_table() {
     let rate = env_u64("FAST_START_RATE", 100_000);
     let seconds = env_u64("FAST_START_SECONDS", 30);
