@@ -103,14 +103,28 @@ impl Recorder {
         timeout: Duration,
         mut check: impl FnMut(&Recorded) -> Result<(), String>,
     ) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.changed.notified();
-            let Err(missing) = check(&self.state.lock().unwrap()) else { return };
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let n = self.state.lock().unwrap().frames.len();
-                panic!("timed out after {timeout:?} waiting for {what} ({n} frames received): {missing}");
-            }
+        let progress = |r: &Recorded| format!("{} frames received", r.frames.len());
+        wait_on(&self.state, &self.changed, what, timeout, &mut check, progress).await;
+    }
+}
+
+/// Waits until `check` of the state behind `state` is `Ok`, woken by `changed`; after
+/// `timeout` panics naming `what`, the state's `progress` and the last `Err`.
+pub async fn wait_on<T>(
+    state: &Mutex<T>,
+    changed: &Notify,
+    what: &str,
+    timeout: Duration,
+    check: &mut impl FnMut(&T) -> Result<(), String>,
+    progress: impl Fn(&T) -> String,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notified = changed.notified();
+        let Err(missing) = check(&state.lock().unwrap()) else { return };
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            let progress = progress(&state.lock().unwrap());
+            panic!("timed out after {timeout:?} waiting for {what} ({progress}): {missing}");
         }
     }
 }

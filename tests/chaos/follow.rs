@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::Notify;
 
-use super::client::{Recorded, parse_block};
+use super::client::{Recorded, parse_block, wait_on};
 
 /// The wait before a reconnect when the server gave no `retry:` (browsers use about 3 s;
 /// shorter here, so a crash costs the suite less time).
@@ -59,19 +59,9 @@ impl Follower {
         timeout: Duration,
         mut check: impl FnMut(&Followed) -> Result<(), String>,
     ) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.changed.notified();
-            let Err(missing) = check(&self.state.lock().unwrap()) else { return };
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let f = self.followed();
-                panic!(
-                    "timed out after {timeout:?} waiting for {what} ({} frames over {} connections): {missing}",
-                    f.stream.frames.len(),
-                    f.connections
-                );
-            }
-        }
+        let progress =
+            |f: &Followed| format!("{} frames over {} connections", f.stream.frames.len(), f.connections);
+        wait_on(&self.state, &self.changed, what, timeout, &mut check, progress).await;
     }
 }
 
