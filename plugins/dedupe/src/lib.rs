@@ -8,20 +8,26 @@
 //!   a repeat is a `duplicate`. For at-least-once streams where every event counts.
 //!
 //! With `forget_after_ms`, keys (or ids) are forgotten that long in log time after they
-//! last released an event (ids: after they were first seen), bounding memory; set it
+//! last released an event (ids: after they were first seen, in generations: see
+//! [`ids`]; about 14 bytes of linear memory per id), bounding memory; set it
 //! above any staleness bound or redelivery delay. Forgetting never looks at event times,
 //! so a key once stamped far in the future (`i64::MAX`, microseconds for milliseconds)
 //! is forgotten like any other instead of holding back its later events forever. Drops
 //! do not refresh a key: a key that only drops is forgotten on time.
 //!
-//! State version 2: per key the event time and the log time of its last release.
-//! Version 1 (event time only) is still restored: each key counts as last released at
-//! the first push after the restore, or at its event time if that is earlier.
+//! State version 3: by time, per key the event time and the log time of its last
+//! release; by id, the id generations (8 bytes an id, see [`ids`]). Version 2 (by id:
+//! each id with its first-seen time) and version 1 (event times only) are still
+//! restored: under version 1 each key counts as last released at the first push after
+//! the restore, or at its event time if that is earlier.
 //!
 //! A `streamgate:policy@0.2.0` plugin: a stage claims `coalesce` only when its config
 //! has `newest_per_frame` (otherwise it releases every passing event), and always
 //! `dedupe`.
 
+mod ids;
+
+use ids::IdGenerations;
 use serde::Deserialize;
 use streamgate_plugin_sdk::{
     Capability, ConfigError, Decisions, Description, DropReason, Event, KeyMap, Policy, RestoreError,
@@ -31,7 +37,10 @@ use streamgate_plugin_sdk::{
 #[cfg(feature = "export")]
 streamgate_plugin_sdk::export_policy_v3!(crate::Dedupe, "../../wit/v0.3.0");
 
-const STATE_VERSION: u32 = 2;
+const STATE_VERSION: u32 = 3;
+/// By time as version 3; by id, each id with its first-seen time (16 bytes an id):
+/// restored, never written.
+const STATE_VERSION_ID_TIMES: u32 = 2;
 /// The state before release log times were kept: restored, never written.
 const STATE_VERSION_EVENT_TIMES: u32 = 1;
 
@@ -66,7 +75,10 @@ struct Seen {
 /// a snapshot (written sorted by key).
 pub struct Dedupe {
     config: DedupeConfig,
+    /// By time: per key.
     seen: KeyMap<Seen>,
+    /// By id: the ids remembered.
+    ids: IdGenerations,
     /// Restored from version 1: release times are event times, capped at the next
     /// push's log time.
     cap_released_at: bool,
@@ -77,9 +89,9 @@ pub struct Dedupe {
 }
 
 impl Dedupe {
-    /// Number of keys remembered.
+    /// Number of keys (by id: ids) remembered.
     pub fn keys(&self) -> usize {
-        self.seen.len()
+        self.seen.len() + self.ids.len()
     }
 
     fn forget_old_keys(&mut self, now: i64) {
@@ -123,6 +135,7 @@ impl Policy for Dedupe {
             return Err(ConfigError::Invalid("newest_per_frame applies to by = \"time\" only".into()));
         }
         Ok(Dedupe {
+            ids: IdGenerations::new(config.forget_after_ms),
             config,
             seen: key_map(),
             cap_released_at: false,
@@ -135,19 +148,18 @@ impl Policy for Dedupe {
         if std::mem::take(&mut self.cap_released_at) {
             self.seen.values_mut().for_each(|seen| seen.released_at = seen.released_at.min(now));
         }
-        self.forget_old_keys(now);
         if self.config.by == DedupeBy::Id {
+            self.ids.forget_before(now);
             for e in events {
-                match self.seen.entry(e.id) {
-                    std::collections::hash_map::Entry::Occupied(_) => out.drop(e.seq, DropReason::Duplicate),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(Seen { time: e.log_time, released_at: e.log_time });
-                        out.release(e.seq);
-                    }
+                if self.ids.insert_new(e.id, now) {
+                    out.release(e.seq);
+                } else {
+                    out.drop(e.seq, DropReason::Duplicate);
                 }
             }
             return;
         }
+        self.forget_old_keys(now);
         let mut passed = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
             let newest = Seen { time: e.event_time, released_at: now };
@@ -188,52 +200,71 @@ impl Policy for Dedupe {
         }
     }
 
-    /// Version 2: the next sweep, the key times, then the release log times (the same
-    /// keys; empty by id).
+    /// Version 3: the next sweep, then by time the key times and the release log times
+    /// (the same keys), by id the id generations.
     fn snapshot(&self) -> Vec<u8> {
+        if self.config.by == DedupeBy::Id {
+            let mut w = SnapshotWriter::with_capacity(8 + self.ids.written_len());
+            w.i64(self.next_sweep);
+            self.ids.write(&mut w);
+            return w.finish();
+        }
         let mut seen: Vec<(u64, Seen)> = self.seen.iter().map(|(&k, &s)| (k, s)).collect();
         seen.sort_unstable_by_key(|&(key, _)| key);
-        let by_time = self.config.by == DedupeBy::Time;
         let mut w = SnapshotWriter::with_capacity(16 + seen.len() * 32);
         w.i64(self.next_sweep).u32(seen.len() as u32);
         for &(key, s) in &seen {
             w.u64(key).i64(s.time);
         }
-        let released: &[(u64, Seen)] = if by_time { &seen } else { &[] };
-        w.u32(released.len() as u32);
-        for &(key, s) in released {
+        w.u32(seen.len() as u32);
+        for &(key, s) in &seen {
             w.u64(key).i64(s.released_at);
         }
         w.finish()
     }
 
     fn restore(&mut self, state_version: u32, state: &[u8]) -> Result<(), RestoreError> {
-        if state_version != STATE_VERSION && state_version != STATE_VERSION_EVENT_TIMES {
+        if !(STATE_VERSION_EVENT_TIMES..=STATE_VERSION).contains(&state_version) {
             return Err(RestoreError::UnsupportedVersion(state_version));
         }
         let mut r = SnapshotReader::new(state);
         let next_sweep = r.i64()?;
+        if self.config.by == DedupeBy::Id {
+            let mut ids = IdGenerations::new(self.config.forget_after_ms);
+            if state_version == STATE_VERSION {
+                ids.read(&mut r)?;
+            } else {
+                // Each id with its time, then (version 2) no release times.
+                ids.read_pairs(&mut r)?;
+                if state_version == STATE_VERSION_ID_TIMES && r.u32()? != 0 {
+                    return Err(RestoreError::Corrupt("release times in a by-id snapshot".into()));
+                }
+            }
+            r.finish()?;
+            self.ids = ids;
+            self.next_sweep = next_sweep;
+            return Ok(());
+        }
         let times = r.key_map()?;
-        let by_time = self.config.by == DedupeBy::Time;
         let (released_at, cap) = match state_version {
-            STATE_VERSION => (Some(r.key_map()?), false),
+            STATE_VERSION | STATE_VERSION_ID_TIMES => (Some(r.key_map()?), false),
             // Only event times were kept: they stand in for release times until the next
             // push caps them at its log time (a future stamp is then forgotten on time).
-            STATE_VERSION_EVENT_TIMES => (None, by_time),
+            STATE_VERSION_EVENT_TIMES => (None, true),
             v => return Err(RestoreError::UnsupportedVersion(v)),
         };
         r.finish()?;
         let mut seen = KeyMap::with_capacity_and_hasher(times.len(), Default::default());
         for (&key, &time) in &times {
-            let released_at = match (&released_at, by_time) {
-                (Some(at), true) => *at
+            let released_at = match &released_at {
+                Some(at) => *at
                     .get(&key)
                     .ok_or_else(|| RestoreError::Corrupt("release times do not match the keys".into()))?,
                 _ => time,
             };
             seen.insert(key, Seen { time, released_at });
         }
-        if by_time && released_at.is_some_and(|at| at.len() != times.len()) {
+        if released_at.is_some_and(|at| at.len() != times.len()) {
             return Err(RestoreError::Corrupt("release times do not match the keys".into()));
         }
         self.next_sweep = next_sweep;
@@ -350,6 +381,27 @@ mod tests {
         assert_eq!(p.decide(500, &[with_id(4, 11, 500)]).dropped, vec![(4, DropReason::Duplicate)]);
         p.decide(2_000, &[]);
         assert_eq!(p.keys(), 0, "ids first seen before 2000-1000 are forgotten");
+    }
+
+    #[test]
+    fn restores_version_2_by_id_state_and_writes_it_in_generations() {
+        // Version 2 by id: next sweep, (id, first-seen log time) pairs, no release times.
+        let mut w = SnapshotWriter::default();
+        w.i64(i64::MIN).u32(2).u64(10).i64(50).u64(11).i64(950).u32(0);
+        let v2 = w.finish();
+        let mut p = Dedupe::create(r#"{"by": "id", "forget_after_ms": 1000}"#).unwrap();
+        p.restore(STATE_VERSION_ID_TIMES, &v2).unwrap();
+        let with_id = |seq, id| Event { seq, key: 1, id, ..Event::default() };
+        assert_eq!(p.decide(1_000, &[with_id(1, 10), with_id(2, 12)]).released, vec![2], "id 10 remembered");
+        assert_eq!(p.decide(1_100, &[with_id(3, 10), with_id(4, 11)]).released, vec![3], "id 10 forgotten");
+        let mut q = Dedupe::create(r#"{"by": "id", "forget_after_ms": 1000}"#).unwrap();
+        q.restore(STATE_VERSION, &p.snapshot()).unwrap();
+        assert_eq!(q.snapshot(), p.snapshot());
+        assert_eq!(q.keys(), 3);
+        let mut w = SnapshotWriter::default();
+        w.i64(i64::MIN).u32(1).u64(10).i64(50).u32(1).u64(10).i64(50);
+        assert!(matches!(q.restore(STATE_VERSION_ID_TIMES, &w.finish()), Err(RestoreError::Corrupt(_))));
+        assert_eq!(q.keys(), 3, "a refused restore leaves the state as it was");
     }
 
     #[test]

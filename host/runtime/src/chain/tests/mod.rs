@@ -2,6 +2,7 @@
 //! `overclaim` fixtures, in both policy worlds.
 
 mod checkpoint;
+mod dedupe_memory;
 mod faults;
 mod swap;
 mod worlds;
