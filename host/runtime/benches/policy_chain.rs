@@ -1,10 +1,12 @@
-//! `make bench`: cost per event of the taxi policy chain, through Wasm and native.
+//! `make bench`: cost per event of the taxi policy chain, through Wasm and native, at
+//! batch sizes 1, 100, 1,000 and 10,000.
 //!
 //! Prints a table: ns per event for the same chain (ordering → staleness → dedupe) run
 //! as Wasm components behind the WIT boundary (the host's real path, payloads held in
 //! the host) and as the same Rust cores called natively. Inputs are built before the
 //! clock starts. Ratios matter more than the absolute numbers on a shared machine.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,29 +16,65 @@ use streamgate_runtime::{
     key_hash,
 };
 
-const BATCH: usize = 1_000;
-const BATCHES: usize = 300;
+/// Events per measurement, whatever the batch size.
+const EVENTS: usize = 100_000;
+/// Events in a profiling run (`POLICY_CHAIN_PROFILE`): enough that compiling the
+/// components is a small part of the profile.
+const PROFILE_EVENTS: usize = 1_000_000;
+const BATCH_SIZES: [usize; 4] = [1, 100, 1_000, 10_000];
 const KEYS: usize = 200;
-const STEP_MS: i64 = 100;
+const BASE_MS: i64 = 1_763_900_000_000;
 
-fn batch(n: usize) -> Vec<HostEvent> {
-    let base = 1_763_900_000_000 + n as i64 * STEP_MS;
-    (0..BATCH)
-        .map(|i| {
-            let key = format!("taxi-{:04}", i % KEYS);
-            let t = base + (i / KEYS) as i64 * 10 - (i % 7) as i64 * 15;
-            let payload =
-                Bytes::from(format!(r#"{{"mediaId":"{key}","lat":37.5,"lng":127.0,"timestamp":{t}}}"#));
-            HostEvent { key, event_time: t, payload, ..HostEvent::default() }
+/// The taxi stream at 10,000 events/s: 200 keys in turn (each once per 20 ms), event
+/// times a little out of order. Event `j` is the same whatever the batch size.
+fn event(j: usize) -> HostEvent {
+    let key = format!("taxi-{:04}", j % KEYS);
+    let t = BASE_MS + (j / KEYS) as i64 * 20 - (j % 7) as i64 * 15;
+    let payload = Bytes::from(format!(r#"{{"mediaId":"{key}","lat":37.5,"lng":127.0,"timestamp":{t}}}"#));
+    HostEvent { key, event_time: t, payload, ..HostEvent::default() }
+}
+
+/// The stream cut into batches of `size`, each with its log time (its last event's
+/// arrival).
+fn batches(size: usize, events: usize) -> Vec<(i64, Vec<HostEvent>)> {
+    (0..events)
+        .step_by(size)
+        .map(|first| {
+            let last = (first + size).min(events);
+            (BASE_MS + last as i64 / 10, (first..last).map(event).collect())
         })
         .collect()
 }
 
-fn now_of(n: usize) -> i64 {
-    1_763_900_000_000 + n as i64 * STEP_MS
+/// When a measurement started: the wall clock, and this thread's time on a CPU.
+#[derive(Clone, Copy)]
+struct Start {
+    wall: Instant,
+    on_cpu: Option<u64>,
 }
 
-fn wasm_chain(batches: &[Vec<HostEvent>]) -> (f64, u64) {
+/// This thread's time on a CPU so far, ns (Linux's schedstat): unlike the wall clock,
+/// it leaves out the time other processes had the CPU, on a shared machine.
+fn on_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+fn start() -> Start {
+    Start { wall: Instant::now(), on_cpu: on_cpu_ns() }
+}
+
+/// ns per event since `start`: on-CPU time where the system reports it, else wall time.
+fn per_event(start: Start, batches: &[(i64, Vec<HostEvent>)]) -> f64 {
+    let events: usize = batches.iter().map(|(_, b)| b.len()).sum();
+    let ns = match (start.on_cpu, on_cpu_ns()) {
+        (Some(from), Some(to)) => to.saturating_sub(from) as f64,
+        _ => start.wall.elapsed().as_nanos() as f64,
+    };
+    ns / events as f64
+}
+
+fn wasm_chain(batches: &[(i64, Vec<HostEvent>)]) -> (f64, u64) {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let taxi = ChainSpec {
         version: 0,
@@ -51,54 +89,63 @@ fn wasm_chain(batches: &[Vec<HostEvent>]) -> (f64, u64) {
     let metrics = Counts::new("bench");
     let mut released = 0u64;
     let inputs = batches.to_vec();
-    let start = Instant::now();
-    for (n, b) in inputs.into_iter().enumerate() {
-        released += chain.push(now_of(n), b, &metrics).released.len() as u64;
+    let start = start();
+    for (now, b) in inputs {
+        released += chain.push(now, b, &metrics).released.len() as u64;
     }
-    (start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64, released)
+    (per_event(start, batches), released)
 }
 
 /// One pass-through stage (the misbehave fixture, behaving): the boundary's own cost.
-fn wasm_boundary(batches: &[Vec<HostEvent>]) -> f64 {
+fn wasm_boundary(batches: &[(i64, Vec<HostEvent>)]) -> f64 {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let pass = streamgate_runtime::builtin::component_path("fixture_misbehave");
     let spec = ChainSpec { version: 0, policies: vec![StageSpec::new(&pass, "")] };
     let mut chain = Chain::build(&runtime, &spec, ChainOptions::defaults(&runtime)).unwrap();
     let metrics = Counts::new("bench");
     let inputs = batches.to_vec();
-    let start = Instant::now();
-    for (n, b) in inputs.into_iter().enumerate() {
-        chain.push(now_of(n), b, &metrics);
+    let start = start();
+    for (now, b) in inputs {
+        chain.push(now, b, &metrics);
     }
-    start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64
+    per_event(start, batches)
 }
 
 /// The host's chain bookkeeping with no stage at all.
-fn host_only(batches: &[Vec<HostEvent>]) -> f64 {
+fn host_only(batches: &[(i64, Vec<HostEvent>)]) -> f64 {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let mut chain = Chain::build(&runtime, &ChainSpec::default(), ChainOptions::defaults(&runtime)).unwrap();
     let metrics = Counts::new("bench");
     let inputs = batches.to_vec();
-    let start = Instant::now();
-    for (n, b) in inputs.into_iter().enumerate() {
-        chain.push(now_of(n), b, &metrics);
+    let start = start();
+    for (now, b) in inputs {
+        chain.push(now, b, &metrics);
     }
-    start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64
+    per_event(start, batches)
 }
 
-fn native_chain(batches: &[Vec<HostEvent>]) -> (f64, u64) {
+fn native_chain(batches: &[(i64, Vec<HostEvent>)]) -> (f64, u64) {
     let mut ordering = streamgate_ordering::Ordering::create(r#"{"window_ms":1000}"#).unwrap();
     let mut staleness = streamgate_staleness::Staleness::create(r#"{"max_age_ms":30000}"#).unwrap();
     let mut dedupe =
         streamgate_dedupe::Dedupe::create(r#"{"newest_per_frame":true,"forget_after_ms":600000}"#).unwrap();
-    // The host's bookkeeping, natively: payloads by seq in the same kind of map.
-    let mut held = streamgate_plugin_sdk::key_map();
+    // The host's bookkeeping, natively and as the host keeps it: payloads in a queue
+    // indexed by `seq - first`, emptied from the front as events leave.
+    let mut held: VecDeque<Option<(Event, HostEvent)>> = VecDeque::new();
+    let mut first = 0u64;
+    let mut take = |held: &mut VecDeque<Option<(Event, HostEvent)>>, seq: u64| {
+        let taken = held[(seq - first) as usize].take();
+        while let Some(None) = held.front() {
+            held.pop_front();
+            first += 1;
+        }
+        taken.expect("held")
+    };
     let mut seq = 0u64;
     let mut released = 0u64;
     let inputs = batches.to_vec();
-    let start = Instant::now();
-    for (n, b) in inputs.into_iter().enumerate() {
-        let now = now_of(n);
+    let start = start();
+    for (now, b) in inputs {
         let mut input = Vec::with_capacity(b.len());
         for e in b {
             let ev = Event {
@@ -108,7 +155,7 @@ fn native_chain(batches: &[Vec<HostEvent>]) -> (f64, u64) {
                 log_time: now,
                 ..Event::default()
             };
-            held.insert(seq, (ev, e));
+            held.push_back(Some((ev, e)));
             input.push(ev);
             seq += 1;
         }
@@ -119,40 +166,63 @@ fn native_chain(batches: &[Vec<HostEvent>]) -> (f64, u64) {
                 1 => staleness.push(now, &input, &mut out),
                 _ => dedupe.push(now, &input, &mut out),
             }
-            for (s, _) in &out.dropped {
-                held.remove(s);
+            for &(s, _) in &out.dropped {
+                take(&mut held, s);
             }
-            input = out.released.iter().map(|s| held[s].0).collect();
+            let first = seq - held.len() as u64;
+            input =
+                out.released.iter().map(|&s| held[(s - first) as usize].as_ref().expect("held").0).collect();
         }
         for e in &input {
-            held.remove(&e.seq);
+            take(&mut held, e.seq);
         }
         released += input.len() as u64;
     }
-    (start.elapsed().as_nanos() as f64 / (batches.len() * BATCH) as f64, released)
+    (per_event(start, batches), released)
 }
 
 fn main() {
-    let batches: Vec<Vec<HostEvent>> = (0..BATCHES).map(batch).collect();
-    // Warm up both paths once (compilation, allocator).
-    wasm_chain(&batches[..10]);
-    native_chain(&batches[..10]);
-    let (wasm_ns, wasm_released) = wasm_chain(&batches);
-    let (native_ns, native_released) = native_chain(&batches);
-    assert_eq!(wasm_released, native_released, "Wasm and native chains must release the same events");
-    println!("taxi chain (ordering → staleness → dedupe), {BATCHES} batches of {BATCH} events, {KEYS} keys");
-    println!("| path | ns/event | events/s | vs native |");
-    println!("| --- | ---: | ---: | ---: |");
-    for (name, ns) in [("Wasm components (host path)", wasm_ns), ("native cores", native_ns)] {
-        println!("| {name} | {ns:.0} | {:.0} | {:.2}x |", 1e9 / ns, ns / native_ns);
+    // `POLICY_CHAIN_PROFILE=wasm|native|host POLICY_CHAIN_BATCH=1000` runs one path on a
+    // longer stream (`POLICY_CHAIN_EVENTS`, default 1,000,000) and prints nothing else:
+    // for `perf record`, or `perf stat -e instructions:u` at two lengths (the difference
+    // is the path's instructions per event, whatever the machine's load).
+    if let Ok(path) = std::env::var("POLICY_CHAIN_PROFILE") {
+        let size = std::env::var("POLICY_CHAIN_BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000);
+        let events = std::env::var("POLICY_CHAIN_EVENTS").ok().and_then(|s| s.parse().ok());
+        let batches = batches(size, events.unwrap_or(PROFILE_EVENTS));
+        let ns = match path.as_str() {
+            "native" => native_chain(&batches).0,
+            "host" => host_only(&batches),
+            _ => wasm_chain(&batches).0,
+        };
+        println!("{path}, batch {size}: {ns:.0} ns/event");
+        return;
     }
-    println!("released {wasm_released} of {} events", BATCHES * BATCH);
-    let (host, boundary) = (host_only(&batches), wasm_boundary(&batches));
+    println!("taxi chain (ordering → staleness → dedupe), {EVENTS} events over {KEYS} keys, by batch size");
+    println!(
+        "| batch | Wasm ns/event | native ns/event | Wasm vs native | host, no stage | host + pass-through stage |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+    // `POLICY_CHAIN_BATCH=1000` runs one size only (for a profiler).
+    let only: Option<usize> = std::env::var("POLICY_CHAIN_BATCH").ok().and_then(|s| s.parse().ok());
+    for size in BATCH_SIZES.into_iter().filter(|s| only.is_none_or(|o| o == *s)) {
+        let batches = batches(size, EVENTS);
+        // Warm up both paths once (compilation, allocator).
+        wasm_chain(&batches[..batches.len().min(10)]);
+        native_chain(&batches[..batches.len().min(10)]);
+        let (wasm_ns, wasm_released) = wasm_chain(&batches);
+        let (native_ns, native_released) = native_chain(&batches);
+        assert_eq!(wasm_released, native_released, "Wasm and native chains must release the same events");
+        let (host, boundary) = (host_only(&batches), wasm_boundary(&batches));
+        println!(
+            "| {size} | {wasm_ns:.0} | {native_ns:.0} | {:.2}x | {host:.0} | {boundary:.0} |",
+            wasm_ns / native_ns
+        );
+    }
     println!();
-    println!("one pass-through Wasm stage vs none (host bookkeeping: seq, payload map, batch copy)");
-    println!("| path | ns/event |");
-    println!("| --- | ---: |");
-    println!("| host, no stage | {host:.0} |");
-    println!("| host + one pass-through Wasm stage | {boundary:.0} |");
-    println!("| the Wasm boundary itself (difference) | {:.0} |", boundary - host);
+    println!(
+        "ns/event: the bench thread's time on a CPU (schedstat), so other load on the machine counts less."
+    );
+    println!("host, no stage: the chain's bookkeeping alone (seq numbers, held payloads, the batch copy);");
+    println!("pass-through stage: one 0.1.0 stage releasing every event (the boundary's own cost).");
 }

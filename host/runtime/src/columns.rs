@@ -16,25 +16,21 @@ pub(crate) struct Columns {
 }
 
 impl Columns {
-    pub fn of(events: &[wit::Event]) -> Self {
-        let n = events.len();
-        let mut c = Columns {
-            seqs: Vec::with_capacity(n),
-            keys: Vec::with_capacity(n),
-            event_times: Vec::with_capacity(n),
-            log_times: Vec::with_capacity(n),
-            ids: Vec::with_capacity(n),
-            tags: Vec::with_capacity(n),
-        };
-        for e in events {
-            c.seqs.push(e.seq);
-            c.keys.push(e.key);
-            c.event_times.push(e.event_time);
-            c.log_times.push(e.log_time);
-            c.ids.push(e.id);
-            c.tags.push(e.tag);
+    /// Refills the columns with `events`' fields, reusing their buffers: a stage keeps
+    /// one `Columns` for all its calls, so a call allocates nothing here.
+    pub fn fill(&mut self, events: &[wit::Event]) {
+        let columns = [&mut self.seqs, &mut self.keys, &mut self.ids, &mut self.tags];
+        for column in columns {
+            column.clear();
         }
-        c
+        self.event_times.clear();
+        self.log_times.clear();
+        self.seqs.extend(events.iter().map(|e| e.seq));
+        self.keys.extend(events.iter().map(|e| e.key));
+        self.event_times.extend(events.iter().map(|e| e.event_time));
+        self.log_times.extend(events.iter().map(|e| e.log_time));
+        self.ids.extend(events.iter().map(|e| e.id));
+        self.tags.extend(events.iter().map(|e| e.tag));
     }
 }
 
@@ -71,7 +67,9 @@ mod tests {
     #[test]
     fn columns_keep_each_event_at_one_index() {
         let e = |seq| wit::Event { seq, key: seq + 10, event_time: -1, log_time: 5, id: 0, tag: seq * 2 };
-        let c = Columns::of(&[e(1), e(2)]);
+        let mut c = Columns::default();
+        c.fill(&[e(3), e(4), e(5)]);
+        c.fill(&[e(1), e(2)]);
         assert_eq!((c.seqs, c.keys, c.tags), (vec![1, 2], vec![11, 12], vec![2, 4]));
         assert_eq!((c.event_times, c.log_times, c.ids), (vec![-1, -1], vec![5, 5], vec![0, 0]));
     }

@@ -13,23 +13,72 @@ pub enum InvalidAnswer {
     Twice { seq: u64, released: bool },
 }
 
+/// What claiming one answered number found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Held by the stage and not named before in this answer: now claimed.
+    Fresh,
+    /// Not held by the stage (unknown, held by another, or already decided).
+    NotHeld,
+    /// Already claimed by this answer.
+    Twice,
+}
+
+/// The events a stage holds, as [`check`] claims them.
+pub(crate) trait Claims {
+    fn claim(&mut self, seq: u64) -> Claim;
+    /// Undoes a [`Claim::Fresh`] claim (the answer was refused).
+    fn unclaim(&mut self, seq: u64);
+}
+
+/// The rule itself: every released, then every dropped number, in answer order, must be
+/// claimed fresh; the first that is not makes the answer invalid, and every claim made
+/// is undone. On success every named number stays claimed.
+pub(crate) fn check(answer: &Decisions, held: &mut impl Claims) -> Result<(), InvalidAnswer> {
+    let released = answer.released.iter().map(|&s| (s, true));
+    let named = released.chain(answer.dropped.iter().map(|d| (d.seq, false)));
+    let mut claimed = 0;
+    for (seq, released) in named.clone() {
+        let invalid = match held.claim(seq) {
+            Claim::Fresh => {
+                claimed += 1;
+                continue;
+            }
+            Claim::NotHeld => InvalidAnswer::NotHeld { seq, released },
+            Claim::Twice => InvalidAnswer::Twice { seq, released },
+        };
+        named.take(claimed).for_each(|(seq, _)| held.unclaim(seq));
+        return Err(invalid);
+    }
+    Ok(())
+}
+
 /// Checks `answer` against what the stage holds (`holds(seq)`); on success every
 /// released and dropped number is held and named once.
 pub fn validate(answer: &Decisions, holds: impl Fn(u64) -> bool) -> Result<(), InvalidAnswer> {
-    // A fixed-hash set is safe here: only numbers the host handed out (held ones) are
-    // inserted, so a plugin cannot choose colliding keys.
+    /// Claims kept in a set beside `holds`.
+    struct SeenOnce<F> {
+        holds: F,
+        // A fixed-hash set is safe here: only numbers the host handed out (held ones)
+        // are inserted, so a plugin cannot choose colliding keys.
+        seen: streamgate_plugin_sdk::KeyMap<()>,
+    }
+    impl<F: Fn(u64) -> bool> Claims for SeenOnce<F> {
+        fn claim(&mut self, seq: u64) -> Claim {
+            if !(self.holds)(seq) {
+                Claim::NotHeld
+            } else if self.seen.insert(seq, ()).is_some() {
+                Claim::Twice
+            } else {
+                Claim::Fresh
+            }
+        }
+
+        fn unclaim(&mut self, _: u64) {}
+    }
     let mut seen = streamgate_plugin_sdk::KeyMap::<()>::default();
     seen.reserve(answer.released.len() + answer.dropped.len());
-    let released = answer.released.iter().map(|&s| (s, true));
-    for (seq, released) in released.chain(answer.dropped.iter().map(|d| (d.seq, false))) {
-        if !holds(seq) {
-            return Err(InvalidAnswer::NotHeld { seq, released });
-        }
-        if seen.insert(seq, ()).is_some() {
-            return Err(InvalidAnswer::Twice { seq, released });
-        }
-    }
-    Ok(())
+    check(answer, &mut SeenOnce { holds, seen })
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::bindings::{Decisions, wit};
+use crate::columns::Columns;
 use crate::sandbox::{MeteredLimits, StageLimits};
 use crate::world::{World, WorldInstance, WorldPre};
 
@@ -124,6 +125,8 @@ pub struct WasmStage {
     held: usize,
     /// Fuel the last `push` consumed (deterministic work, unlike its wall time).
     last_push_fuel: u64,
+    /// A 0.3.0 batch's columns, reused by every call.
+    columns: Columns,
 }
 
 impl WasmStage {
@@ -159,7 +162,16 @@ impl WasmStage {
             })
         })?;
         let described_capabilities = described_capabilities.to_vec();
-        Ok(WasmStage { limits, store, bindings, stage, described_capabilities, held: 0, last_push_fuel: 0 })
+        Ok(WasmStage {
+            limits,
+            store,
+            bindings,
+            stage,
+            described_capabilities,
+            held: 0,
+            last_push_fuel: 0,
+            columns: Columns::default(),
+        })
     }
 
     /// The world this stage's component exports.
@@ -185,7 +197,7 @@ impl WasmStage {
     pub fn push(&mut self, now: i64, events: &[wit::Event]) -> Result<Decisions, StageError> {
         let fuel = self.limits.fuel_for(self.held.saturating_add(events.len()));
         arm(&mut self.store, &self.limits, fuel);
-        let result = self.bindings.push(&mut self.store, self.stage, now, events);
+        let result = self.bindings.push(&mut self.store, self.stage, now, events, &mut self.columns);
         self.last_push_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
         let answer = result.map_err(|e| classify(&self.store, &self.limits, fuel, e))?;
         self.held = (self.held + events.len()).saturating_sub(answer.released.len() + answer.dropped.len());

@@ -192,6 +192,7 @@ impl WorldInstance {
         stage: ResourceAny,
         now: i64,
         events: &[wit::Event],
+        columns: &mut Columns,
     ) -> wasmtime::Result<Decisions> {
         match self {
             WorldInstance::V0_1(b) => {
@@ -203,7 +204,8 @@ impl WorldInstance {
                 Ok(push.call(store, (stage, now, events))?.0)
             }
             WorldInstance::V0_3(b) => {
-                let c = Columns::of(events);
+                columns.fill(events);
+                let c = &*columns;
                 let answer = b.streamgate_policy_policy().stage().call_push(
                     store,
                     stage,

@@ -10,7 +10,7 @@
 //! - [`fork`]: a copy of a running chain's state in a candidate chain (a shadow), and
 //!   promoting that candidate.
 //!
-//! Every answer is checked by [`crate::decisions::validate`]; an invalid one, a trap,
+//! Every answer is checked by [`crate::decisions::check`]; an invalid one, a trap,
 //! running out of fuel or a memory overrun is a fault, handled in [`faults`]: the same on
 //! every instance. A call that overruns the wall-clock timeout is not a fault here (only
 //! this machine measured it): the chain reports it ([`ChainOutput::overran`]) and the
@@ -37,12 +37,12 @@ pub use swap::{StateTransfer, SwapReport};
 
 use streamgate_plugin_sdk::DropReason;
 
+use crate::PolicyRuntime;
 use crate::bindings::wit;
 use crate::event::Event;
 use crate::observer::ChainObserver;
 use crate::sandbox::StageLimits;
 use crate::spec::ChainSpec;
-use crate::{PolicyRuntime, decisions};
 use faults::{Slot, StageFault};
 use held::HeldEvents;
 
@@ -263,9 +263,9 @@ impl Chain {
                 }
                 (None, _) => Err(StageFault::Quarantined),
             };
-            let held = &self.held;
+            let held = &mut self.held;
             let answer = answer.and_then(|d| {
-                decisions::validate(&d, |seq| held.stage_of(seq) == Some(index))?;
+                held.check_answer(&d, index)?;
                 Ok(d)
             });
             input.clear();

@@ -116,7 +116,7 @@ impl Chain {
         // Left over by an earlier swap and not yet pushed: not in any stage's state.
         let waiting = self.held.take_waiting();
         let mut reinject = Vec::new();
-        for (&seq, p) in self.held.iter_mut() {
+        for (seq, p) in self.held.iter_mut() {
             let held = if waiting.contains_key(&seq) { None } else { moved.get(p.stage).copied().flatten() };
             let passed = waiting.get(&seq).copied().unwrap_or(p.stage);
             match held {
