@@ -191,6 +191,7 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
         limits,
         doors: Arc::new(doors),
     };
+    tasks.spawn(http::sse::end_streams_at(cancel.clone(), state.tenants.clone()));
     let router = http::router(state);
     let listener = http::listen::Listener::new(listener, router.clone(), tasks.clone(), cancel.clone());
     axum::serve(listener, http::listen::WithPeer(router))

@@ -1,7 +1,8 @@
 //! The SSE subscribers: raw TCP on tokio, one small task per connection, no per-
 //! connection read buffer (a thread-local scratch buffer and a few carried bytes), and
-//! no SSE parsing beyond finding each message's `"sent":MICROS` stamp: one clock read
-//! per socket read, one histogram entry per message.
+//! no SSE parsing beyond finding each message's `"sent":MICROS` stamp and each frame's
+//! `id:` line: one clock read per socket read, one histogram entry per message (and the
+//! split of [`crate::split`] per frame).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -14,9 +15,11 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::split::{Split, parse_position};
 use crate::stats::Histogram;
 
 const STAMP: &[u8] = b"\"sent\":";
+const ID: &[u8] = b"\nid: ";
 /// Connections opening at once (the servers' accept backlogs are larger).
 const CONNECTING: usize = 200;
 
@@ -32,6 +35,7 @@ pub fn now_us() -> u64 {
 /// What all subscribers of one run share.
 pub struct Shared {
     pub latency: Histogram,
+    pub split: Split,
     /// Connections that got a `200` status line.
     pub connected: AtomicU64,
     /// Connections that ended or failed.
@@ -91,7 +95,7 @@ async fn subscribe(
                 shared.connected.fetch_add(1, Relaxed);
                 permit = None;
             }
-            carry = scan(&buf[..kept + n], now_us(), &shared.latency);
+            carry = scan(&buf[..kept + n], now_us(), shared, carry.position);
             Ok(n)
         });
         match n {
@@ -103,36 +107,58 @@ async fn subscribe(
     }
 }
 
-/// Bytes at the end of a read that may start a stamp, kept for the next read.
+/// Bytes at the end of a read that may start a stamp or an id, kept for the next read,
+/// and the log position of the frame being read (its `id:` comes before its data).
 #[derive(Default)]
 struct Carry {
     bytes: [u8; 32],
     len: u8,
+    position: Option<(u64, u64)>,
 }
 
-/// Records `now - stamp` for each whole stamp in `buf`; returns the unfinished tail.
-fn scan(buf: &[u8], now: u64, latency: &Histogram) -> Carry {
+/// Records `now - stamp` for each whole stamp in `buf`, and the split of each frame
+/// whose `id:` is a log position; returns the unfinished tail.
+fn scan(buf: &[u8], now: u64, shared: &Shared, mut position: Option<(u64, u64)>) -> Carry {
     let mut done = 0;
     let mut at = 0;
-    while let Some(i) = find(&buf[at..], STAMP) {
-        let digits = at + i + STAMP.len();
+    loop {
+        let stamp = find(&buf[at..], STAMP).map(|i| at + i);
+        let id = find(&buf[at..], ID).map(|i| at + i);
+        if let Some(i) = id
+            && stamp.is_none_or(|s| i < s)
+        {
+            let value = i + ID.len();
+            let Some(end) = buf[value..].iter().position(|&b| b == b'\n').map(|p| value + p) else {
+                return carry_from(buf, i, None);
+            };
+            position = parse_position(&buf[value..end]);
+            if let Some(p) = position {
+                shared.split.frame(p, now);
+            }
+            (done, at) = (end, end);
+            continue;
+        }
+        let Some(i) = stamp else { break };
+        let digits = i + STAMP.len();
         let end = buf[digits..].iter().position(|b| !b.is_ascii_digit()).map(|p| digits + p);
         let Some(end) = end else {
             // The number may go on in the next read.
-            return carry_from(buf, at + i);
+            return carry_from(buf, i, position);
         };
         if let Some(sent) = std::str::from_utf8(&buf[digits..end]).ok().and_then(|s| s.parse::<u64>().ok()) {
-            latency.record(now.saturating_sub(sent), 1);
+            shared.latency.record(now.saturating_sub(sent), 1);
+            if let Some(p) = position {
+                shared.split.message(p, sent);
+            }
         }
-        done = end;
-        at = end;
+        (done, at) = (end, end);
     }
-    carry_from(buf, done.max(buf.len().saturating_sub(STAMP.len() - 1)))
+    carry_from(buf, done.max(buf.len().saturating_sub(STAMP.len() - 1)), position)
 }
 
-fn carry_from(buf: &[u8], from: usize) -> Carry {
+fn carry_from(buf: &[u8], from: usize, position: Option<(u64, u64)>) -> Carry {
     let tail = &buf[from..];
-    let mut carry = Carry::default();
+    let mut carry = Carry { position, ..Carry::default() };
     let len = tail.len().min(carry.bytes.len());
     carry.bytes[..len].copy_from_slice(&tail[..len]);
     carry.len = len as u8;

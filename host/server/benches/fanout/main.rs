@@ -19,6 +19,7 @@ mod common;
 mod client;
 mod publish;
 mod servers;
+mod split;
 mod stats;
 
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ struct Row {
     server_cpu: f64,
     client_cpu: f64,
     kb_per_conn: f64,
+    /// Where the latency went (streamgate only), see [`split`].
+    split: Option<String>,
 }
 
 /// One server under test.
@@ -133,6 +136,7 @@ fn run_target(
     for (subscribers, rates) in shapes {
         let shared = Arc::new(Shared {
             latency: stats::Histogram::new(),
+            split: split::Split::new(),
             connected: AtomicU64::new(0),
             closed: AtomicU64::new(0),
         });
@@ -168,6 +172,7 @@ fn run_target(
             next_message +=
                 publish::paced(&mut *target.publisher, rate, next_message, Instant::now() + WARM_UP);
             shared.latency.reset();
+            shared.split.reset();
             let cpu: f64 = target.pids.iter().map(|&p| cpu_seconds(p)).sum();
             let own = own_cpu_seconds();
             let start = Instant::now();
@@ -181,6 +186,7 @@ fn run_target(
             // What is still on its way counts too, and must not spill into the next rate.
             let last_delivery = drain(&shared.latency);
             let (count, quantiles) = shared.latency.summary(&[0.5, 0.99, 0.999]);
+            let split = shared.split.summary();
             let row = Row {
                 server: target.name,
                 subscribers: *subscribers,
@@ -193,8 +199,12 @@ fn run_target(
                 server_cpu,
                 client_cpu,
                 kb_per_conn,
+                split: (split.frames > 0).then(|| split.line()),
             };
             println!("fanout: {}", format_row(&row));
+            if let Some(split) = &row.split {
+                println!("fanout: {}", split);
+            }
             rows.push(row);
         }
         runtime.block_on(set.shutdown());
@@ -245,6 +255,12 @@ fn print_table(rows: &[Row], idle: &[(&str, f64, Option<f64>)], idle_secs: u64) 
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
         println!("{}", format_row(r));
+    }
+    println!();
+    for r in rows {
+        if let Some(split) = &r.split {
+            println!("{} {} x {:.0}/s: {split}", r.server, r.subscribers, r.rate);
+        }
     }
     println!();
     for (server, cpu, services) in idle {

@@ -14,11 +14,13 @@
 //! an expiry alone carries it itself; ids stay strictly increasing and a removal is
 //! replayed on resume like any frame.
 //!
-//! On shutdown (the server's cancel token) each stream ends with [`SHUTDOWN_HINT`]: a
-//! comment and a short `retry:`, so an `EventSource` reconnects at once, through the
-//! load balancer to another instance, and resumes there from its `Last-Event-ID`.
+//! On shutdown (the server's cancel token, see [`end_streams_at`]) each stream ends with
+//! [`SHUTDOWN_HINT`]: a comment and a short `retry:`, so an `EventSource` reconnects at
+//! once, through the load balancer to another instance, and resumes there from its
+//! `Last-Event-ID`. The token closes every tenant's hub; a client learns of it as the end
+//! of its live feed, so no client polls the token (a lock every client shares).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,7 +36,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use super::limits::{ClientIp, StreamPermit};
 use super::{ApiError, AppState};
@@ -137,8 +139,7 @@ async fn events(
     }
     let permit = state.limits.open_stream(ip)?;
     state.limits.open_tenant_stream(&tenant.metrics.sse_clients)?;
-    let client =
-        Client::new(backlog, sub.live, last_sent, ClientGuard(tenant.clone()), permit, state.cancel.clone());
+    let client = Client::new(backlog, sub.live, last_sent, ClientGuard(tenant.clone()), permit);
     let stream = futures::stream::unfold(client, |mut c| async move {
         let bytes = c.next().await?;
         Some((Ok::<_, Infallible>(bytes), c))
@@ -170,8 +171,6 @@ struct Client {
     guard: ClientGuard,
     /// This stream's slot in its address's count.
     _permit: StreamPermit,
-    /// Made once: a wait made per frame would lock the token's shared list twice a frame.
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Fires at most every [`KEEP_ALIVE`]; a frame only notes its time in `last_write`,
     /// so frames never touch the timer wheel.
     keep_alive: Pin<Box<Sleep>>,
@@ -187,7 +186,6 @@ impl Client {
         last_sent: Option<LogPosition>,
         guard: ClientGuard,
         permit: StreamPermit,
-        cancel: CancellationToken,
     ) -> Self {
         let now = Instant::now();
         Client {
@@ -196,7 +194,6 @@ impl Client {
             last_sent,
             guard,
             _permit: permit,
-            cancelled: Box::pin(cancel.cancelled_owned()),
             keep_alive: Box::pin(tokio::time::sleep_until(now + KEEP_ALIVE)),
             last_write: now,
             ended: false,
@@ -214,14 +211,8 @@ impl Client {
         }
         loop {
             let received = tokio::select! {
-                // A ready frame is taken before the shutdown wait is polled (it locks a
-                // list every client shares); idle, both are.
                 biased;
                 r = recv(&mut self.live) => r,
-                _ = &mut self.cancelled => {
-                    self.ended = true;
-                    return Some(Bytes::from_static(SHUTDOWN_HINT));
-                }
                 _ = &mut self.keep_alive => {
                     let due = self.last_write + KEEP_ALIVE;
                     let now = Instant::now();
@@ -253,9 +244,22 @@ impl Client {
                         return Some(state.wire.clone());
                     }
                 }
-                Err(RecvError::Closed) => return None,
+                // The hub closed: the instance is shutting down.
+                Err(RecvError::Closed) => {
+                    self.ended = true;
+                    return Some(Bytes::from_static(SHUTDOWN_HINT));
+                }
             }
         }
+    }
+}
+
+/// Closes every tenant's hub when `cancel` fires, so that every event stream ends with
+/// [`SHUTDOWN_HINT`] (after what it had queued).
+pub async fn end_streams_at(cancel: CancellationToken, tenants: Arc<BTreeMap<String, Arc<TenantHandle>>>) {
+    cancel.cancelled().await;
+    for tenant in tenants.values() {
+        tenant.hub.close();
     }
 }
 

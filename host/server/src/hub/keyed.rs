@@ -34,6 +34,8 @@ pub(super) struct KeyedClients {
     by_key: HashMap<String, Vec<u64>>,
     clients: HashMap<u64, KeyedClient>,
     next_id: u64,
+    /// The hub closed: clients added now get a closed feed.
+    closed: bool,
 }
 
 impl KeyedClients {
@@ -44,11 +46,21 @@ impl KeyedClients {
     pub(super) fn add(&mut self, keys: BTreeSet<String>, tx: mpsc::Sender<Arc<Frame>>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        if self.closed {
+            return id; // `tx` dropped: the client's feed is closed
+        }
         for key in &keys {
             self.by_key.entry(key.clone()).or_default().push(id);
         }
         self.clients.insert(id, KeyedClient { keys, tx, missed: false });
         id
+    }
+
+    /// Drops every client's sender (their feeds end) and refuses new ones.
+    pub(super) fn close(&mut self) {
+        self.closed = true;
+        self.by_key.clear();
+        self.clients.clear();
     }
 
     pub(super) fn remove(&mut self, id: u64) {

@@ -16,6 +16,10 @@
 //! routing takes `keyed` only to find who wants which events; encoding their parts and
 //! sending happen outside both. Subscribers filter and encode resumed frames outside
 //! the locks too. Only one worker publishes per tenant, so frames never overtake.
+//!
+//! Shutdown: [`Hub::close`] ends every client's live feed at once (their streams then
+//! end with the shutdown hint), so no client waits on a shutdown signal of its own: a
+//! wait shared by every client locks a list every client shares, once a frame each.
 
 mod frame;
 mod keyed;
@@ -73,6 +77,8 @@ struct State {
     ring: Ring,
     latest: Latest,
     last_position: Option<LogPosition>,
+    /// The all-keys channel; `None` once the hub is closed.
+    live: Option<broadcast::Sender<Arc<Frame>>>,
 }
 
 pub struct Hub {
@@ -82,7 +88,6 @@ pub struct Hub {
     metrics: Arc<TenantMetrics>,
     state: Mutex<State>,
     keyed: Mutex<KeyedClients>,
-    live: broadcast::Sender<Arc<Frame>>,
 }
 
 impl Hub {
@@ -103,9 +108,9 @@ impl Hub {
                 ring: Ring::new(history),
                 latest: Latest::default(),
                 last_position: None,
+                live: Some(broadcast::channel(client_buffer).0),
             }),
             keyed: Mutex::default(),
-            live: broadcast::channel(client_buffer).0,
         }
     }
 
@@ -150,7 +155,9 @@ impl Hub {
             state.last_position = Some(position);
             // Sent under the lock so a concurrent `subscribe` sees it in the ring or
             // live, never neither.
-            let _ = self.live.send(frame.clone());
+            if let Some(live) = &state.live {
+                let _ = live.send(frame.clone());
+            }
         }
         self.route(&frame);
         true
@@ -191,6 +198,13 @@ impl Hub {
         }
     }
 
+    /// Ends every client's live feed (shutdown): all-keys and keyed clients see their
+    /// feed closed after the frames already sent to it, and so do clients that come later.
+    pub fn close(&self) {
+        self.state.lock().unwrap().live = None;
+        self.keyed.lock().unwrap().close();
+    }
+
     /// Frames after `after` (if given) from the ring, then everything live; with
     /// `keys`, only events of those keys. With `snapshot_first` and no `after`, a
     /// latest-value tenant's current state (of those keys) comes first. A frame may
@@ -210,7 +224,10 @@ impl Hub {
         });
         let (frames, gap, state, live) = {
             let state = self.state.lock().unwrap();
-            let live = keyed_live.unwrap_or_else(|| Live::All(self.live.subscribe()));
+            let live = keyed_live.unwrap_or_else(|| {
+                // A closed hub's new clients get a feed that is already closed.
+                Live::All(state.live.as_ref().map_or_else(|| broadcast::channel(1).1, |l| l.subscribe()))
+            });
             match after {
                 Some(after) => {
                     let gap = state.ring.missed_since(after);

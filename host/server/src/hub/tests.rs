@@ -303,3 +303,29 @@ fn expiry_removes_every_tag_of_a_key_and_a_full_keyed_client_catches_up_with_all
     assert_eq!(&hub.snapshot_json(None)[..], b"[]");
     assert_eq!(hub.state.lock().unwrap().latest.indexed(), 0);
 }
+
+#[test]
+fn closing_ends_every_live_feed_after_what_it_was_sent_and_new_ones_at_once() {
+    use tokio::sync::broadcast::error::TryRecvError;
+    let hub = hub(true, 8, 8);
+    let mut all = hub.subscribe(None, None, false);
+    let mut keyed = hub.subscribe(None, Some(vec!["a".into()]), false);
+    hub.publish(pos(1), released(&[("a", 1)]), &[]);
+    hub.close();
+    hub.publish(pos(2), released(&[("a", 2)]), &[]);
+    let Live::All(rx) = &mut all.live else { panic!("an all-keys feed") };
+    assert_eq!(rx.try_recv().unwrap().position, pos(1), "sent before the close");
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Closed);
+    let Live::Keys(rx, _) = &mut keyed.live else { panic!("a keyed feed") };
+    assert_eq!(rx.try_recv().unwrap().position, pos(1));
+    assert_eq!(rx.try_recv().unwrap_err(), tokio::sync::mpsc::error::TryRecvError::Disconnected);
+    // Frames still reach the ring: a resume after the close replays them.
+    let late = hub.subscribe(Some(pos(1)), None, false);
+    assert_eq!(late.backlog.iter().map(|f| f.position).collect::<Vec<_>>(), vec![pos(2)]);
+    let Live::All(mut rx) = late.live else { panic!("an all-keys feed") };
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Closed);
+    let Live::Keys(mut rx, _) = hub.subscribe(None, Some(vec!["a".into()]), false).live else {
+        panic!("a keyed feed")
+    };
+    assert_eq!(rx.try_recv().unwrap_err(), tokio::sync::mpsc::error::TryRecvError::Disconnected);
+}

@@ -9,6 +9,12 @@
 //! A stream's frames are written as they come; frames already queued when the socket
 //! is ready go out together in one vectored write. The connection closes when the
 //! stream ends (shutdown) or the client goes away, seen as end-of-file on the socket.
+//!
+//! Streams are written on a runtime of their own ([`streams`]): a frame wakes every
+//! subscriber at once, and on the main runtime the Kafka source, the log reader and
+//! hyper's requests would queue behind thousands of socket writes (at 10,000
+//! subscribers, tens of milliseconds per frame); on their own threads they only share
+//! the cores, as the operating system schedules them.
 
 mod handoff;
 #[cfg(test)]
@@ -16,6 +22,7 @@ mod tests;
 mod write;
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Router;
@@ -62,7 +69,14 @@ impl Listener {
                         }
                     },
                 };
-                tasks.spawn(connection(stream, peer, router.clone(), tx.clone(), cancel.clone()));
+                tasks.spawn(connection(
+                    stream,
+                    peer,
+                    router.clone(),
+                    tx.clone(),
+                    tasks.clone(),
+                    cancel.clone(),
+                ));
             }
         });
         Listener { handed, addr }
@@ -94,6 +108,7 @@ async fn connection(
     peer: SocketAddr,
     router: Router,
     hyper: mpsc::Sender<(Prefixed, SocketAddr)>,
+    tasks: TaskTracker,
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -129,7 +144,13 @@ async fn connection(
         && let Some(request) = parse(&head, peer)
     {
         let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
-        let _ = write::respond(stream, response).await;
+        // The socket leaves this runtime's reactor for the streams' one.
+        let Ok(socket) = stream.into_std() else { return };
+        streams().spawn(tasks.track_future(async move {
+            if let Ok(stream) = TcpStream::from_std(socket) {
+                let _ = write::respond(stream, response).await;
+            }
+        }));
         return;
     }
     if head.is_empty() {
@@ -140,6 +161,23 @@ async fn connection(
         _ = cancel.cancelled() => {}
         _ = hyper.send(conn) => {}
     }
+}
+
+/// The runtime event streams are written on: one worker per core, its own reactor.
+/// Started with the first stream and kept for the life of the process.
+fn streams() -> &'static tokio::runtime::Handle {
+    static STREAMS: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    STREAMS
+        .get_or_init(|| {
+            let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .thread_name("sse-streams")
+                .enable_all()
+                .build()
+                .expect("starting the event streams' runtime")
+        })
+        .handle()
 }
 
 /// The request line (as far as it came) may be `GET /tenants/{tenant}/events[?...] `.

@@ -284,3 +284,21 @@ async fn the_pages_and_the_outline_of_seoul_are_served_from_here() {
         );
     }
 }
+
+#[tokio::test]
+async fn streams_end_with_the_shutdown_hint_when_the_hubs_close() {
+    let (app, handle) = app();
+    let resp = get(&app, "/tenants/taxi/events", None).await;
+    let mut body = resp.into_body().into_data_stream();
+    let mut seen = String::new();
+    publish(&handle, 1, "taxi-1");
+    read_until(&mut body, &mut seen, "id: 1-0").await;
+    let cancel = CancellationToken::new();
+    let tenants = Arc::new(BTreeMap::from([("taxi".to_string(), handle.clone())]));
+    let closing = tokio::spawn(sse::end_streams_at(cancel.clone(), tenants));
+    cancel.cancel();
+    closing.await.unwrap();
+    read_until(&mut body, &mut seen, std::str::from_utf8(sse::SHUTDOWN_HINT).unwrap()).await;
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await;
+    assert!(matches!(end, Ok(None)), "the stream ends after the hint: {seen}");
+}
