@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message};
@@ -142,33 +141,6 @@ pub struct Paced {
     pub max_backlog: u64,
 }
 
-/// Reads the whole topic from its start with a plain consumer (no streamgate) and
-/// counts each event's number: what the broker serves, to tell its losses and
-/// duplicates from the instance's.
-pub fn audit_topic(brokers: &str, topic: &str, expected: u64) -> Counts {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "ingest-audit")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("kafka consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut counts = Counts::new();
-    let mut quiet = Instant::now();
-    while counts.unique < expected && quiet.elapsed() < Duration::from_secs(10) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                quiet = Instant::now();
-                counts.count(m.payload().and_then(number_in).expect("every event carries its number"));
-            }
-            Some(Err(e)) => eprintln!("ingest: audit: {e}"),
-            None => {}
-        }
-    }
-    counts
-}
-
 /// What the follower has seen: how often each event number came.
 pub struct Counts {
     seen: Vec<u8>,
@@ -179,11 +151,11 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn new() -> Counts {
+    pub fn new() -> Counts {
         Counts { seen: Vec::new(), unique: 0, duplicated: 0, other_entries: 0 }
     }
 
-    fn count(&mut self, n: u64) {
+    pub fn count(&mut self, n: u64) {
         let i = n as usize;
         if i >= self.seen.len() {
             self.seen.resize((i + 1).next_power_of_two(), 0);
@@ -221,7 +193,7 @@ impl Counts {
 }
 
 /// The number in `"n":<digits>` of an event's payload.
-fn number_in(payload: &[u8]) -> Option<u64> {
+pub fn number_in(payload: &[u8]) -> Option<u64> {
     let at = memchr::memmem::find(payload, br#""n":"#)? + 4;
     let digits = payload[at..].iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&payload[at..at + digits]).ok()?.parse().ok()

@@ -26,6 +26,7 @@ mod common;
 #[path = "../fanout/stats.rs"]
 mod stats;
 
+mod audit;
 mod load;
 
 use std::time::{Duration, Instant};
@@ -239,7 +240,7 @@ fn live(rates: &[u64], step_secs: u64, partitions: u32) -> Vec<Row> {
         }
     }
     if std::env::var_os("INGEST_AUDIT").is_some() {
-        let audit = load::audit_topic(&servers.tansu.brokers(), TOPIC, next);
+        let audit = audit::audit_topic(&servers.tansu.brokers(), TOPIC, next);
         eprintln!(
             "ingest: the topic read back by a plain consumer: {} of {next} events, {} missing, {} duplicated",
             audit.unique,
