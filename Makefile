@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 export STREAMGATE_TANSU ?= $(CACHE)/tansu-0.6.0-p2/bin/tansu
 CARGO ?= cargo
 
-.PHONY: demo test chaos soak plugins lint fmt setup bench bench-fast-start bench-fanout screenshots
+.PHONY: demo test chaos soak plugins lint fmt setup bench bench-fast-start bench-fanout bench-ingest screenshots
 
 ## demo: simulated taxis on the in-memory bus, map at http://127.0.0.1:8080
 demo:
@@ -83,3 +83,10 @@ bench-fanout:
 	scripts/setup.sh all
 	scripts/setup.sh nchan
 	$(CARGO) bench -p streamgate --bench fanout
+
+## bench-ingest: the rate one instance (shipped defaults) moves events from Kafka (real tansu)
+## into the tenant's Redis stream, every event counted in the log: a preloaded topic drained,
+## then a producer stepping up its rate until the instance falls behind (about 4 minutes)
+bench-ingest:
+	scripts/setup.sh all
+	$(CARGO) bench -p streamgate --bench ingest

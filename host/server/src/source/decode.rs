@@ -5,25 +5,26 @@
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::json_pick::{Pointer, pick};
 use crate::event::{DecodeError, Event, key_hash};
 
 /// Where in a payload a tenant finds its key and event time.
 #[derive(Clone, Debug)]
 pub struct Extractor {
-    pub key_pointer: String,
-    pub time_pointer: String,
+    pub key_pointer: Pointer,
+    pub time_pointer: Pointer,
     /// Optional: idempotency id and tag, hashed for the plugins.
-    pub id_pointer: Option<String>,
-    pub tag_pointer: Option<String>,
+    pub id_pointer: Option<Pointer>,
+    pub tag_pointer: Option<Pointer>,
     pub max_payload_bytes: usize,
     /// Event times further than this (ms) ahead of the wall clock are refused.
     pub max_future_skew_ms: i64,
 }
 
-/// A string or number at `pointer`, as text.
-fn text_at(value: &Value, pointer: &str) -> Option<String> {
-    match value.pointer(pointer) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+/// A string or number, as text.
+fn text_of(value: Option<Value>) -> Option<String> {
+    match value {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     }
@@ -32,10 +33,10 @@ fn text_at(value: &Value, pointer: &str) -> Option<String> {
 impl Extractor {
     pub fn for_tenant(tenant: &crate::tenant::TenantConfig) -> Self {
         Extractor {
-            key_pointer: tenant.key.clone(),
-            time_pointer: tenant.time.clone(),
-            id_pointer: tenant.id.clone(),
-            tag_pointer: tenant.tag.clone(),
+            key_pointer: Pointer::parse(&tenant.key),
+            time_pointer: Pointer::parse(&tenant.time),
+            id_pointer: tenant.id.as_deref().map(Pointer::parse),
+            tag_pointer: tenant.tag.as_deref().map(Pointer::parse),
             max_payload_bytes: tenant.max_payload_bytes,
             max_future_skew_ms: i64::try_from(tenant.max_future_skew.as_millis()).unwrap_or(i64::MAX),
         }
@@ -48,22 +49,23 @@ impl Extractor {
 
     /// Decodes one raw message into a [`Event`]; `now_ms` bounds its event time. (Ingest
     /// is before the log, so the local clock may decide here: what is refused never
-    /// reaches any instance's policies.)
+    /// reaches any instance's policies.) One pass over the payload picks the key, time,
+    /// id and tag (see [`json_pick`](super::json_pick)) without building the document.
     pub fn decode_at(&self, raw: &[u8], now_ms: i64) -> Result<Event, DecodeError> {
         if raw.len() > self.max_payload_bytes {
             return Err(DecodeError::TooLarge);
         }
-        let value: Value = serde_json::from_slice(raw).map_err(|_| DecodeError::NotJson)?;
-        if !value.is_object() {
-            return Err(DecodeError::NotJson);
-        }
-        let key = text_at(&value, &self.key_pointer).ok_or(DecodeError::BadKey)?;
-        let hash_at = |pointer: &Option<String>| match pointer {
+        let mut pointers = vec![&self.key_pointer, &self.time_pointer];
+        pointers.extend(self.id_pointer.iter().chain(&self.tag_pointer));
+        let mut found = pick(raw, &pointers).map_err(|_| DecodeError::NotJson)?.into_iter();
+        let (key, time) = (found.next().flatten(), found.next().flatten());
+        let key = text_of(key).ok_or(DecodeError::BadKey)?;
+        let mut hash_at = |pointer: &Option<Pointer>| match pointer {
             None => Ok(0),
-            Some(p) => text_at(&value, p).map(|s| key_hash(&s)).ok_or(DecodeError::BadId),
+            Some(_) => text_of(found.next().flatten()).map(|s| key_hash(&s)).ok_or(DecodeError::BadId),
         };
         let (id, tag) = (hash_at(&self.id_pointer)?, hash_at(&self.tag_pointer)?);
-        let event_time = match value.pointer(&self.time_pointer) {
+        let event_time = match time {
             Some(Value::Number(n)) => n
                 .as_i64()
                 .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
@@ -75,6 +77,7 @@ impl Extractor {
         }
         // SSE data is line-based: keep the bytes as sent unless they span lines.
         let payload = if raw.iter().any(|&b| b == b'\n' || b == b'\r') {
+            let value: Value = serde_json::from_slice(raw).map_err(|_| DecodeError::NotJson)?;
             Bytes::from(serde_json::to_vec(&value).expect("a parsed value serialises"))
         } else {
             Bytes::copy_from_slice(raw)
@@ -89,8 +92,8 @@ mod tests {
 
     fn taxi() -> Extractor {
         Extractor {
-            key_pointer: "/mediaId".into(),
-            time_pointer: "/timestamp".into(),
+            key_pointer: Pointer::parse("/mediaId"),
+            time_pointer: Pointer::parse("/timestamp"),
             id_pointer: None,
             tag_pointer: None,
             max_payload_bytes: 1024,
@@ -139,8 +142,11 @@ mod tests {
 
     #[test]
     fn ids_and_tags_are_hashed_when_declared() {
-        let x =
-            Extractor { id_pointer: Some("/eventId".into()), tag_pointer: Some("/kind".into()), ..taxi() };
+        let x = Extractor {
+            id_pointer: Some(Pointer::parse("/eventId")),
+            tag_pointer: Some(Pointer::parse("/kind")),
+            ..taxi()
+        };
         let e = x.decode(br#"{"mediaId":"u","timestamp":1,"eventId":"e-1","kind":"rank"}"#).unwrap();
         assert_eq!((e.id, e.tag), (key_hash("e-1"), key_hash("rank")));
         assert_eq!(x.decode(br#"{"mediaId":"u","timestamp":1,"kind":"rank"}"#), Err(DecodeError::BadId));

@@ -5,6 +5,7 @@
 //! simulators ([`simulate`]) for the embedded demo.
 
 pub mod decode;
+pub mod json_pick;
 pub mod kafka;
 pub mod publisher;
 pub mod simulate;
