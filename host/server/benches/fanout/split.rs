@@ -21,11 +21,16 @@ use crate::stats::Histogram;
 /// Frames whose receipts are tracked at once (the map is cleared past this).
 const MOST_FRAMES: usize = 1 << 20;
 
+/// A frame's log position: the Redis entry id's two parts.
+type Position = (u64, u64);
+
+/// When a frame was appended, first received and last received (µs since the epoch).
+type FrameTimes = (u64, u64, u64);
+
 pub struct Split {
     pub to_log: Histogram,
     pub log_to_receipt: Histogram,
-    /// Log position -> (append µs, first receipt µs, last receipt µs).
-    frames: Mutex<HashMap<(u64, u64), (u64, u64, u64)>>,
+    frames: Mutex<HashMap<Position, FrameTimes>>,
 }
 
 /// Quantiles of one window's split, in ms: p50 and p99 of each part.
@@ -49,7 +54,7 @@ impl Split {
     }
 
     /// A client received the frame at `position` at `now` (µs since the epoch).
-    pub fn frame(&self, position: (u64, u64), now: u64) {
+    pub fn frame(&self, position: Position, now: u64) {
         let append = position.0 * 1_000;
         self.log_to_receipt.record(now.saturating_sub(append), 1);
         let mut frames = self.frames.lock().unwrap();
