@@ -17,6 +17,7 @@
 mod common;
 
 mod client;
+mod defaults;
 mod publish;
 mod servers;
 mod split;

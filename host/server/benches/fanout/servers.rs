@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Instance, Redis, Tansu, free_port};
+use crate::defaults;
 
 pub const NCHAN_MODULE: &str = "/usr/lib/nginx/modules/ngx_nchan_module.so";
 
@@ -112,36 +113,19 @@ pub const TOPIC: &str = "fanout";
 pub const TENANT: &str = "bench";
 
 impl Streamgate {
-    /// `kafka_extra` and `tenant_extra`: lines added to `[kafka]` and the tenant, for
-    /// experiments (the table is measured without).
+    /// `kafka_extra` and `tenant_extra`: see [`defaults`](crate::defaults).
     pub fn start(kafka_extra: &str, tenant_extra: &str) -> Streamgate {
         let redis = Redis::start();
         let tansu = Tansu::start();
         tansu.create_topic(TOPIC, 4);
-        let config = format!(
-            r#"
-[kafka]
-brokers = "{}"
-{kafka_extra}
-
-[redis]
-url = "{}"
-
-[[tenant]]
-name = "{TENANT}"
-topic = "{TOPIC}"
-key = "/k"
-time = "/t"
-event = "tick"
-{tenant_extra}
-
-[[tenant.policies]]
-plugin = "builtin:staleness"
-config = {{ max_age_ms = 30000 }}
-"#,
-            tansu.brokers(),
-            redis.url()
-        );
+        let config = defaults::config(&defaults::Shape {
+            brokers: &tansu.brokers(),
+            redis_url: &redis.url(),
+            tenant: TENANT,
+            topic: TOPIC,
+            kafka_extra,
+            tenant_extra,
+        });
         let instance = Instance::start(&config);
         Streamgate { instance, tansu, redis }
     }

@@ -22,6 +22,8 @@
 
 #[path = "../../../../tests/common/mod.rs"]
 mod common;
+#[path = "../fanout/defaults.rs"]
+mod defaults;
 #[allow(dead_code)]
 #[path = "../fanout/stats.rs"]
 mod stats;
@@ -67,28 +69,14 @@ impl Servers {
 
     /// The shipped defaults: addresses, the tenant, one builtin stage.
     fn config(&self) -> String {
-        format!(
-            r#"
-[kafka]
-brokers = "{}"
-
-[redis]
-url = "{}"
-
-[[tenant]]
-name = "{TENANT}"
-topic = "{TOPIC}"
-key = "/k"
-time = "/t"
-event = "tick"
-
-[[tenant.policies]]
-plugin = "builtin:staleness"
-config = {{ max_age_ms = 30000 }}
-"#,
-            self.tansu.brokers(),
-            self.redis.url()
-        )
+        defaults::config(&defaults::Shape {
+            brokers: &self.tansu.brokers(),
+            redis_url: &self.redis.url(),
+            tenant: TENANT,
+            topic: TOPIC,
+            kafka_extra: "",
+            tenant_extra: "",
+        })
     }
 
     fn start_instance(&mut self) {
