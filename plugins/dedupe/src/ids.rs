@@ -108,7 +108,8 @@ impl IdGenerations {
 
     /// Remembers `id` as first seen at log time `now`; false if it was already known.
     pub fn insert_new(&mut self, id: u64, now: i64) -> bool {
-        if self.generations.iter().any(|g| g.ids.contains(&id)) {
+        // Newest first: a repeat usually follows its original soon.
+        if self.generations.iter().rev().any(|g| g.ids.contains(&id)) {
             return false;
         }
         self.generation_at(now).ids.insert(id);
