@@ -28,6 +28,8 @@
 mod ids;
 
 use ids::IdGenerations;
+use std::collections::hash_map::Entry;
+
 use serde::Deserialize;
 use streamgate_plugin_sdk::{
     Capability, ConfigError, Decisions, Description, DropReason, Event, KeyMap, Policy, RestoreError,
@@ -61,13 +63,18 @@ pub enum DedupeBy {
     Id,
 }
 
-/// What the stage remembers of one key (by time) or id (by id).
+/// What the stage remembers of one key.
 #[derive(Clone, Copy)]
 struct Seen {
-    /// By time: the last released event time. By id: the log time it was first seen.
+    /// The last released event time.
     time: i64,
-    /// The log time of its last release (by id: first seen): what forgetting looks at.
+    /// The log time of its last release: what forgetting looks at.
     released_at: i64,
+    /// The push (counted from the stage's creation) and the position among that push's
+    /// passing events of the key's last pass: how `newest_per_frame` finds the newest
+    /// per key in a batch with one lookup per event. Not part of a snapshot.
+    push: u64,
+    pass: u32,
 }
 
 /// Per-key state lives in a [`KeyMap`]: one hash lookup per event. Its iteration order
@@ -84,8 +91,12 @@ pub struct Dedupe {
     cap_released_at: bool,
     /// Log time at which the next forgetting sweep runs.
     next_sweep: i64,
-    /// Scratch: index into the batch of the newest passing event per key.
-    newest_in_batch: KeyMap<usize>,
+    /// Pushes so far (see [`Seen::push`]).
+    push_number: u64,
+    /// Scratch for one push: the passing events' seqs, and whether each was superseded
+    /// by a newer one for its key in the same push.
+    passed: Vec<u64>,
+    superseded: Vec<bool>,
 }
 
 impl Dedupe {
@@ -140,7 +151,9 @@ impl Policy for Dedupe {
             seen: key_map(),
             cap_released_at: false,
             next_sweep: i64::MIN,
-            newest_in_batch: key_map(),
+            push_number: 0,
+            passed: Vec::new(),
+            superseded: Vec::new(),
         })
     }
 
@@ -160,44 +173,51 @@ impl Policy for Dedupe {
             return;
         }
         self.forget_old_keys(now);
-        let mut passed = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            let newest = Seen { time: e.event_time, released_at: now };
+        self.push_number += 1;
+        let push = self.push_number;
+        let mut passed = std::mem::take(&mut self.passed);
+        passed.clear();
+        let mut superseded = std::mem::take(&mut self.superseded);
+        superseded.clear();
+        for e in events {
+            let passing = Seen { time: e.event_time, released_at: now, push, pass: passed.len() as u32 };
             match self.seen.entry(e.key) {
-                std::collections::hash_map::Entry::Occupied(mut o) => {
-                    let last = o.get().time;
-                    if e.event_time == last {
+                Entry::Occupied(mut o) => {
+                    let last = *o.get();
+                    if e.event_time == last.time {
                         out.drop(e.seq, DropReason::Duplicate);
                         continue;
-                    } else if e.event_time < last {
+                    } else if e.event_time < last.time {
                         out.drop(e.seq, DropReason::OutOfDate);
                         continue;
                     }
-                    o.insert(newest);
+                    // Passing events are strictly newer per key: the key's earlier pass
+                    // in this push is not its newest.
+                    if last.push == push {
+                        superseded[last.pass as usize] = true;
+                    }
+                    o.insert(passing);
                 }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(newest);
+                Entry::Vacant(v) => {
+                    v.insert(passing);
                 }
             }
-            passed.push(i);
+            passed.push(e.seq);
+            superseded.push(false);
         }
-        if !self.config.newest_per_frame {
-            out.released.extend(passed.iter().map(|&i| events[i].seq));
-            return;
-        }
-        // Passing events are strictly increasing per key, so the last one is the newest.
-        self.newest_in_batch.clear();
-        for &i in &passed {
-            self.newest_in_batch.insert(events[i].key, i);
-        }
-        for &i in &passed {
-            let e = &events[i];
-            if self.newest_in_batch[&e.key] == i {
-                out.release(e.seq);
-            } else {
-                out.drop(e.seq, DropReason::Superseded);
+        if self.config.newest_per_frame {
+            for (&seq, &superseded) in passed.iter().zip(&superseded) {
+                if superseded {
+                    out.drop(seq, DropReason::Superseded);
+                } else {
+                    out.release(seq);
+                }
             }
+        } else {
+            out.released.extend_from_slice(&passed);
         }
+        self.passed = passed;
+        self.superseded = superseded;
     }
 
     /// Version 3: the next sweep, then by time the key times and the release log times
@@ -262,7 +282,7 @@ impl Policy for Dedupe {
                     .ok_or_else(|| RestoreError::Corrupt("release times do not match the keys".into()))?,
                 _ => time,
             };
-            seen.insert(key, Seen { time, released_at });
+            seen.insert(key, Seen { time, released_at, push: 0, pass: 0 });
         }
         if released_at.is_some_and(|at| at.len() != times.len()) {
             return Err(RestoreError::Corrupt("release times do not match the keys".into()));

@@ -40,6 +40,40 @@ impl Default for OrderingConfig {
 pub struct Ordering {
     config: OrderingConfig,
     held: Held,
+    /// Scratch for one push's releases (from the ring; the rest), kept for capacity.
+    due: Vec<Event>,
+    others: Vec<Event>,
+}
+
+/// How many milliseconds of event time the ring of buckets covers: twice the window
+/// and a second, at least 1,024 and at most 65,536 (events beyond wait in an ordered map).
+fn ring_span(config: &OrderingConfig) -> usize {
+    let span = config.window_ms.saturating_mul(2).saturating_add(1_000);
+    span.clamp(1_024, 65_536) as usize
+}
+
+/// Appends the seqs of `a` and `b` together in (event time, seq) order, emptying both.
+fn release_in_order(a: &mut Vec<Event>, b: &mut Vec<Event>, released: &mut Vec<u64>) {
+    let order = |e: &Event| (e.event_time, e.seq);
+    for events in [&mut *a, &mut *b] {
+        if !events.is_sorted_by_key(order) {
+            events.sort_unstable_by_key(order);
+        }
+    }
+    released.reserve(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if order(&a[i]) <= order(&b[j]) {
+            released.push(a[i].seq);
+            i += 1;
+        } else {
+            released.push(b[j].seq);
+            j += 1;
+        }
+    }
+    released.extend(a[i..].iter().chain(&b[j..]).map(|e| e.seq));
+    a.clear();
+    b.clear();
 }
 
 impl Ordering {
@@ -67,27 +101,29 @@ impl Policy for Ordering {
         if config.max_buffered == 0 {
             return Err(ConfigError::Invalid("max_buffered must be > 0".into()));
         }
-        Ok(Ordering { config, held: Held::default() })
+        Ok(Ordering { held: Held::new(ring_span(&config)), config, due: Vec::new(), others: Vec::new() })
     }
 
     fn push(&mut self, now: i64, events: &[Event], out: &mut Decisions) {
-        for e in events {
-            self.held.insert(*e);
-        }
         let cutoff = now.saturating_sub(self.config.window_ms);
-        let mut due = Vec::new();
-        while let Some(e) = self.held.pop_by_time(cutoff) {
-            due.push(e);
+        // Released from the ring (in time order) and otherwise (late events, arrivals,
+        // overflow: few), merged by (time, seq) at the end.
+        let mut due = std::mem::take(&mut self.due);
+        let mut others = std::mem::take(&mut self.others);
+        for e in events {
+            if e.event_time <= cutoff && self.held.behind_ring(e.event_time) {
+                others.push(*e); // late, and due already: never held
+            } else {
+                self.held.insert(*e);
+            }
         }
-        while let Some(e) = self.held.pop_by_arrival(cutoff) {
-            due.push(e);
-        }
-        while self.held.len() > self.config.max_buffered as usize {
-            due.push(self.held.pop_by_time(i64::MAX).expect("over the limit"));
-        }
+        self.held.release_through(cutoff, &mut due, &mut others);
+        self.held.release_arrived_through(cutoff, &mut others);
+        self.held.release_beyond(self.config.max_buffered as usize, &mut others);
         self.held.sweep();
-        due.sort_unstable_by_key(|e| (e.event_time, e.seq));
-        out.released.extend(due.iter().map(|e| e.seq));
+        release_in_order(&mut due, &mut others, &mut out.released);
+        self.due = due;
+        self.others = others;
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -120,7 +156,7 @@ impl Policy for Ordering {
             });
         }
         r.finish()?;
-        self.held = Held::default();
+        self.held = Held::new(ring_span(&self.config));
         for e in held {
             self.held.insert(e);
         }
@@ -212,5 +248,101 @@ mod tests {
         assert!(matches!(Ordering::create(r#"{"window_ms":-1}"#), Err(ConfigError::Invalid(_))));
         assert!(matches!(Ordering::create(r#"{"max_buffered":0}"#), Err(ConfigError::Invalid(_))));
         assert!(matches!(Ordering::create("[1,"), Err(ConfigError::Malformed(_))));
+    }
+}
+
+/// The new index against the rule itself, on streams built to reach every path: times
+/// out of order, far in the past and future, log time going back, a tight limit,
+/// restores mid-stream.
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+
+    /// The rule, plainly: every held event due by time or by arrival leaves, then the
+    /// earliest over the limit; a push's releases sorted by (time, seq).
+    struct Model {
+        window: i64,
+        limit: usize,
+        held: Vec<Event>,
+    }
+
+    impl Model {
+        fn push(&mut self, now: i64, events: &[Event]) -> Vec<u64> {
+            self.held.extend_from_slice(events);
+            let cutoff = now.saturating_sub(self.window);
+            let (mut due, kept): (Vec<Event>, Vec<Event>) =
+                self.held.iter().partition(|e| e.event_time <= cutoff || e.log_time <= cutoff);
+            self.held = kept;
+            self.held.sort_by_key(|e| (e.event_time, e.seq));
+            while self.held.len() > self.limit {
+                due.push(self.held.remove(0));
+            }
+            due.sort_by_key(|e| (e.event_time, e.seq));
+            due.iter().map(|e| e.seq).collect()
+        }
+    }
+
+    /// xorshift64*: a fixed stream of numbers for a fixed seed.
+    struct Numbers(u64);
+
+    impl Numbers {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn run(seed: u64, window: i64, limit: u32) {
+        let config = format!(r#"{{"window_ms": {window}, "max_buffered": {limit}}}"#);
+        let mut plugin = Ordering::create(&config).unwrap();
+        let mut model = Model { window, limit: limit as usize, held: Vec::new() };
+        let mut n = Numbers(seed);
+        let mut now: i64 = 1_000_000;
+        let mut seq = 0u64;
+        for push in 0..3_000 {
+            now += match n.below(20) {
+                2..=5 => 0,                                    // several pushes at one log time
+                0 => -(n.below(3 * window as u64 + 1) as i64), // log time goes back
+                1 => n.below(200_000) as i64,                  // a long pause
+                _ => n.below(window as u64 / 4 + 2) as i64,
+            };
+            let mut batch = Vec::new();
+            for _ in 0..n.below(12) {
+                seq += 1 + n.below(3);
+                let event_time = match n.below(30) {
+                    0 => i64::MAX - n.below(1_000) as i64,
+                    1 => i64::MIN + n.below(1_000) as i64,
+                    2 => now + 100_000 + n.below(1_000_000) as i64,
+                    3 => now - 100_000 - n.below(1_000_000) as i64,
+                    4..=9 => now + n.below(3) as i64, // many events at one time
+                    _ => now - n.below(2 * window as u64 + 50) as i64 + 20,
+                };
+                let log_time =
+                    if n.below(10) == 0 { now - n.below(3 * window as u64 + 1) as i64 } else { now };
+                batch.push(Event { seq, key: n.below(50), event_time, log_time, ..Event::default() });
+            }
+            let got = plugin.decide(now, &batch).released;
+            assert_eq!(got, model.push(now, &batch), "seed {seed}, push {push}, now {now}");
+            assert_eq!(plugin.held(), model.held.len(), "seed {seed}, push {push}");
+            if push % 500 == 499 {
+                let mut restored = Ordering::create(&config).unwrap();
+                restored.restore(STATE_VERSION, &plugin.snapshot()).unwrap();
+                plugin = restored;
+            }
+        }
+    }
+
+    #[test]
+    fn releases_exactly_what_the_rule_says() {
+        for seed in 1..=12 {
+            run(seed * 0x9E37_79B9, 100, 100_000);
+            run(seed * 0x85EB_CA6B, 1_000, 40);
+            run(seed * 0xC2B2_AE35, 0, 7);
+        }
     }
 }

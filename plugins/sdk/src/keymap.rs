@@ -21,8 +21,11 @@ pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        let m = (self.0 as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (m as u64) ^ ((m >> 64) as u64)
+        // One 64-bit multiply (a 128-bit one is a library call in 32-bit Wasm), then the
+        // well-mixed high half folded onto the low half: the table's index and tag bits
+        // come from the low 32 bits on a 32-bit target, from both ends on a 64-bit one.
+        let m = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        m ^ (m >> 32)
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -62,6 +65,9 @@ mod tests {
         // 1,024 random draws from 1,024 buckets give about 647 distinct ones.
         assert!(low.len() > 560, "low bits pick buckets: {} distinct of 1024", low.len());
         assert_eq!(high.len(), 128, "the top seven bits tag entries");
+        // On a 32-bit target (the plugins' Wasm) the tag is bits 25..32.
+        let tag32: std::collections::BTreeSet<u64> = hashes.iter().map(|h| (h >> 25) & 127).collect();
+        assert_eq!(tag32.len(), 128, "so are bits 25..32 on a 32-bit target");
     }
 
     #[test]

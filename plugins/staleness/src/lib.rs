@@ -10,6 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::hash_map::Entry;
 
 use serde::Deserialize;
 use streamgate_plugin_sdk::{
@@ -42,9 +43,10 @@ pub struct Staleness {
     max_age_ms: i64,
     /// Key → newest event time released for it.
     newest: KeyMap<i64>,
-    /// `(time, key)` for every time a key's newest took, oldest first, so expiry looks
-    /// only at the oldest. An entry whose time is no longer its key's newest is stale:
-    /// skipped when it surfaces, swept when stale entries outnumber the keys.
+    /// One `(time, key)` per remembered key, oldest first, so expiry looks only at the
+    /// oldest. The time is at most the key's newest: a newer release does not touch the
+    /// heap (one hash update per event); when an entry surfaces behind its key's newest
+    /// it goes back in with the newest, which is once per `max_age_ms` per live key.
     by_time: BinaryHeap<Reverse<(i64, u64)>>,
 }
 
@@ -55,27 +57,35 @@ impl Staleness {
     }
 
     fn remember(&mut self, key: u64, event_time: i64) {
-        let newest = self.newest.entry(key).or_insert(i64::MIN);
-        if *newest < event_time {
-            *newest = event_time;
-            self.by_time.push(Reverse((event_time, key)));
+        match self.newest.entry(key) {
+            Entry::Occupied(mut newest) => {
+                if *newest.get() < event_time {
+                    newest.insert(event_time);
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(event_time);
+                self.by_time.push(Reverse((event_time, key)));
+            }
         }
     }
 
     /// Expires (and forgets) every key whose newest time is before `oldest_allowed`,
-    /// in (time, key) order.
+    /// in (time, key) order: an entry put back with its key's newest time surfaces
+    /// again in this same loop if that time is behind too, in its place.
     fn expire_silent_keys(&mut self, oldest_allowed: i64, out: &mut Decisions) {
         while let Some(&Reverse((t, key))) = self.by_time.peek()
             && t < oldest_allowed
         {
             self.by_time.pop();
-            if self.newest.get(&key) == Some(&t) {
-                self.newest.remove(&key);
-                out.expire(key);
+            match self.newest.get(&key) {
+                Some(&newest) if newest > t => self.by_time.push(Reverse((newest, key))),
+                Some(_) => {
+                    self.newest.remove(&key);
+                    out.expire(key);
+                }
+                None => {}
             }
-        }
-        if self.by_time.len() > 2 * self.newest.len() + 1_024 {
-            self.by_time = self.newest.iter().map(|(&key, &t)| Reverse((t, key))).collect();
         }
     }
 }
@@ -210,6 +220,50 @@ mod tests {
         assert!(matches!(b.restore(1, &[0]), Err(RestoreError::Corrupt(_))));
         assert!(matches!(b.restore(9, &[]), Err(RestoreError::UnsupportedVersion(9))));
         assert!(matches!(b.restore(STATE_VERSION, &[1, 2]), Err(RestoreError::Corrupt(_))));
+    }
+
+    /// The stage against the rule kept plainly (every key's newest release time; each
+    /// push expires, in (time, key) order, the keys whose newest fell behind), on a
+    /// stream with repeats, old times, log time going back and restores.
+    #[test]
+    fn expires_exactly_what_the_rule_says() {
+        let mut p = Staleness::create(r#"{"max_age_ms": 500}"#).unwrap();
+        let mut newest: std::collections::BTreeMap<u64, i64> = Default::default();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut now = 10_000i64;
+        for push in 0..5_000u64 {
+            now += if next(25) == 0 { -(next(800) as i64) } else { next(60) as i64 };
+            let events: Vec<Event> =
+                (0..next(6)).map(|i| keyed(push * 8 + i, next(40), now - next(700) as i64 + 100)).collect();
+            let out = p.decide(now, &events);
+            let oldest_allowed = now - 500;
+            let mut released = Vec::new();
+            for e in &events {
+                if e.event_time >= oldest_allowed {
+                    released.push(e.seq);
+                    let t = newest.entry(e.key).or_insert(e.event_time);
+                    *t = (*t).max(e.event_time);
+                }
+            }
+            let mut expired: Vec<(i64, u64)> =
+                newest.iter().filter(|&(_, &t)| t < oldest_allowed).map(|(&k, &t)| (t, k)).collect();
+            expired.sort_unstable();
+            newest.retain(|_, t| *t >= oldest_allowed);
+            assert_eq!(out.released, released, "push {push}");
+            assert_eq!(out.expired, expired.iter().map(|&(_, k)| k).collect::<Vec<_>>(), "push {push}");
+            if push % 700 == 699 {
+                let mut restored = Staleness::create(r#"{"max_age_ms": 500}"#).unwrap();
+                restored.restore(STATE_VERSION, &p.snapshot()).unwrap();
+                p = restored;
+            }
+        }
+        assert_eq!(p.keys(), newest.len());
     }
 
     #[test]
