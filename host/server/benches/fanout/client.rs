@@ -121,9 +121,15 @@ struct Carry {
 fn scan(buf: &[u8], now: u64, shared: &Shared, mut position: Option<(u64, u64)>) -> Carry {
     let mut done = 0;
     let mut at = 0;
+    // The next `id:` line, looked for again only once passed: a frame holds one id and
+    // many stamps, and searching from each stamp to the frame's end was quadratic.
+    let mut next_id = find(buf, ID);
     loop {
         let stamp = find(&buf[at..], STAMP).map(|i| at + i);
-        let id = find(&buf[at..], ID).map(|i| at + i);
+        if next_id.is_some_and(|i| i < at) {
+            next_id = find(&buf[at..], ID).map(|i| at + i);
+        }
+        let id = next_id;
         if let Some(i) = id
             && stamp.is_none_or(|s| i < s)
         {
