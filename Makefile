@@ -3,7 +3,7 @@
 
 CACHE ?= $(HOME)/.cache/streamgate
 export CARGO_TARGET_DIR ?= $(CACHE)/target
-export STREAMGATE_TANSU ?= $(CACHE)/tansu-0.6.0-p2/bin/tansu
+export STREAMGATE_TANSU ?= $(CACHE)/tansu-0.6.0-p3/bin/tansu
 CARGO ?= cargo
 
 .PHONY: demo test chaos soak plugins lint fmt setup bench bench-fast-start bench-fanout bench-ingest screenshots

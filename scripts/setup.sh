@@ -12,7 +12,7 @@ set -euo pipefail
 
 CACHE="${STREAMGATE_CACHE:-$HOME/.cache/streamgate}"
 TANSU_VERSION=0.6.0
-TANSU_PATCH=p2                      # bump when the patches change: a new cache path
+TANSU_PATCH=p3                      # bump when the patches change: a new cache path
 TANSU_ROOT="$CACHE/tansu-$TANSU_VERSION-$TANSU_PATCH"
 PLAYWRIGHT_VERSION=1.65.2
 BROWSER_VENV="$CACHE/browser-venv"
@@ -42,9 +42,12 @@ need_redis() {
 # offset inside a record batch it answers with the *next* batch, and since a produce
 # raises the high watermark before it writes its batch, a fetch can answer a later
 # batch while an earlier one is not written yet. Either way a consumer silently skips
-# records. We build it from the crates' sources with two small fixes to tansu-storage
-# (scripts/tansu-storage-0.6.0-*.patch: answer from the containing batch; stop at a
-# hole), everything else pinned by tansu's own Cargo.lock.
+# records. Its fetch service also repeats a batch within one answer when it stopped at
+# such a batch (it goes on by adding up record counts), and holds every fetch for its
+# whole wait even when it has records. We build it from the crates' sources with three
+# small fixes to tansu-storage (scripts/tansu-storage-0.6.0-*.patch: answer from the
+# containing batch; stop at a hole; go on from the end of the last batch and answer at
+# once when there are records), everything else pinned by tansu's own Cargo.lock.
 TANSU_CRATE_SHA256=4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d
 TANSU_STORAGE_CRATE_SHA256=720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d
 
@@ -64,7 +67,7 @@ need_tansu() {
     rm -rf "$src" && mkdir -p "$src"
     fetch_crate tansu "$TANSU_CRATE_SHA256" "$src"
     fetch_crate tansu-storage "$TANSU_STORAGE_CRATE_SHA256" "$src"
-    for fix in containing-batch contiguous-fetch; do
+    for fix in containing-batch contiguous-fetch fetch-loop; do
         patch -s -p1 -d "$src/tansu-storage-$TANSU_VERSION" < "$here/tansu-storage-$TANSU_VERSION-$fix.patch"
     done
     # The patched crate is a path dependency now: its lock entry loses the registry

@@ -118,7 +118,7 @@ fn check_names_an_advertised_broker_nobody_can_reach() {
     }
     let (listen, advertised) = (free_port(), free_port());
     let bin = std::env::var_os("STREAMGATE_TANSU").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/streamgate/tansu-0.6.0-p2/bin/tansu")
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/streamgate/tansu-0.6.0-p3/bin/tansu")
     });
     let _broker = Broker(
         Command::new(&bin)

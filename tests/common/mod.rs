@@ -117,7 +117,7 @@ fn tansu_bin() -> PathBuf {
     // The patched build scripts/setup.sh makes (the unpatched 0.6.0 skips records when a
     // fetch starts inside a record batch).
     let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
-        .join(".cache/streamgate/tansu-0.6.0-p2/bin/tansu");
+        .join(".cache/streamgate/tansu-0.6.0-p3/bin/tansu");
     if cached.exists() { cached } else { "tansu".into() }
 }
 
