@@ -143,7 +143,11 @@ impl Sentinels {
 
     /// SIGKILLs the primary, waits until the sentinels promote the replica, and
     /// restarts the killed node (empty, as without persistence) as the new primary's
-    /// replica. Returns the new primary's port.
+    /// replica, then waits until the pair has settled: one primary named by the
+    /// sentinels, the other node in sync with it. Returns the port the sentinels
+    /// promoted. (On a loaded machine the sentinels, quick to decide, may fail over
+    /// once more, back to the restarted node once it has synced: still one primary with
+    /// one replica in sync, which is what a client must live with.)
     pub fn fail_over(&mut self) -> u16 {
         let old = self.primary_port();
         let victim = self.nodes.iter().position(|n| n.port == old).expect("the primary is ours");
@@ -155,16 +159,22 @@ impl Sentinels {
         let new_arg = new.to_string();
         self.nodes[victim] = Node::data(old, &["--replicaof", "127.0.0.1", &new_arg]);
         let start = std::time::Instant::now();
-        while !cli(old, &["INFO", "replication"]).contains("master_link_status:up") {
+        loop {
+            let primary = self.primary_port();
+            let replica = if primary == old { new } else { old };
+            let says = cli(replica, &["INFO", "replication"]);
+            let follows = says.lines().any(|l| l.trim() == format!("master_port:{primary}"));
+            if follows && says.contains("master_link_status:up") {
+                return new;
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(90),
-                "the old primary is not in sync as a replica after 90 s.\nIt says:\n{}\nThe new primary says:\n{}",
-                cli(old, &["INFO", "replication"]),
-                cli(new, &["INFO", "replication"]),
+                "the pair has not settled (a primary and a replica in sync) after 90 s.\n\
+                 The sentinels name {primary}; {replica} says:\n{says}\n{primary} says:\n{}",
+                cli(primary, &["INFO", "replication"]),
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        new
     }
 }
 

@@ -12,8 +12,9 @@ use crate::load::{Counts, number_in};
 
 /// Reads the whole topic from its start with a plain consumer (no streamgate) and
 /// counts each event's number: what the broker serves, to tell its losses and
-/// duplicates from the instance's.
-pub fn audit_topic(brokers: &str, topic: &str, expected: u64) -> Counts {
+/// duplicates from the instance's. Also returns the rate the consumer read at, from its
+/// first record to its last (events/s): what this broker serves one consumer at most.
+pub fn audit_topic(brokers: &str, topic: &str, expected: u64) -> (Counts, f64) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "ingest-audit")
@@ -24,15 +25,19 @@ pub fn audit_topic(brokers: &str, topic: &str, expected: u64) -> Counts {
     consumer.subscribe(&[topic]).expect("subscribe");
     let mut counts = Counts::new();
     let mut quiet = Instant::now();
+    let mut first: Option<Instant> = None;
     while counts.unique < expected && quiet.elapsed() < Duration::from_secs(10) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 quiet = Instant::now();
+                first.get_or_insert(quiet);
                 counts.count(m.payload().and_then(number_in).expect("every event carries its number"));
             }
             Some(Err(e)) => eprintln!("ingest: audit: {e}"),
             None => {}
         }
     }
-    counts
+    let read = first.map_or(0.0, |f| quiet.duration_since(f).as_secs_f64());
+    let rate = if read > 0.0 { (counts.unique + counts.duplicated) as f64 / read } else { 0.0 };
+    (counts, rate)
 }

@@ -67,14 +67,17 @@ impl Servers {
         Servers { instance: None, tansu, redis }
     }
 
-    /// The shipped defaults: addresses, the tenant, one builtin stage.
+    /// The shipped defaults: addresses, the tenant, one builtin stage (and, for
+    /// experiments only, `INGEST_CONFIG_EXTRA`: TOML lines after `[kafka]`'s, which may
+    /// open other tables; the tables are measured without).
     fn config(&self) -> String {
+        let extra = std::env::var("INGEST_CONFIG_EXTRA").unwrap_or_default().replace("\\n", "\n");
         defaults::config(&defaults::Shape {
             brokers: &self.tansu.brokers(),
             redis_url: &self.redis.url(),
             tenant: TENANT,
             topic: TOPIC,
-            kafka_extra: "",
+            kafka_extra: &extra,
             tenant_extra: "",
         })
     }
@@ -228,9 +231,10 @@ fn live(rates: &[u64], step_secs: u64, partitions: u32) -> Vec<Row> {
         }
     }
     if std::env::var_os("INGEST_AUDIT").is_some() {
-        let audit = audit::audit_topic(&servers.tansu.brokers(), TOPIC, next);
+        let (audit, rate) = audit::audit_topic(&servers.tansu.brokers(), TOPIC, next);
         eprintln!(
-            "ingest: the topic read back by a plain consumer: {} of {next} events, {} missing, {} duplicated",
+            "ingest: the topic read back by a plain consumer: {} of {next} events, {} missing, {} duplicated, \
+             at {rate:.0} events/s",
             audit.unique,
             audit.missing(0..next),
             audit.duplicated

@@ -42,6 +42,15 @@ impl BatchPublisher {
         self.batch.push(event);
     }
 
+    /// Takes a whole batch cut elsewhere (after those pushed, if any).
+    pub fn take_batch(&mut self, mut events: Vec<Event>) {
+        if self.batch.is_empty() {
+            self.batch = events;
+        } else {
+            self.batch.append(&mut events);
+        }
+    }
+
     pub fn is_full(&self) -> bool {
         self.batch.len() >= self.max_events
     }
