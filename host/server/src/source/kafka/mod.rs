@@ -179,6 +179,10 @@ pub async fn run(
     // The batch being cut: its events and the highest offset seen per partition.
     let mut batch = Batch::default();
     let mut deadline: Option<Instant> = None;
+    // One timer for the whole loop, reset when a batch starts: a timer made afresh in
+    // the select for every message cost a registration and a removal per message.
+    let flush_timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(flush_timer);
     // A batch is handed over one linger after the previous one at the earliest.
     let mut last_flush: Option<Instant> = None;
     // After a receive error, wait before asking again (doubling, reset by a message).
@@ -189,7 +193,7 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            _ = &mut flush_timer, if deadline.is_some() => {
                 match handoff.hand_over(std::mem::take(&mut batch), &cancel).await {
                     Ok(()) => {}
                     Err(kept) => { batch = kept; break }
@@ -230,7 +234,11 @@ pub async fn run(
                     }
                 }
                 batch.offsets.insert(partition, offset);
-                deadline.get_or_insert_with(|| next_flush(Instant::now(), last_flush, linger));
+                if deadline.is_none() {
+                    let at = next_flush(Instant::now(), last_flush, linger);
+                    flush_timer.as_mut().reset(at);
+                    deadline = Some(at);
+                }
                 if batch.events.len() >= bus_config.batch_max_events {
                     match handoff.hand_over(std::mem::take(&mut batch), &cancel).await {
                         Ok(()) => {}
