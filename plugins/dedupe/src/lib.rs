@@ -93,10 +93,9 @@ pub struct Dedupe {
     next_sweep: i64,
     /// Pushes so far (see [`Seen::push`]).
     push_number: u64,
-    /// Scratch for one push: the passing events' seqs, and whether each was superseded
-    /// by a newer one for its key in the same push.
-    passed: Vec<u64>,
-    superseded: Vec<bool>,
+    /// Scratch for one push: each passing event's seq, and whether a newer one for its
+    /// key in the same push superseded it.
+    passed: Vec<(u64, bool)>,
 }
 
 impl Dedupe {
@@ -153,7 +152,6 @@ impl Policy for Dedupe {
             next_sweep: i64::MIN,
             push_number: 0,
             passed: Vec::new(),
-            superseded: Vec::new(),
         })
     }
 
@@ -177,8 +175,6 @@ impl Policy for Dedupe {
         let push = self.push_number;
         let mut passed = std::mem::take(&mut self.passed);
         passed.clear();
-        let mut superseded = std::mem::take(&mut self.superseded);
-        superseded.clear();
         for e in events {
             let passing = Seen { time: e.event_time, released_at: now, push, pass: passed.len() as u32 };
             match self.seen.entry(e.key) {
@@ -194,7 +190,7 @@ impl Policy for Dedupe {
                     // Passing events are strictly newer per key: the key's earlier pass
                     // in this push is not its newest.
                     if last.push == push {
-                        superseded[last.pass as usize] = true;
+                        passed[last.pass as usize].1 = true;
                     }
                     o.insert(passing);
                 }
@@ -202,11 +198,10 @@ impl Policy for Dedupe {
                     v.insert(passing);
                 }
             }
-            passed.push(e.seq);
-            superseded.push(false);
+            passed.push((e.seq, false));
         }
         if self.config.newest_per_frame {
-            for (&seq, &superseded) in passed.iter().zip(&superseded) {
+            for &(seq, superseded) in &passed {
                 if superseded {
                     out.drop(seq, DropReason::Superseded);
                 } else {
@@ -214,10 +209,9 @@ impl Policy for Dedupe {
                 }
             }
         } else {
-            out.released.extend_from_slice(&passed);
+            out.released.extend(passed.iter().map(|&(seq, _)| seq));
         }
         self.passed = passed;
-        self.superseded = superseded;
     }
 
     /// Version 3: the next sweep, then by time the key times and the release log times

@@ -36,6 +36,10 @@ impl Batch {
     }
 }
 
+/// The source is stopping (or the publishing task has ended): the batch was not queued.
+#[derive(Debug)]
+pub(super) struct Stopped;
+
 /// The publishing task and the queue to it.
 pub(super) struct Handoff {
     queue: mpsc::Sender<Batch>,
@@ -52,24 +56,19 @@ impl Handoff {
         Handoff { queue, task, grace }
     }
 
-    /// Queues `batch` for publishing, waiting while another is queued; gives it back if
-    /// `cancel` fires first (or the task has ended), so the caller still holds it.
-    pub async fn hand_over(&self, batch: Batch, cancel: &CancellationToken) -> Result<(), Batch> {
+    /// Queues `batch` for publishing (leaving it empty), waiting while another is
+    /// queued; if `cancel` fires first (or the task has ended) the caller still holds it.
+    pub async fn hand_over(&self, batch: &mut Batch, cancel: &CancellationToken) -> Result<(), Stopped> {
         if batch.is_empty() {
             return Ok(());
         }
         let slot = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return Err(batch),
-            slot = self.queue.reserve() => slot,
+            _ = cancel.cancelled() => return Err(Stopped),
+            slot = self.queue.reserve() => slot.map_err(|_| Stopped)?,
         };
-        match slot {
-            Ok(slot) => {
-                slot.send(batch);
-                Ok(())
-            }
-            Err(_) => Err(batch),
-        }
+        slot.send(std::mem::take(batch));
+        Ok(())
     }
 
     /// Publishes what was handed over and then `last`, for at most [`GRACE`]; returns

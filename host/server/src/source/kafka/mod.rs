@@ -178,9 +178,9 @@ pub async fn run(
     let handoff = Handoff::start(consumer.clone(), tenant.topic.clone(), publisher);
     // The batch being cut: its events and the highest offset seen per partition.
     let mut batch = Batch::default();
-    let mut deadline: Option<Instant> = None;
-    // One timer for the whole loop, reset when a batch starts: a timer made afresh in
-    // the select for every message cost a registration and a removal per message.
+    // One timer for the whole loop, reset when a batch starts (it runs while the batch
+    // is not empty): a timer made afresh in the select for every message cost a
+    // registration and a removal per message.
     let flush_timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(flush_timer);
     // A batch is handed over one linger after the previous one at the earliest.
@@ -193,12 +193,8 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
-            _ = &mut flush_timer, if deadline.is_some() => {
-                match handoff.hand_over(std::mem::take(&mut batch), &cancel).await {
-                    Ok(()) => {}
-                    Err(kept) => { batch = kept; break }
-                }
-                deadline = None;
+            _ = &mut flush_timer, if !batch.is_empty() => {
+                if handoff.hand_over(&mut batch, &cancel).await.is_err() { break }
                 last_flush = Some(Instant::now());
             }
             received = consumer.recv() => {
@@ -226,6 +222,10 @@ pub async fn run(
                     continue;
                 }
                 metrics.consumed.fetch_add(1, Relaxed);
+                if batch.is_empty() {
+                    // This message starts a batch.
+                    flush_timer.as_mut().reset(next_flush(Instant::now(), last_flush, linger));
+                }
                 match msg.payload().ok_or(DecodeError::NotJson).and_then(|p| extractor.decode(p)) {
                     Ok(event) => batch.events.push(event),
                     Err(e) => {
@@ -234,17 +234,8 @@ pub async fn run(
                     }
                 }
                 batch.offsets.insert(partition, offset);
-                if deadline.is_none() {
-                    let at = next_flush(Instant::now(), last_flush, linger);
-                    flush_timer.as_mut().reset(at);
-                    deadline = Some(at);
-                }
                 if batch.events.len() >= bus_config.batch_max_events {
-                    match handoff.hand_over(std::mem::take(&mut batch), &cancel).await {
-                        Ok(()) => {}
-                        Err(kept) => { batch = kept; break }
-                    }
-                    deadline = None;
+                    if handoff.hand_over(&mut batch, &cancel).await.is_err() { break }
                     last_flush = Some(Instant::now());
                 }
             }
