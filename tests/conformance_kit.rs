@@ -212,7 +212,7 @@ fn the_cli_reports_json_and_exits_non_zero_on_failure() {
     assert_eq!(json["seed"], 5);
     assert_eq!(json["plugin"]["name"], "dedupe");
     let checks = json["checks"].as_array().unwrap();
-    assert_eq!(json["plugin"]["world"], "0.3.0");
+    assert_eq!(json["plugin"]["world"], "0.4.0");
     assert_eq!(checks.len(), 26);
     assert!(checks.iter().all(|c| c["outcome"] == "pass" || c["outcome"] == "skip"), "{stdout}");
     assert!(checks.iter().all(|c| c["elapsed_ms"].is_number() && c["memory_high_water_bytes"].is_u64()));

@@ -1,4 +1,4 @@
-//! The conformance kit in every policy world: a 0.2.0 or 0.3.0 component is checked on
+//! The conformance kit in every policy world: a 0.2.0 or later component is checked on
 //! exactly the claims its stages make under each config (`stage.capabilities`), which
 //! must be stable; a 0.1.0 component on its `describe` list, and the report says so; a
 //! 0.2.0 stage claiming what it does not do under its config fails exactly that claim.
@@ -21,8 +21,8 @@ fn reason<'r>(report: &'r Report, id: &str) -> &'r str {
 fn a_builtin_is_checked_on_what_its_stages_claim_under_each_config() {
     let report = run("dedupe", "");
     assert!(report.passed(), "{report}");
-    assert_eq!(report.plugin.as_ref().unwrap().world, "0.3.0");
-    assert!(reason(&report, "component/world").contains("streamgate:policy@0.3.0"), "{report}");
+    assert_eq!(report.plugin.as_ref().unwrap().world, "0.4.0");
+    assert!(reason(&report, "component/world").contains("streamgate:policy@0.4.0"), "{report}");
     assert!(reason(&report, "component/world").contains("stage.capabilities"), "{report}");
     let stable = report.check("capabilities/stable").unwrap();
     assert_eq!(stable.outcome, Outcome::Pass, "{report}");
@@ -40,12 +40,17 @@ fn a_builtin_is_checked_on_what_its_stages_claim_under_each_config() {
 }
 
 #[test]
-fn a_0_3_0_builtin_passes_with_its_batches_as_columns() {
-    for (component, claims) in [("staleness", "[staleness]"), ("ordering", "[ordering]")] {
+fn builtins_pass_with_batches_as_rows_or_columns() {
+    for (component, world, claims) in [
+        ("staleness", "0.4.0", "[staleness]"),
+        ("ordering", "0.4.0", "[ordering]"),
+        ("fixture_columns", "0.3.0", "[dedupe]"),
+    ] {
         let report = run(component, "");
         assert!(report.passed(), "{report}");
-        assert_eq!(report.plugin.as_ref().unwrap().world, "0.3.0");
-        assert!(reason(&report, "component/world").contains("streamgate:policy@0.3.0"), "{report}");
+        assert_eq!(report.plugin.as_ref().unwrap().world, world);
+        let exported = format!("streamgate:policy@{world}");
+        assert!(reason(&report, "component/world").contains(&exported), "{report}");
         assert!(reason(&report, "capabilities/stable").contains(claims), "{report}");
     }
 }

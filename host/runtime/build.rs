@@ -21,8 +21,11 @@ const PLUGINS: &[(&str, &str)] = &[
 ];
 /// Plugins that wrap another plugin's crate with its export turned off: built by a
 /// cargo of their own, since one build unifies features (and would export both).
-const WRAPPERS: &[(&str, &str)] =
-    &[("fixture-dedupe-next", "fixture_dedupe_next"), ("fixture-overclaim", "fixture_overclaim")];
+const WRAPPERS: &[(&str, &str)] = &[
+    ("fixture-dedupe-next", "fixture_dedupe_next"),
+    ("fixture-overclaim", "fixture_overclaim"),
+    ("fixture-columns", "fixture_columns"),
+];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {

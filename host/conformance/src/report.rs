@@ -82,7 +82,7 @@ pub struct CheckReport {
 pub struct PluginInfo {
     pub name: String,
     pub version: String,
-    /// The `streamgate:policy` version the component exports (`0.1.0`, `0.2.0`, `0.3.0`).
+    /// The `streamgate:policy` version the component exports (`0.1.0` ... `0.4.0`).
     pub world: String,
     /// What `describe` lists: the claims under every config for 0.1.0, every capability
     /// some config can give for 0.2.0 (each config's claims: `capabilities/stable`).

@@ -1,6 +1,6 @@
 //! Host bindings for the supported versions of `streamgate:policy`, one `bindgen!`
 //! each: [`v0_1`] from the root `wit/` package (0.1.0), [`v0_2`] from `wit/v0.2.0/`,
-//! [`v0_3`] from `wit/v0.3.0/`.
+//! [`v0_3`] from `wit/v0.3.0/`, [`v0_4`] from `wit/v0.4.0/`.
 //! The boundary types ([`wit::Event`], [`Decisions`], ...) carry metadata only; payloads
 //! stay in the host.
 //!
@@ -10,7 +10,8 @@
 //! [`crate::stage`]): no copy or conversion on the hot path. What 0.2.0 adds
 //! (`stage.capabilities`, `decisions.expired`) is converted where it is read. 0.3.0
 //! passes the batch as columns of numbers and the drops as two lists
-//! ([`columns`](crate::world)), which cross the boundary as blocks.
+//! ([`columns`](crate::world)), which cross the boundary as blocks; 0.4.0 passes the
+//! batch and the answer as one list of words each ([`crate::rows`]).
 
 /// Bindings of `streamgate:policy@0.1.0` (world `policy-plugin`).
 pub mod v0_1 {
@@ -36,6 +37,14 @@ pub mod v0_3 {
     });
 }
 
+/// Bindings of `streamgate:policy@0.4.0` (world `policy-plugin`).
+pub mod v0_4 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/v0.4.0",
+        world: "streamgate:policy/policy-plugin@0.4.0",
+    });
+}
+
 /// The `streamgate:policy/policy@0.1.0` interface's types: the host's boundary types
 /// for every world.
 pub use v0_1::exports::streamgate::policy::policy as wit;
@@ -43,6 +52,8 @@ pub use v0_1::exports::streamgate::policy::policy as wit;
 pub use v0_2::exports::streamgate::policy::policy as wit_v0_2;
 /// The `streamgate:policy/policy@0.3.0` interface: its columns and drop lists.
 pub use v0_3::exports::streamgate::policy::policy as wit_v0_3;
+/// The `streamgate:policy/policy@0.4.0` interface: its batch and answer are words.
+pub use v0_4::exports::streamgate::policy::policy as wit_v0_4;
 
 /// A stage's answer to one `push`, in any world: `released` in emission order,
 /// `dropped` with reasons, and `expired`, the key hashes the stage declares expired at
@@ -50,7 +61,8 @@ pub use v0_3::exports::streamgate::policy::policy as wit_v0_3;
 /// stages and the server removes those keys' latest values at that log position.
 ///
 /// Lifted directly from a 0.2.0 stage's `decisions` record (same field names and types);
-/// a 0.3.0 answer is converted ([`crate::columns`]).
+/// a 0.3.0 answer is converted ([`crate::columns`]), a 0.4.0 one read from its words
+/// ([`crate::rows`]).
 #[derive(Clone, Debug, Default, wasmtime::component::ComponentType, wasmtime::component::Lift)]
 #[component(record)]
 pub struct Decisions {
@@ -97,8 +109,9 @@ macro_rules! from_later_world {
 
 from_later_world!(wit_v0_2);
 from_later_world!(wit_v0_3);
+from_later_world!(wit_v0_4);
 
-/// A drop reason from its 0.3.0 code (its position in the enum); `None` if unknown.
+/// A drop reason from its 0.3.0 or 0.4.0 code (its position in the enum); `None` if unknown.
 pub fn drop_reason_of_code(code: u8) -> Option<wit::DropReason> {
     use wit::DropReason as R;
     [R::Stale, R::Duplicate, R::OutOfDate, R::Superseded, R::Filtered, R::Overflow]

@@ -5,8 +5,9 @@
 //! Layout, from the boundary inwards:
 //!
 //! - [`bindings`]: one `bindgen!` per supported `streamgate:policy` version (0.1.0 in
-//!   `wit/`, 0.2.0 in `wit/v0.2.0/`); [`wit`] the host's boundary types, [`Decisions`] a
-//!   stage's answer in either world.
+//!   `wit/`, 0.2.0 ... 0.4.0 in `wit/v0.N.0/`); [`wit`] the host's boundary types,
+//!   [`Decisions`] a stage's answer in any world (0.3.0's columns and 0.4.0's rows are
+//!   converted in `columns` and `rows`).
 //! - [`world`]: the supported worlds ([`World`]) and the one dispatch over their bindings.
 //! - [`event`]: the host's [`Event`] (payload included) and the key hash plugins see.
 //! - [`sandbox`]: the sandbox config and the limits every store and call runs under.
@@ -32,6 +33,7 @@ pub mod engine;
 pub mod event;
 pub mod observer;
 pub mod plugin;
+mod rows;
 pub mod sandbox;
 pub mod spec;
 pub mod stage;

@@ -13,9 +13,8 @@ use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::bindings::{Decisions, wit};
-use crate::columns::Columns;
 use crate::sandbox::{MeteredLimits, StageLimits};
-use crate::world::{World, WorldInstance, WorldPre};
+use crate::world::{BatchBuffers, World, WorldInstance, WorldPre};
 
 pub use crate::sandbox::StageState;
 
@@ -125,8 +124,8 @@ pub struct WasmStage {
     held: usize,
     /// Fuel the last `push` consumed (deterministic work, unlike its wall time).
     last_push_fuel: u64,
-    /// A 0.3.0 batch's columns, reused by every call.
-    columns: Columns,
+    /// What a 0.3.0 or 0.4.0 batch is copied into, reused by every call.
+    buffers: BatchBuffers,
 }
 
 impl WasmStage {
@@ -170,7 +169,7 @@ impl WasmStage {
             described_capabilities,
             held: 0,
             last_push_fuel: 0,
-            columns: Columns::default(),
+            buffers: BatchBuffers::default(),
         })
     }
 
@@ -180,6 +179,7 @@ impl WasmStage {
             WorldInstance::V0_1(_) => World::V0_1,
             WorldInstance::V0_2 { .. } => World::V0_2,
             WorldInstance::V0_3(_) => World::V0_3,
+            WorldInstance::V0_4(_) => World::V0_4,
         }
     }
 
@@ -197,7 +197,7 @@ impl WasmStage {
     pub fn push(&mut self, now: i64, events: &[wit::Event]) -> Result<Decisions, StageError> {
         let fuel = self.limits.fuel_for(self.held.saturating_add(events.len()));
         arm(&mut self.store, &self.limits, fuel);
-        let result = self.bindings.push(&mut self.store, self.stage, now, events, &mut self.columns);
+        let result = self.bindings.push(&mut self.store, self.stage, now, events, &mut self.buffers);
         self.last_push_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
         let answer = result.map_err(|e| classify(&self.store, &self.limits, fuel, e))?;
         self.held = (self.held + events.len()).saturating_sub(answer.released.len() + answer.dropped.len());

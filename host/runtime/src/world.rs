@@ -10,8 +10,9 @@ use std::fmt;
 use wasmtime::Store;
 use wasmtime::component::{Func, InstancePre, ResourceAny};
 
-use crate::bindings::{Decisions, v0_1, v0_2, v0_3, wit, wit_v0_2, wit_v0_3};
+use crate::bindings::{Decisions, v0_1, v0_2, v0_3, v0_4, wit, wit_v0_2, wit_v0_3, wit_v0_4};
 use crate::columns::{self, Columns};
+use crate::rows::{self, Rows};
 use crate::sandbox::StageState;
 
 /// A version of the policy world a component exports.
@@ -25,18 +26,22 @@ pub enum World {
     /// `streamgate:policy@0.3.0`: 0.2.0 with the batch as columns of numbers and the
     /// drops as two lists, which cross the boundary as blocks.
     V0_3,
+    /// `streamgate:policy@0.4.0`: 0.2.0 with the batch and the answer one list of
+    /// 64-bit words each (one allocation and one copy each way).
+    V0_4,
 }
 
 impl World {
     /// Every supported world, oldest first.
-    pub const SUPPORTED: [World; 3] = [World::V0_1, World::V0_2, World::V0_3];
+    pub const SUPPORTED: [World; 4] = [World::V0_1, World::V0_2, World::V0_3, World::V0_4];
 
-    /// `0.1.0`, `0.2.0` or `0.3.0`.
+    /// `0.1.0`, `0.2.0`, `0.3.0` or `0.4.0`.
     pub fn version(self) -> &'static str {
         match self {
             World::V0_1 => "0.1.0",
             World::V0_2 => "0.2.0",
             World::V0_3 => "0.3.0",
+            World::V0_4 => "0.4.0",
         }
     }
 
@@ -46,6 +51,7 @@ impl World {
             World::V0_1 => "streamgate:policy/policy@0.1.0",
             World::V0_2 => "streamgate:policy/policy@0.2.0",
             World::V0_3 => "streamgate:policy/policy@0.3.0",
+            World::V0_4 => "streamgate:policy/policy@0.4.0",
         }
     }
 
@@ -74,6 +80,7 @@ pub(crate) enum WorldPre {
     V0_1(v0_1::PolicyPluginPre<StageState>),
     V0_2(v0_2::PolicyPluginPre<StageState>),
     V0_3(v0_3::PolicyPluginPre<StageState>),
+    V0_4(v0_4::PolicyPluginPre<StageState>),
 }
 
 impl WorldPre {
@@ -83,6 +90,7 @@ impl WorldPre {
             World::V0_1 => WorldPre::V0_1(v0_1::PolicyPluginPre::new(pre)?),
             World::V0_2 => WorldPre::V0_2(v0_2::PolicyPluginPre::new(pre)?),
             World::V0_3 => WorldPre::V0_3(v0_3::PolicyPluginPre::new(pre)?),
+            World::V0_4 => WorldPre::V0_4(v0_4::PolicyPluginPre::new(pre)?),
         })
     }
 
@@ -91,6 +99,7 @@ impl WorldPre {
             WorldPre::V0_1(_) => World::V0_1,
             WorldPre::V0_2(_) => World::V0_2,
             WorldPre::V0_3(_) => World::V0_3,
+            WorldPre::V0_4(_) => World::V0_4,
         }
     }
 
@@ -98,6 +107,7 @@ impl WorldPre {
         match self {
             WorldPre::V0_1(pre) => Ok(WorldInstance::V0_1(pre.instantiate(&mut *store)?)),
             WorldPre::V0_3(pre) => Ok(WorldInstance::V0_3(pre.instantiate(&mut *store)?)),
+            WorldPre::V0_4(pre) => Ok(WorldInstance::V0_4(pre.instantiate(&mut *store)?)),
             WorldPre::V0_2(pre) => {
                 let instance = pre.instance_pre().instantiate(&mut *store)?;
                 let bindings = v0_2::PolicyPlugin::new(&mut *store, &instance)?;
@@ -130,6 +140,15 @@ pub(crate) enum WorldInstance {
         push: Func,
     },
     V0_3(v0_3::PolicyPlugin),
+    V0_4(v0_4::PolicyPlugin),
+}
+
+/// The buffers a stage's batches are copied into before they cross (0.3.0's columns,
+/// 0.4.0's rows), kept by the stage and reused by every call.
+#[derive(Default)]
+pub(crate) struct BatchBuffers {
+    columns: Columns,
+    rows: Rows,
 }
 
 impl WorldInstance {
@@ -140,6 +159,7 @@ impl WorldInstance {
                 Ok(bindings.streamgate_policy_policy().call_describe(store)?.into())
             }
             WorldInstance::V0_3(b) => Ok(b.streamgate_policy_policy().call_describe(store)?.into()),
+            WorldInstance::V0_4(b) => Ok(b.streamgate_policy_policy().call_describe(store)?.into()),
         }
     }
 
@@ -164,6 +184,13 @@ impl WorldInstance {
                     wit_v0_3::ConfigError::Invalid(m) => wit::ConfigError::Invalid(m),
                 }))
             }
+            WorldInstance::V0_4(b) => {
+                let created = b.streamgate_policy_policy().stage().call_create(store, config)?;
+                Ok(created.map_err(|e| match e {
+                    wit_v0_4::ConfigError::Malformed(m) => wit::ConfigError::Malformed(m),
+                    wit_v0_4::ConfigError::Invalid(m) => wit::ConfigError::Invalid(m),
+                }))
+            }
         }
     }
 
@@ -183,6 +210,10 @@ impl WorldInstance {
                 let answer = b.streamgate_policy_policy().stage().call_capabilities(store, stage)?;
                 Ok(Some(answer.into_iter().map(Into::into).collect()))
             }
+            WorldInstance::V0_4(b) => {
+                let answer = b.streamgate_policy_policy().stage().call_capabilities(store, stage)?;
+                Ok(Some(answer.into_iter().map(Into::into).collect()))
+            }
         }
     }
 
@@ -192,7 +223,7 @@ impl WorldInstance {
         stage: ResourceAny,
         now: i64,
         events: &[wit::Event],
-        columns: &mut Columns,
+        buffers: &mut BatchBuffers,
     ) -> wasmtime::Result<Decisions> {
         match self {
             WorldInstance::V0_1(b) => {
@@ -204,8 +235,8 @@ impl WorldInstance {
                 Ok(push.call(store, (stage, now, events))?.0)
             }
             WorldInstance::V0_3(b) => {
-                columns.fill(events);
-                let c = &*columns;
+                buffers.columns.fill(events);
+                let c = &buffers.columns;
                 let answer = b.streamgate_policy_policy().stage().call_push(
                     store,
                     stage,
@@ -218,6 +249,12 @@ impl WorldInstance {
                     &c.tags,
                 )?;
                 columns::decisions(answer).map_err(wasmtime::Error::msg)
+            }
+            WorldInstance::V0_4(b) => {
+                buffers.rows.fill(events);
+                let words =
+                    b.streamgate_policy_policy().stage().call_push(store, stage, now, &buffers.rows.words)?;
+                rows::decisions(&words).map_err(wasmtime::Error::msg)
             }
         }
     }
@@ -233,6 +270,7 @@ impl WorldInstance {
                 bindings.streamgate_policy_policy().stage().call_snapshot(store, stage)
             }
             WorldInstance::V0_3(b) => b.streamgate_policy_policy().stage().call_snapshot(store, stage),
+            WorldInstance::V0_4(b) => b.streamgate_policy_policy().stage().call_snapshot(store, stage),
         }
     }
 
@@ -265,6 +303,14 @@ impl WorldInstance {
                 Ok(restored.map_err(|e| match e {
                     wit_v0_3::RestoreError::UnsupportedVersion(v) => wit::RestoreError::UnsupportedVersion(v),
                     wit_v0_3::RestoreError::Corrupt(m) => wit::RestoreError::Corrupt(m),
+                }))
+            }
+            WorldInstance::V0_4(b) => {
+                let stage_api = b.streamgate_policy_policy().stage();
+                let restored = stage_api.call_restore(store, stage, state_version, state)?;
+                Ok(restored.map_err(|e| match e {
+                    wit_v0_4::RestoreError::UnsupportedVersion(v) => wit::RestoreError::UnsupportedVersion(v),
+                    wit_v0_4::RestoreError::Corrupt(m) => wit::RestoreError::Corrupt(m),
                 }))
             }
         }

@@ -37,7 +37,7 @@ use streamgate_plugin_sdk::{
 };
 
 #[cfg(feature = "export")]
-streamgate_plugin_sdk::export_policy_v3!(crate::Dedupe, "../../wit/v0.3.0");
+streamgate_plugin_sdk::export_policy_v4!(crate::Dedupe, "../../wit/v0.4.0");
 
 const STATE_VERSION: u32 = 3;
 /// By time as version 3; by id, each id with its first-seen time (16 bytes an id):

@@ -17,7 +17,7 @@ use streamgate_plugin_sdk::{
 
 use held::Held;
 
-streamgate_plugin_sdk::export_policy_v3!(crate::Ordering, "../../wit/v0.3.0");
+streamgate_plugin_sdk::export_policy_v4!(crate::Ordering, "../../wit/v0.4.0");
 
 const STATE_VERSION: u32 = 1;
 /// Bytes of one held event in a snapshot.

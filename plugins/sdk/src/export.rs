@@ -101,7 +101,7 @@ macro_rules! __policy_shell {
             }
         }
 
-        // 0.3.0 sends reason codes instead ([`crate::DropReason::code`]).
+        // 0.3.0 and 0.4.0 send reason codes instead ([`crate::DropReason::code`]).
         #[allow(dead_code)]
         fn drop_reason(r: $crate::DropReason) -> wit::DropReason {
             match r {
@@ -120,7 +120,7 @@ macro_rules! __policy_shell {
 
 /// The SDK's events from a batch of `event` records, for the worlds that send records
 /// (0.1.0, 0.2.0; an internal detail of their export macros). 0.3.0 sends columns
-/// ([`crate::events_of_columns`]).
+/// ([`crate::events_of_columns`]), 0.4.0 rows ([`crate::events_of_rows`]).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __events_of_records {

@@ -18,7 +18,7 @@ use streamgate_plugin_sdk::{
     SnapshotReader, SnapshotWriter, key_map, parse_config,
 };
 
-streamgate_plugin_sdk::export_policy_v3!(crate::Staleness, "../../wit/v0.3.0");
+streamgate_plugin_sdk::export_policy_v4!(crate::Staleness, "../../wit/v0.4.0");
 
 /// State version 2: the newest released event time per key. Version 1 (stateless,
 /// empty) is read too: a stage restored from it simply knows no keys yet.

@@ -1,6 +1,7 @@
-//! Every world side by side: 0.1.0, 0.2.0 and 0.3.0 stages load into one chain and
-//! run together; a 0.2.0 or 0.3.0 stage's `expired` keys reach [`ChainOutput::expired`]
-//! (union, once each), and stages report their capabilities under their config.
+//! Every world side by side: 0.1.0, 0.2.0, 0.3.0 and 0.4.0 stages load into one chain
+//! and run together; a 0.2.0 or later stage's `expired` keys reach
+//! [`ChainOutput::expired`] (union, once each), and stages report their capabilities
+//! under their config.
 
 use super::*;
 use crate::bindings::wit::Capability;
@@ -15,9 +16,10 @@ fn ev(key: &str, t: i64) -> Event {
 fn builtins_and_fixtures_of_every_world_load() {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
     let world = |r: &str| runtime.load_ref(r).unwrap().world();
-    assert_eq!(world("builtin:dedupe"), World::V0_3);
-    assert_eq!(world("builtin:staleness"), World::V0_3);
-    assert_eq!(world("builtin:ordering"), World::V0_3);
+    assert_eq!(world("builtin:dedupe"), World::V0_4);
+    assert_eq!(world("builtin:staleness"), World::V0_4);
+    assert_eq!(world("builtin:ordering"), World::V0_4);
+    assert_eq!(world(&fixture("fixture_columns")), World::V0_3);
     assert_eq!(world("builtin:coalesce"), World::V0_1);
     assert_eq!(world(&fixture("fixture_dedupe_next")), World::V0_1);
     assert_eq!(world(&fixture("fixture_overclaim")), World::V0_2);
@@ -30,7 +32,7 @@ fn stages_report_capabilities_under_their_config() {
     let dedupe = runtime.load_ref("builtin:dedupe").unwrap();
     assert_eq!(dedupe.described_capabilities(), [Capability::Dedupe, Capability::Coalesce]);
     let mut plain = dedupe.stage("", limits).unwrap();
-    assert_eq!(plain.world(), World::V0_3);
+    assert_eq!(plain.world(), World::V0_4);
     assert_eq!(plain.capabilities().unwrap(), [Capability::Dedupe]);
     let mut newest = dedupe.stage(r#"{"newest_per_frame": true}"#, limits).unwrap();
     assert_eq!(newest.capabilities().unwrap(), [Capability::Dedupe, Capability::Coalesce]);
@@ -42,15 +44,17 @@ fn stages_report_capabilities_under_their_config() {
 }
 
 #[test]
-fn one_chain_runs_both_worlds_and_unions_expired_keys() {
+fn one_chain_runs_every_world_and_unions_expired_keys() {
     let runtime = PolicyRuntime::new(&SandboxConfig::default());
-    // Two 0.2.0 stages that expire the keys of what they drop, around two 0.3.0 stages;
-    // the first forgets keys after a second, the second never does.
+    // Two 0.2.0 stages that expire the keys of what they drop, around two 0.4.0 stages;
+    // the first forgets keys after a second, the second never does. A 0.3.0 dedupe
+    // last, which sees nothing twice.
     let stages = [
         policy(&fixture("fixture_overclaim"), "forget_after_ms = 1000"),
         policy("builtin:ordering", "window_ms = 0"),
         policy(&fixture("fixture_overclaim"), ""),
         policy("builtin:staleness", "max_age_ms = 30000"),
+        policy(&fixture("fixture_columns"), ""),
     ];
     let mut chain = build(&runtime, &stages, ChainOptions::defaults(&runtime)).unwrap();
     let m = Counts::new("t");
