@@ -26,6 +26,9 @@ impl PolicyRuntime {
     pub fn new(sandbox: &SandboxConfig) -> Self {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true).consume_fuel(true);
+        // Every instance must decide alike, whatever CPU it runs on: the few Wasm results
+        // the spec leaves to the platform (a NaN's bits, relaxed SIMD) are fixed too.
+        config.cranelift_nan_canonicalization(true).relaxed_simd_deterministic(true);
         let engine = Engine::new(&config).expect("static engine config is valid");
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -72,5 +75,43 @@ impl PolicyRuntime {
     /// Loads `builtin:NAME` or a component file path.
     pub fn load_ref(&self, plugin: &str) -> Result<Arc<Plugin>, PluginError> {
         self.load(&crate::builtin::read_ref(plugin)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::{Instance, Module, Store};
+
+    use super::*;
+
+    /// Calls `name` (no parameters, one result) of the core module `wat`, compiled by
+    /// the runtime's engine.
+    fn call<R: wasmtime::WasmResults>(wat: &str, name: &str) -> R {
+        let runtime = PolicyRuntime::new(&SandboxConfig::default());
+        let module = Module::new(&runtime.engine, wat::parse_str(wat).unwrap()).unwrap();
+        let mut store = Store::new(&runtime.engine, ());
+        store.set_fuel(1_000).unwrap();
+        store.set_epoch_deadline(1 << 30);
+        let instance = Instance::new(&mut store, &module, &[]).unwrap();
+        instance.get_typed_func::<(), R>(&mut store, name).unwrap().call(&mut store, ()).unwrap()
+    }
+
+    #[test]
+    fn a_nan_has_the_same_bits_on_every_cpu() {
+        // 0/0 is a negative NaN on x86-64 and a positive one on AArch64, unless canonical.
+        let wat = r#"(module (func (export "nan") (result i64)
+            f64.const 0 f64.const 0 f64.div i64.reinterpret_f64))"#;
+        assert_eq!(call::<i64>(wat, "nan") as u64, 0x7ff8_0000_0000_0000);
+    }
+
+    #[test]
+    fn relaxed_simd_gives_its_deterministic_answer() {
+        // Lane index 17 is out of range: 0 deterministically, lane 1 with x86-64's pshufb.
+        let wat = r#"(module (func (export "lane") (result i32)
+            v128.const i8x16 0 7 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+            v128.const i8x16 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+            i8x16.relaxed_swizzle
+            i8x16.extract_lane_u 0))"#;
+        assert_eq!(call::<i32>(wat, "lane"), 0);
     }
 }
