@@ -140,9 +140,10 @@ fn wasm_chain(stream: Stream) -> (f64, u64) {
     through_chain(chain_of(&taxi), stream)
 }
 
-/// One pass-through stage (the misbehave fixture, behaving): the boundary's own cost.
+/// One 0.4.0 stage releasing every event at once: what a stage costs beyond its
+/// policy's own work.
 fn wasm_boundary(stream: Stream) -> f64 {
-    let pass = streamgate_runtime::builtin::component_path("fixture_misbehave");
+    let pass = streamgate_runtime::builtin::component_path("fixture_passthrough");
     let spec = ChainSpec { version: 0, policies: vec![StageSpec::new(&pass, "")] };
     through_chain(chain_of(&spec), stream).0
 }
@@ -250,5 +251,8 @@ fn main() {
          before each chunk of {CHUNK_EVENTS} events and released events dropped after it, off the clock."
     );
     println!("host, no stage: the chain's bookkeeping alone (seq numbers, held payloads, the batch copy);");
-    println!("pass-through stage: one 0.1.0 stage releasing every event (the boundary's own cost).");
+    println!(
+        "pass-through stage: one 0.4.0 stage releasing every event (the host's work per stage, the crossing and \
+         the SDK's shell)."
+    );
 }
