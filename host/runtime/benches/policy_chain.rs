@@ -153,61 +153,85 @@ fn host_only(stream: Stream) -> f64 {
     through_chain(chain_of(&ChainSpec::default()), stream).0
 }
 
-fn native_chain(stream: Stream) -> (f64, u64) {
-    let mut ordering = streamgate_ordering::Ordering::create(r#"{"window_ms":1000}"#).unwrap();
-    let mut staleness = streamgate_staleness::Staleness::create(r#"{"max_age_ms":30000}"#).unwrap();
-    let mut dedupe =
-        streamgate_dedupe::Dedupe::create(r#"{"newest_per_frame":true,"forget_after_ms":600000}"#).unwrap();
-    // The host's bookkeeping, natively and as the host keeps it: payloads in a queue
-    // indexed by `seq - first`, emptied from the front as events leave.
-    let mut held: VecDeque<Option<(Event, HostEvent)>> = VecDeque::new();
-    let mut first = 0u64;
-    let mut take = move |held: &mut VecDeque<Option<(Event, HostEvent)>>, seq: u64| {
-        let taken = held[(seq - first) as usize].take();
-        while let Some(None) = held.front() {
-            held.pop_front();
-            first += 1;
+/// The same cores called natively, with the host's bookkeeping as the host keeps it:
+/// payloads in a queue indexed by `seq - first`, emptied from the front as events leave.
+struct NativeChain {
+    ordering: streamgate_ordering::Ordering,
+    staleness: streamgate_staleness::Staleness,
+    dedupe: streamgate_dedupe::Dedupe,
+    held: VecDeque<Option<(Event, HostEvent)>>,
+    first: u64,
+    seq: u64,
+}
+
+impl NativeChain {
+    fn new() -> Self {
+        NativeChain {
+            ordering: streamgate_ordering::Ordering::create(r#"{"window_ms":1000}"#).unwrap(),
+            staleness: streamgate_staleness::Staleness::create(r#"{"max_age_ms":30000}"#).unwrap(),
+            dedupe: streamgate_dedupe::Dedupe::create(
+                r#"{"newest_per_frame":true,"forget_after_ms":600000}"#,
+            )
+            .unwrap(),
+            held: VecDeque::new(),
+            first: 0,
+            seq: 0,
+        }
+    }
+
+    fn take(&mut self, seq: u64) -> (Event, HostEvent) {
+        let taken = self.held[(seq - self.first) as usize].take();
+        while let Some(None) = self.held.front() {
+            self.held.pop_front();
+            self.first += 1;
         }
         taken.expect("held")
-    };
-    let mut seq = 0u64;
-    timed(stream, |now, batch, out| {
+    }
+
+    /// One batch through the three stages (not inlined: a profiler can single it out).
+    #[inline(never)]
+    fn push(&mut self, now: i64, batch: Vec<HostEvent>, out: &mut Vec<HostEvent>) {
         let mut input = Vec::with_capacity(batch.len());
         for e in batch {
             let ev = Event {
-                seq,
+                seq: self.seq,
                 key: key_hash(&e.key),
                 event_time: e.event_time,
                 log_time: now,
                 ..Event::default()
             };
-            held.push_back(Some((ev, e)));
+            self.held.push_back(Some((ev, e)));
             input.push(ev);
-            seq += 1;
+            self.seq += 1;
         }
         for stage in 0..3 {
             let mut decided = Decisions::default();
             match stage {
-                0 => ordering.push(now, &input, &mut decided),
-                1 => staleness.push(now, &input, &mut decided),
-                _ => dedupe.push(now, &input, &mut decided),
+                0 => self.ordering.push(now, &input, &mut decided),
+                1 => self.staleness.push(now, &input, &mut decided),
+                _ => self.dedupe.push(now, &input, &mut decided),
             }
             for &(s, _) in &decided.dropped {
-                take(&mut held, s);
+                self.take(s);
             }
-            let first = seq - held.len() as u64;
+            let first = self.first;
             input = decided
                 .released
                 .iter()
-                .map(|&s| held[(s - first) as usize].as_ref().expect("held").0)
+                .map(|&s| self.held[(s - first) as usize].as_ref().expect("held").0)
                 .collect();
         }
-        out.extend(input.iter().map(|e| take(&mut held, e.seq).1));
-    })
+        out.extend(input.iter().map(|e| self.take(e.seq).1));
+    }
+}
+
+fn native_chain(stream: Stream) -> (f64, u64) {
+    let mut chain = NativeChain::new();
+    timed(stream, |now, batch, out| chain.push(now, batch, out))
 }
 
 fn main() {
-    // `POLICY_CHAIN_PROFILE=wasm|native|host POLICY_CHAIN_BATCH=1000` runs one path on a
+    // `POLICY_CHAIN_PROFILE=wasm|native|host|pass POLICY_CHAIN_BATCH=1000` runs one path on a
     // longer stream (`POLICY_CHAIN_EVENTS`, default 1,000,000) and prints nothing else:
     // for `perf record` (the pushes are most of the samples; building the inputs is the
     // rest).
@@ -218,6 +242,7 @@ fn main() {
         let ns = match path.as_str() {
             "native" => native_chain(stream).0,
             "host" => host_only(stream),
+            "pass" => wasm_boundary(stream),
             _ => wasm_chain(stream).0,
         };
         println!("{path}, batch {size}: {ns:.0} ns/event");

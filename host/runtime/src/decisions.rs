@@ -26,9 +26,10 @@ pub(crate) enum Claim {
 
 /// The events a stage holds, as [`check`] claims them.
 pub(crate) trait Claims {
-    fn claim(&mut self, seq: u64) -> Claim;
+    /// Claims `seq`, named among the answer's released events or its dropped ones.
+    fn claim(&mut self, seq: u64, released: bool) -> Claim;
     /// Undoes a [`Claim::Fresh`] claim (the answer was refused).
-    fn unclaim(&mut self, seq: u64);
+    fn unclaim(&mut self, seq: u64, released: bool);
 }
 
 /// The rule itself: every released, then every dropped number, in answer order, must be
@@ -39,7 +40,7 @@ pub(crate) fn check(answer: &Decisions, held: &mut impl Claims) -> Result<(), In
     let named = released.chain(answer.dropped.iter().map(|d| (d.seq, false)));
     let mut claimed = 0;
     for (seq, released) in named.clone() {
-        let invalid = match held.claim(seq) {
+        let invalid = match held.claim(seq, released) {
             Claim::Fresh => {
                 claimed += 1;
                 continue;
@@ -47,7 +48,7 @@ pub(crate) fn check(answer: &Decisions, held: &mut impl Claims) -> Result<(), In
             Claim::NotHeld => InvalidAnswer::NotHeld { seq, released },
             Claim::Twice => InvalidAnswer::Twice { seq, released },
         };
-        named.take(claimed).for_each(|(seq, _)| held.unclaim(seq));
+        named.take(claimed).for_each(|(seq, released)| held.unclaim(seq, released));
         return Err(invalid);
     }
     Ok(())
@@ -64,7 +65,7 @@ pub fn validate(answer: &Decisions, holds: impl Fn(u64) -> bool) -> Result<(), I
         seen: streamgate_plugin_sdk::KeyMap<()>,
     }
     impl<F: Fn(u64) -> bool> Claims for SeenOnce<F> {
-        fn claim(&mut self, seq: u64) -> Claim {
+        fn claim(&mut self, seq: u64, _: bool) -> Claim {
             if !(self.holds)(seq) {
                 Claim::NotHeld
             } else if self.seen.insert(seq, ()).is_some() {
@@ -74,7 +75,7 @@ pub fn validate(answer: &Decisions, holds: impl Fn(u64) -> bool) -> Result<(), I
             }
         }
 
-        fn unclaim(&mut self, _: u64) {}
+        fn unclaim(&mut self, _: u64, _: bool) {}
     }
     let mut seen = streamgate_plugin_sdk::KeyMap::<()>::default();
     seen.reserve(answer.released.len() + answer.dropped.len());

@@ -263,12 +263,14 @@ impl Chain {
                 }
                 (None, _) => Err(StageFault::Quarantined),
             };
+            // The stage has read its input: the check refills it with what the next
+            // stage gets (or the failure policy does).
+            input.clear();
             let held = &mut self.held;
             let answer = answer.and_then(|d| {
-                held.check_answer(&d, index)?;
+                held.check_answer(&d, index, &mut input)?;
                 Ok(d)
             });
-            input.clear();
             match answer {
                 Ok(mut d) => {
                     self.expired.append(&mut d.expired);
@@ -276,18 +278,18 @@ impl Chain {
                     // Counted once per reason per batch, not per event.
                     let mut drops = [0u64; DropReason::ALL.len()];
                     for x in &d.dropped {
-                        let event = self.held.remove(x.seq);
                         let reason = DropReason::from(x.reason);
-                        if let (true, Some(event)) = (self.record_drops, event) {
+                        if !self.record_drops {
+                            self.held.discard(x.seq);
+                        } else if let Some(event) = self.held.remove(x.seq) {
                             self.dropped.push(Dropped { event, reason: reason.as_str() });
                         }
-                        drops[DropReason::ALL.iter().position(|r| *r == reason).expect("listed")] += 1;
+                        drops[usize::from(reason.code())] += 1;
                     }
                     let label = &self.slots[index].label;
                     for (reason, n) in DropReason::ALL.iter().zip(drops).filter(|(_, n)| *n > 0) {
                         observer.dropped(label, reason.as_str(), n);
                     }
-                    input.extend(d.released.iter().map(|&seq| self.held.advance(seq, index + 1)));
                 }
                 Err(fault) => {
                     let new_fault = !matches!(fault, StageFault::Quarantined);
@@ -305,6 +307,8 @@ impl Chain {
         }
         // Events that re-entered after the last stage are released first (older).
         let done = injected.remove(&self.slots.len()).unwrap_or_default();
-        Some(done.iter().chain(&input).map(|e| self.held.release(e.seq)).collect())
+        let released = done.iter().chain(&input).map(|e| self.held.release(e.seq)).collect();
+        self.held.compact();
+        Some(released)
     }
 }

@@ -116,11 +116,11 @@ impl Chain {
         // Left over by an earlier swap and not yet pushed: not in any stage's state.
         let waiting = self.held.take_waiting();
         let mut reinject = Vec::new();
-        for (seq, p) in self.held.iter_mut() {
-            let held = if waiting.contains_key(&seq) { None } else { moved.get(p.stage).copied().flatten() };
-            let passed = waiting.get(&seq).copied().unwrap_or(p.stage);
+        for (seq, stage) in self.held.stages_mut() {
+            let held = if waiting.contains_key(&seq) { None } else { moved.get(*stage).copied().flatten() };
+            let passed = waiting.get(&seq).copied().unwrap_or(*stage);
             match held {
-                Some(j) => p.stage = j,
+                Some(j) => *stage = j,
                 None => {
                     // It went through old stages 0..p.stage: skip the new stages that
                     // took their state (it already shaped it), enter the one after.
