@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 export STREAMGATE_TANSU ?= $(CACHE)/tansu-0.6.0-p3/bin/tansu
 CARGO ?= cargo
 
-.PHONY: demo test chaos soak plugins lint fmt setup bench bench-fast-start bench-fanout bench-ingest screenshots
+.PHONY: demo test chaos soak plugins lint fmt setup bench bench-instructions bench-fast-start bench-fanout bench-ingest screenshots
 
 ## demo: simulated taxis on the in-memory bus, map at http://127.0.0.1:8080
 demo:
@@ -70,6 +70,13 @@ bench:
 	$(CARGO) bench -p streamgate-runtime --bench policy_stages
 	$(CARGO) bench -p streamgate-runtime --bench swap
 	$(CARGO) test --release -p streamgate --test swaps -- --nocapture
+
+## bench-instructions: the policy chain's table in instructions per event (valgrind's
+## callgrind): the same on every run, for comparing builds on a busy machine (about 6 minutes)
+bench-instructions:
+	scripts/setup.sh rust
+	scripts/setup.sh valgrind
+	scripts/chain_instructions.sh
 
 ## bench-fast-start: start time of a late instance from a checkpoint and by a full replay, and
 ## the checkpoints' Redis memory, at a high ingest rate (FAST_START_RATE, FAST_START_SECONDS)

@@ -8,6 +8,7 @@
 #                              suite runs deploy/'s example files with
 #   scripts/setup.sh all    - all of the above, plus redis-server (apt)
 #   scripts/setup.sh nchan  - nginx-light and libnginx-mod-nchan (apt), for `make bench-fanout`
+#   scripts/setup.sh valgrind - valgrind (apt), for `make bench-instructions`
 set -euo pipefail
 
 CACHE="${STREAMGATE_CACHE:-$HOME/.cache/streamgate}"
@@ -132,6 +133,14 @@ need_nchan() {
     fi
 }
 
+need_valgrind() {
+    if ! command -v valgrind >/dev/null 2>&1; then
+        echo "setup: installing valgrind (apt)"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq valgrind >/dev/null
+    fi
+}
+
 # The load balancers of deploy/, which the fault suite runs in front of three instances.
 need_balancers() {
     local missing=()
@@ -149,6 +158,7 @@ case "${1:-all}" in
     tansu) need_tansu ;;
     nchan) need_nchan ;;
     balancers) need_balancers ;;
+    valgrind) need_valgrind ;;
     all) need_rust; need_redis; need_browser; need_tansu; need_balancers ;;
-    *) echo "usage: $0 [rust|browser|tansu|nchan|balancers|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [rust|browser|tansu|nchan|balancers|valgrind|all]" >&2; exit 2 ;;
 esac
