@@ -109,9 +109,11 @@ impl HeldEvents {
     /// Called once per push.
     pub(super) fn compact(&mut self) {
         let decided = self.meta.iter().position(|m| m.stage != DECIDED).unwrap_or(self.meta.len());
-        self.meta.drain(..decided);
-        self.events.drain(..decided);
-        self.first += decided as u64;
+        if decided > 0 {
+            self.meta.drain(..decided);
+            self.events.drain(..decided);
+            self.first += decided as u64;
+        }
         if self.meta.len() > 4 * self.live + QUEUE_SLACK {
             while self.meta.len() > 2 * self.live + QUEUE_SLACK / 4 {
                 let (meta, event) = (self.meta.pop_front(), self.events.pop_front());
