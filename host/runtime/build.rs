@@ -19,6 +19,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("fixture-liar", "fixture_liar"),
     ("fixture-badname", "fixture_badname"),
     ("fixture-passthrough", "fixture_passthrough"),
+    ("fixture-malformed", "fixture_malformed"),
 ];
 /// Plugins that wrap another plugin's crate with its export turned off: built by a
 /// cargo of their own, since one build unifies features (and would export both).

@@ -39,7 +39,7 @@ impl Columns {
 pub(crate) fn decisions(d: wit_v0_3::Decisions) -> Result<Decisions, String> {
     if d.dropped.len() != d.dropped_reasons.len() {
         return Err(format!(
-            "invalid answer: {} dropped sequence numbers but {} reasons",
+            "{} dropped sequence numbers but {} reasons",
             d.dropped.len(),
             d.dropped_reasons.len()
         ));
@@ -50,7 +50,7 @@ pub(crate) fn decisions(d: wit_v0_3::Decisions) -> Result<Decisions, String> {
         .zip(&d.dropped_reasons)
         .map(|(&seq, &code)| match drop_reason_of_code(code) {
             Some(reason) => Ok(wit::Dropped { seq, reason }),
-            None => Err(format!("invalid answer: drop reason code {code} for sequence number {seq}")),
+            None => Err(format!("drop reason code {code} for sequence number {seq}")),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Decisions { released: d.released, dropped, expired: d.expired })

@@ -33,7 +33,7 @@ impl Rows {
 pub(crate) fn decisions(words: &[u64]) -> Result<Decisions, String> {
     let [released, dropped, expired] = match words.get(..COUNTS) {
         Some(&[r, d, x]) => [r, d, x],
-        _ => return Err(format!("invalid answer: {} words, fewer than the three counts", words.len())),
+        _ => return Err(format!("{} words, fewer than the three counts", words.len())),
     };
     let expected = (|| {
         let pairs = usize::try_from(dropped).ok()?.checked_mul(2)?;
@@ -42,7 +42,7 @@ pub(crate) fn decisions(words: &[u64]) -> Result<Decisions, String> {
     })();
     if expected != Some(words.len()) {
         return Err(format!(
-            "invalid answer: {} words, but its counts ({released} released, {dropped} dropped, \
+            "{} words, but its counts ({released} released, {dropped} dropped, \
              {expired} expired) need 3 + released + 2 × dropped + expired",
             words.len()
         ));
@@ -55,7 +55,7 @@ pub(crate) fn decisions(words: &[u64]) -> Result<Decisions, String> {
             let (seq, code) = (pair[0], pair[1]);
             match u8::try_from(code).ok().and_then(drop_reason_of_code) {
                 Some(reason) => Ok(wit::Dropped { seq, reason }),
-                None => Err(format!("invalid answer: drop reason code {code} for sequence number {seq}")),
+                None => Err(format!("drop reason code {code} for sequence number {seq}")),
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

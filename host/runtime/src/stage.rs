@@ -31,6 +31,10 @@ pub enum Fault {
     MemoryCap { refused_bytes: usize, cap_bytes: usize, trap: String },
     /// Any other trap (`unreachable` is how a Rust panic ends in Wasm).
     Trap(String),
+    /// Answered `push` in a shape its world does not allow (0.3.0's drop lists of
+    /// unequal length, a 0.4.0 answer whose length does not match its counts, an
+    /// unknown reason code): the same on every instance, for the same input.
+    Malformed(String),
 }
 
 impl fmt::Display for Fault {
@@ -55,6 +59,7 @@ impl fmt::Display for Fault {
                 };
                 write!(f, "trapped: {cause}{hint}")
             }
+            Fault::Malformed(what) => write!(f, "answered in a malformed shape: {what}"),
         }
     }
 }
@@ -200,6 +205,7 @@ impl WasmStage {
         let result = self.bindings.push(&mut self.store, self.stage, now, events, &mut self.buffers);
         self.last_push_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
         let answer = result.map_err(|e| classify(&self.store, &self.limits, fuel, e))?;
+        let answer = answer.map_err(|what| StageError::Fault(Fault::Malformed(what)))?;
         self.held = (self.held + events.len()).saturating_sub(answer.released.len() + answer.dropped.len());
         Ok(answer)
     }

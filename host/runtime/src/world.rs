@@ -217,6 +217,7 @@ impl WorldInstance {
         }
     }
 
+    /// The stage's answer, or (inner `Err`) why its shape is malformed.
     pub(crate) fn push(
         &self,
         store: &mut Store<StageState>,
@@ -224,15 +225,15 @@ impl WorldInstance {
         now: i64,
         events: &[wit::Event],
         buffers: &mut BatchBuffers,
-    ) -> wasmtime::Result<Decisions> {
+    ) -> wasmtime::Result<Result<Decisions, String>> {
         match self {
             WorldInstance::V0_1(b) => {
-                Ok(b.streamgate_policy_policy().stage().call_push(store, stage, now, events)?.into())
+                Ok(Ok(b.streamgate_policy_policy().stage().call_push(store, stage, now, events)?.into()))
             }
             WorldInstance::V0_2 { push, .. } => {
                 // Typed per call (a check per batch, not per event: no `unsafe` to skip it).
                 let push = push.typed::<PushParams<'_>, (Decisions,)>(&*store)?;
-                Ok(push.call(store, (stage, now, events))?.0)
+                Ok(Ok(push.call(store, (stage, now, events))?.0))
             }
             WorldInstance::V0_3(b) => {
                 buffers.columns.fill(events);
@@ -248,13 +249,13 @@ impl WorldInstance {
                     &c.ids,
                     &c.tags,
                 )?;
-                columns::decisions(answer).map_err(wasmtime::Error::msg)
+                Ok(columns::decisions(answer))
             }
             WorldInstance::V0_4(b) => {
                 buffers.rows.fill(events);
                 let words =
                     b.streamgate_policy_policy().stage().call_push(store, stage, now, &buffers.rows.words)?;
-                rows::decisions(&words).map_err(wasmtime::Error::msg)
+                Ok(rows::decisions(&words))
             }
         }
     }

@@ -1,9 +1,10 @@
 //! Chain tests against the real builtins and the `misbehave` / `dedupe-next` /
-//! `overclaim` fixtures, in both policy worlds.
+//! `overclaim` / `columns` / `malformed` fixtures, in every policy world.
 
 mod checkpoint;
 mod dedupe_memory;
 mod faults;
+mod malformed;
 mod swap;
 mod worlds;
 
