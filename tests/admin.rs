@@ -160,7 +160,7 @@ async fn admin_api_refuses_bad_uploads_sets_rolls_back_and_watches_plugins_dir()
     // Bad uploads, each with its reason; frames flow throughout.
     let frames_before = sse.frames().len();
     let wrong_world = wat::parse_str(
-        r#"(component (instance $i) (export "streamgate:policy/policy@0.4.0" (instance $i)))"#,
+        r#"(component (instance $i) (export "streamgate:policy/policy@0.5.0" (instance $i)))"#,
     )
     .unwrap();
     let misbehave = std::fs::read(component("fixture_misbehave")).unwrap();
@@ -168,7 +168,7 @@ async fn admin_api_refuses_bad_uploads_sets_rolls_back_and_watches_plugins_dir()
     let cases: [BadUpload; 6] = [
         ("not wasm", b"hello, plugin".to_vec(), None, 422, "magic bytes"),
         ("a core module", b"\0asm\x01\0\0\0".to_vec(), None, 422, "core Wasm module, not a component"),
-        ("a wrong world version", wrong_world, None, 422, "it exports [streamgate:policy/policy@0.4.0]"),
+        ("a wrong world version", wrong_world, None, 422, "it exports [streamgate:policy/policy@0.5.0]"),
         ("a config it rejects", dedupe.clone(), Some(r#"{"by":"nope"}"#), 422, "rejected its config"),
         ("a trap on its first batch", misbehave, Some(r#"{"fault":"trap"}"#), 422, "failed its trial batch"),
         ("too big", vec![0u8; (1 << 20) + 1], None, 413, ""),
