@@ -55,6 +55,7 @@ fn the_template_plugin_builds_from_the_guide_and_passes_the_kit() {
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["passed"], true);
     assert_eq!(report["plugin"]["name"], "latest-per-key");
+    assert_eq!(report["plugin"]["world"], "0.4.0", "the template exports the cheapest world");
     let dedupe = report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "claim/dedupe").unwrap();
     assert_eq!(dedupe["outcome"], "pass", "the template's claim is checked: {dedupe}");
 

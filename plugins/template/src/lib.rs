@@ -3,8 +3,9 @@
 //! as `duplicate` (same time) or `out-of-date` (older). It claims `dedupe`, so the
 //! conformance kit checks that a key's released time strictly increases.
 //!
-//! The policy is plain Rust (unit-tested natively below); `export_policy!` is the thin
-//! shell that makes it a `streamgate:policy@0.1.0` component when built for Wasm.
+//! The policy is plain Rust (unit-tested natively below); `export_policy_v4!` is the
+//! thin shell that makes it a `streamgate:policy@0.4.0` component when built for Wasm
+//! (the cheapest crossing; docs/PLUGINS.md says how to export another version).
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,8 @@ use streamgate_plugin_sdk::{
     SnapshotWriter, parse_config,
 };
 
-// The path is relative to this crate's Cargo.toml: streamgate's `wit/` directory.
-streamgate_plugin_sdk::export_policy!(crate::LatestPerKey, "../../wit");
+// The path is relative to this crate's Cargo.toml: streamgate's `wit/v0.4.0/` directory.
+streamgate_plugin_sdk::export_policy_v4!(crate::LatestPerKey, "../../wit/v0.4.0");
 
 const STATE_VERSION: u32 = 1;
 
