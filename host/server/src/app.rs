@@ -18,7 +18,7 @@ use crate::control::ChainControl;
 use crate::http::admin::AdminState;
 use crate::http::{self, AppState};
 use crate::policy::{Catalog, CatalogError, Store, StoreError};
-use crate::source::{BatchPublisher, Extractor, kafka, simulate};
+use crate::source::{Extractor, LogPublisher, kafka, simulate};
 use crate::tenant;
 
 /// Where events come from.
@@ -144,13 +144,7 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
             Source::Simulator { taxis, every } => {
                 // The simulators need no connection: only the log decides readiness.
                 handle.ready.source_up();
-                let publisher = BatchPublisher::new(
-                    &t.name,
-                    bus.clone(),
-                    handle.metrics.clone(),
-                    config.bus.batch_max_events,
-                    t.linger(&config.bus),
-                );
+                let publisher = LogPublisher::new(&t.name, bus.clone(), handle.metrics.clone());
                 let (sim, door) = simulate::build(t.simulator, taxis);
                 if let Some(door) = door {
                     doors.insert(t.name.clone(), door);

@@ -11,4 +11,4 @@ pub mod publisher;
 pub mod simulate;
 
 pub use decode::Extractor;
-pub use publisher::{BatchPublisher, Cancelled};
+pub use publisher::{Cancelled, LogPublisher};

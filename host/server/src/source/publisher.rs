@@ -1,6 +1,6 @@
-//! Collects a tenant's events and publishes them to its log as one entry, by size and
-//! linger; a failed publish is retried with back-off until it succeeds (or shutdown),
-//! never dropping a batch.
+//! Publishes a batch of a tenant's events to its log as one entry; a failed publish is
+//! retried with back-off until it succeeds (or shutdown), never dropping a batch. Where
+//! a batch is cut (by size and linger, or by a simulator's tick) is the caller's.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,14 +12,11 @@ use crate::bus::{Bus, EntryBody};
 use crate::event::Event;
 use crate::metrics::TenantMetrics;
 
-/// Collects events and publishes them to a tenant's log as one entry.
-pub struct BatchPublisher {
+/// Publishes batches to one tenant's log.
+pub struct LogPublisher {
     tenant: String,
     bus: Bus,
     metrics: Arc<TenantMetrics>,
-    pub max_events: usize,
-    pub linger: Duration,
-    batch: Vec<Event>,
 }
 
 /// Shutdown arrived before the batch could be published.
@@ -27,40 +24,18 @@ pub struct BatchPublisher {
 #[error("shut down with an unpublished batch")]
 pub struct Cancelled;
 
-impl BatchPublisher {
-    pub fn new(
-        tenant: &str,
-        bus: Bus,
-        metrics: Arc<TenantMetrics>,
-        max_events: usize,
-        linger: Duration,
-    ) -> Self {
-        BatchPublisher { tenant: tenant.to_string(), bus, metrics, max_events, linger, batch: Vec::new() }
+impl LogPublisher {
+    pub fn new(tenant: &str, bus: Bus, metrics: Arc<TenantMetrics>) -> Self {
+        LogPublisher { tenant: tenant.to_string(), bus, metrics }
     }
 
-    pub fn push(&mut self, event: Event) {
-        self.batch.push(event);
-    }
-
-    /// Takes a whole batch cut elsewhere (after those pushed, if any).
-    pub fn take_batch(&mut self, mut events: Vec<Event>) {
-        if self.batch.is_empty() {
-            self.batch = events;
-        } else {
-            self.batch.append(&mut events);
-        }
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.batch.len() >= self.max_events
-    }
-
-    /// Publishes the batch (if any), retrying with backoff; `Err` only on shutdown.
-    pub async fn flush(&mut self, cancel: &CancellationToken) -> Result<(), Cancelled> {
-        if self.batch.is_empty() {
+    /// Publishes `events` (if any) as one log entry, retrying with backoff; `Err` only
+    /// on shutdown.
+    pub async fn publish(&self, events: &[Event], cancel: &CancellationToken) -> Result<(), Cancelled> {
+        if events.is_empty() {
             return Ok(());
         }
-        let body = EntryBody::batch(&self.batch);
+        let body = EntryBody::batch(events);
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.bus.publish(&self.tenant, &body).await {
@@ -76,8 +51,7 @@ impl BatchPublisher {
                 }
             }
         }
-        self.metrics.published.fetch_add(self.batch.len() as u64, Relaxed);
-        self.batch.clear();
+        self.metrics.published.fetch_add(events.len() as u64, Relaxed);
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::offsets::SourceConsumer;
 use crate::event::Event;
-use crate::source::BatchPublisher;
+use crate::source::LogPublisher;
 
 /// How long a stopping source goes on trying to publish what it holds.
 const GRACE: Duration = Duration::from_secs(2);
@@ -49,7 +49,7 @@ pub(super) struct Handoff {
 }
 
 impl Handoff {
-    pub fn start(consumer: Arc<SourceConsumer>, topic: String, publisher: BatchPublisher) -> Handoff {
+    pub fn start(consumer: Arc<SourceConsumer>, topic: String, publisher: LogPublisher) -> Handoff {
         let (queue, batches) = mpsc::channel(1);
         let grace = CancellationToken::new();
         let task = tokio::spawn(publish_in_order(consumer, topic, publisher, batches, grace.clone()));
@@ -92,13 +92,12 @@ impl Handoff {
 async fn publish_in_order(
     consumer: Arc<SourceConsumer>,
     topic: String,
-    mut publisher: BatchPublisher,
+    publisher: LogPublisher,
     mut batches: mpsc::Receiver<Batch>,
     grace: CancellationToken,
 ) {
     while let Some(batch) = batches.recv().await {
-        publisher.take_batch(batch.events);
-        if publisher.flush(&grace).await.is_err() {
+        if publisher.publish(&batch.events, &grace).await.is_err() {
             return;
         }
         store_offsets(&consumer, &topic, &batch.offsets);

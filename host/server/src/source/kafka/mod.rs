@@ -35,7 +35,7 @@ use serde::Deserialize;
 
 use self::handoff::{Batch, Handoff};
 use self::offsets::{SourceConsumer, SourceContext};
-use super::{BatchPublisher, Extractor};
+use super::{Extractor, LogPublisher};
 use crate::bus::{Bus, BusConfig};
 use crate::event::DecodeError;
 use crate::metrics::TenantMetrics;
@@ -173,8 +173,7 @@ pub async fn run(
 ) {
     let extractor = Extractor::for_tenant(&tenant);
     let linger = tenant.linger(&bus_config);
-    let publisher =
-        BatchPublisher::new(&tenant.name, bus, metrics.clone(), bus_config.batch_max_events, linger);
+    let publisher = LogPublisher::new(&tenant.name, bus, metrics.clone());
     let handoff = Handoff::start(consumer.clone(), tenant.topic.clone(), publisher);
     // The batch being cut: its events and the highest offset seen per partition.
     let mut batch = Batch::default();

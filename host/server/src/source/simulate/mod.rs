@@ -13,7 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
-use super::{BatchPublisher, Extractor};
+use super::{Extractor, LogPublisher};
 use crate::bus::wall_clock_ms;
 pub use crate::tenant::SimulatorKind;
 pub use queue::{Door, DoorBusy, QueueSim};
@@ -52,24 +52,27 @@ pub async fn run_on_bus(
     mut sim: Box<dyn Simulator>,
     every: Duration,
     extractor: Extractor,
-    mut publisher: BatchPublisher,
+    publisher: LogPublisher,
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
+    let mut batch = Vec::new();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // One log entry per tick.
         for raw in sim.tick(wall_clock_ms()) {
             match extractor.decode(&raw) {
-                Ok(e) => publisher.push(e),
+                Ok(e) => batch.push(e),
                 Err(e) => tracing::warn!(error = %e, "simulator produced an undecodable report"),
             }
         }
-        if publisher.flush(&cancel).await.is_err() {
+        if publisher.publish(&batch, &cancel).await.is_err() {
             return;
         }
+        batch.clear();
     }
 }
 
