@@ -43,14 +43,20 @@ pub(super) async fn respond(mut stream: TcpStream, response: Response<Body>) -> 
                 let Some(Ok(first)) = frame else { break };
                 let mut batch: [Bytes; COALESCE] = Default::default();
                 batch[0] = first;
-                let mut n = 1;
+                let (mut n, mut ended) = (1, false);
                 while n < COALESCE {
                     match frames.next().now_or_never() {
                         Some(Some(Ok(more))) => { batch[n] = more; n += 1; }
-                        _ => break,
+                        // The body ended (or failed): write what came, then stop; an
+                        // ended stream must not be polled again.
+                        Some(_) => { ended = true; break; }
+                        None => break,
                     }
                 }
                 write_all_vectored(&mut stream, &mut batch[..n]).await?;
+                if ended {
+                    break;
+                }
             }
             ready = stream.readable() => {
                 ready?;
