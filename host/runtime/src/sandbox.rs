@@ -12,6 +12,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const DEFAULT_FUEL_PER_CALL: u64 = 50_000_000;
 /// Fuel per event: hundreds of times what the builtins use.
 pub const DEFAULT_FUEL_PER_EVENT: u64 = 1_000_000;
+/// Events one stage may hold undecided: ten times the builtin ordering's default buffer.
+pub const DEFAULT_MAX_HELD_EVENTS: usize = 1_000_000;
 /// Calls that move state or set a stage up (describe, create, snapshot, restore) get
 /// this many calls' worth of fuel.
 pub const STATE_CALL_FACTOR: u64 = 10;
@@ -37,6 +39,9 @@ pub struct SandboxConfig {
     pub max_memory_bytes: usize,
     /// Table elements cap per stage.
     pub max_table_elements: usize,
+    /// Events one stage may hold undecided (their payloads wait in the host's memory,
+    /// outside the stage's linear memory cap); a stage that holds more is faulted.
+    pub max_held_events: usize,
     /// A faulted stage is quarantined this long before its first restart...
     #[serde(rename = "restart_backoff_ms", with = "crate::duration_ms")]
     pub restart_backoff: Duration,
@@ -53,6 +58,7 @@ impl Default for SandboxConfig {
             call_timeout: Duration::from_secs(1),
             max_memory_bytes: 64 << 20,
             max_table_elements: 10_000,
+            max_held_events: DEFAULT_MAX_HELD_EVENTS,
             restart_backoff: Duration::from_millis(100),
             restart_backoff_max: Duration::from_secs(30),
         }
@@ -68,6 +74,7 @@ impl SandboxConfig {
             call_timeout: call_timeout.unwrap_or(self.call_timeout),
             max_memory_bytes: self.max_memory_bytes,
             max_table_elements: self.max_table_elements,
+            max_held_events: self.max_held_events,
         }
     }
 }
@@ -80,6 +87,7 @@ pub struct StageLimits {
     pub call_timeout: Duration,
     pub max_memory_bytes: usize,
     pub max_table_elements: usize,
+    pub max_held_events: usize,
 }
 
 impl StageLimits {

@@ -35,6 +35,10 @@ pub enum Fault {
     /// unequal length, a 0.4.0 answer whose length does not match its counts, an
     /// unknown reason code): the same on every instance, for the same input.
     Malformed(String),
+    /// Held more events undecided than the sandbox allows (`max_held_events`): their
+    /// payloads wait in the host's memory, which no linear memory cap bounds. The count
+    /// follows from the answers alone, so this is the same on every instance.
+    HoldsTooMany { held: usize, cap: usize },
 }
 
 impl fmt::Display for Fault {
@@ -60,6 +64,11 @@ impl fmt::Display for Fault {
                 write!(f, "trapped: {cause}{hint}")
             }
             Fault::Malformed(what) => write!(f, "answered in a malformed shape: {what}"),
+            Fault::HoldsTooMany { held, cap } => write!(
+                f,
+                "held {held} events undecided, more than the sandbox allows (max_held_events = {cap}); \
+                 a stage must release or drop what it takes"
+            ),
         }
     }
 }
@@ -207,6 +216,12 @@ impl WasmStage {
         let answer = result.map_err(|e| classify(&self.store, &self.limits, fuel, e))?;
         let answer = answer.map_err(|what| StageError::Fault(Fault::Malformed(what)))?;
         self.held = (self.held + events.len()).saturating_sub(answer.released.len() + answer.dropped.len());
+        if self.held > self.limits.max_held_events {
+            return Err(StageError::Fault(Fault::HoldsTooMany {
+                held: self.held,
+                cap: self.limits.max_held_events,
+            }));
+        }
         Ok(answer)
     }
 

@@ -115,6 +115,7 @@ impl Config {
         self.bus.validate().map_err(ConfigError::Invalid)?;
         self.redis.validate(self.bus.kind).map_err(ConfigError::Invalid)?;
         self.checkpoint.validate().map_err(ConfigError::Invalid)?;
+        self.limits.validate().map_err(ConfigError::Invalid)?;
         if self.checkpoint.enabled && self.bus.kind != crate::bus::BusKind::RedisStream {
             return Err(ConfigError::Invalid(
                 "checkpoint.enabled needs bus.kind = \"redis-stream\" (only a stream keeps the tail to replay)".into(),
@@ -198,6 +199,17 @@ mod tests {
         assert!(err.contains("redis-stream"), "{err}");
         let zero = format!("[checkpoint]\nenabled = true\nkeep = 0\n{TAXI}");
         assert!(Config::parse(&zero).unwrap().validate().is_err());
+    }
+
+    #[test]
+    fn a_size_or_tracking_bound_of_zero_is_refused_and_a_stream_limit_of_zero_is_off() {
+        for bound in ["max_url_bytes", "max_header_bytes", "tracked_addresses"] {
+            let c = Config::parse(&format!("[limits]\n{bound} = 0\n{TAXI}")).unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("limits.{bound} must be at least 1")), "{err}");
+        }
+        let off = "[limits]\nstreams_per_tenant = 0\nstreams_per_address = 0\nrequests_per_second_per_address = 0\n";
+        Config::parse(&format!("{off}{TAXI}")).unwrap().validate().unwrap();
     }
 
     #[test]

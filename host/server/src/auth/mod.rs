@@ -107,7 +107,19 @@ impl std::fmt::Debug for Verifier {
 const MIN_SECRET_BYTES: usize = 16;
 
 fn hs256_keys(text: &str) -> Result<Vec<DecodingKey>, String> {
+    refuse_pem(text)?;
     Ok(lines(text, MIN_SECRET_BYTES)?.iter().map(|s| DecodingKey::from_secret(s.as_bytes())).collect())
+}
+
+/// HS256 secrets that are a PEM block (a public key's, most likely, with `algorithm`
+/// left out) would let anyone who has that key sign tokens: refused, with the fix.
+fn refuse_pem(text: &str) -> Result<(), String> {
+    if text.contains("-----BEGIN ") {
+        return Err("holds a PEM block, read as HS256 shared secrets: public keys are never \
+                    secrets; set auth.algorithm to RS256 or ES256 for a key file of public keys"
+            .into());
+    }
+    Ok(())
 }
 
 /// Every PEM block of `text`, read by `read`.
@@ -160,6 +172,7 @@ impl Verifier {
                 if secret.len() < MIN_SECRET_BYTES {
                     return Err(format!("auth.hs256_secret must be at least {MIN_SECRET_BYTES} bytes"));
                 }
+                refuse_pem(secret).map_err(|e| format!("auth.hs256_secret {e}"))?;
                 Rotating::fixed(vec![DecodingKey::from_secret(secret.as_bytes())])
             }
             (None, Some(pem), None) if algorithm != Algorithm::HS256 => {

@@ -169,6 +169,17 @@ fn bad_settings_are_named() {
             .contains("public_key_pem")
     );
     assert!(Verifier::new("q", &cfg(None, None, None)).is_err());
+    // A public key is never a shared secret: with `algorithm` left out it would be read
+    // as HS256 secrets, and anyone holding the (public) key could sign tokens.
+    let refused = Verifier::new("q", &cfg(Some(ES256_PUBLIC), None, None)).unwrap_err();
+    assert!(refused.contains("hs256_secret holds a PEM block"), "{refused}");
+    let path = std::env::temp_dir().join(format!("streamgate-pem-as-secret-{}", std::process::id()));
+    std::fs::write(&path, ES256_PUBLIC).unwrap();
+    let config = AuthConfig { key_file: Some(path.clone()), ..cfg(None, None, None) };
+    let refused = Verifier::new("q", &config).err();
+    std::fs::remove_file(&path).unwrap();
+    let refused = refused.expect("a key file of public keys without an algorithm is refused");
+    assert!(refused.contains("PEM block") && refused.contains("auth.algorithm"), "{refused}");
 }
 
 #[test]

@@ -20,7 +20,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-/// `[limits]` (0 = no limit).
+/// `[limits]`: 0 turns off the stream and rate limits; the size bounds and the tracked
+/// addresses' bound are always on ([`LimitsConfig::validate`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -47,6 +48,18 @@ impl Default for LimitsConfig {
             streams_per_address: 0,
             requests_per_second_per_address: 0,
             tracked_addresses: 100_000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The bounds that cannot be off: 0 there would refuse every request (a URL or
+    /// headers of at least one byte, a first address to track) rather than lift a limit.
+    pub fn validate(&self) -> Result<(), String> {
+        let bounds = [("max_url_bytes", self.max_url_bytes), ("max_header_bytes", self.max_header_bytes)];
+        match bounds.into_iter().chain([("tracked_addresses", self.tracked_addresses)]).find(|b| b.1 == 0) {
+            Some((name, _)) => Err(format!("limits.{name} must be at least 1 (it is a bound, never off)")),
+            None => Ok(()),
         }
     }
 }

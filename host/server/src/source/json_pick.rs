@@ -1,7 +1,9 @@
 //! Picking a few values out of a JSON document in one pass, without building the whole
 //! document: each wanted value is named by a JSON pointer (RFC 6901), split into its
 //! tokens once; the walk parses (and so validates) every byte, but keeps only the values
-//! at those pointers. This is the source's per-event decode: a `serde_json::Value` of the
+//! at those pointers. The bytes are checked as UTF-8 first: serde_json skips the strings
+//! it is told to ignore without looking at their bytes, and a payload goes to browsers
+//! as it came. This is the source's per-event decode: a `serde_json::Value` of the
 //! whole payload costs a map and a string per field, and `Value::pointer` a string per
 //! token on each lookup.
 
@@ -52,7 +54,8 @@ pub fn pick(raw: &[u8], pointers: &[&Pointer]) -> Result<Vec<Option<Value>>, ser
     let mut found = vec![None; pointers.len()];
     let wanted: Vec<(usize, &[String])> =
         pointers.iter().enumerate().filter_map(|(i, p)| p.tokens().map(|t| (i, t))).collect();
-    let mut de = serde_json::Deserializer::from_slice(raw);
+    let text = std::str::from_utf8(raw).map_err(|e| serde::de::Error::custom(format!("not UTF-8: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(text);
     if wanted.iter().any(|(_, t)| t.is_empty()) {
         // A pointer to the whole document: it is needed whole.
         let value: Value = serde::Deserialize::deserialize(&mut de)?;
@@ -221,6 +224,19 @@ mod tests {
     fn picked(raw: &str, pointers: &[&str]) -> Option<Vec<Option<Value>>> {
         let parsed: Vec<Pointer> = pointers.iter().map(|p| Pointer::parse(p)).collect();
         pick(raw.as_bytes(), &parsed.iter().collect::<Vec<_>>()).ok()
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_even_where_nothing_is_picked() {
+        let key = Pointer::parse("/k");
+        for raw in [
+            &b"{\"k\":\"a\",\"note\":\"\xff\"}"[..],
+            b"{\"k\":\"a\",\"n\":[\"\xc3\"]}",
+            b"{\"\xed\xa0\x80\":1}",
+        ] {
+            assert!(pick(raw, &[&key]).is_err(), "{}", String::from_utf8_lossy(raw));
+        }
+        assert!(pick("{\"k\":\"a\",\"note\":\"é\"}".as_bytes(), &[&key]).is_ok());
     }
 
     #[test]

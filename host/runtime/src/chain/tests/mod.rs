@@ -4,6 +4,7 @@
 mod checkpoint;
 mod dedupe_memory;
 mod faults;
+mod hoarding;
 mod malformed;
 mod swap;
 mod worlds;
