@@ -145,7 +145,7 @@ async fn stream_reader_and_publisher_ride_out_a_redis_restart() {
 }
 
 #[tokio::test]
-async fn pubsub_bus_stamps_counter_positions_and_redis_time() {
+async fn pubsub_bus_stamps_time_and_counter_positions_from_redis() {
     let redis = Redis::start();
     let bus = Bus::RedisPubSub(RedisPubSubBus::new(&redis.url(), "test").unwrap());
     let mut one = Reader::start(&bus, "taxi");
@@ -159,10 +159,55 @@ async fn pubsub_bus_stamps_counter_positions_and_redis_time() {
     let (a, b) = (one.take(20).await, two.take(20).await);
     assert_eq!(a, b, "every subscriber gets the same entries, positions and times");
     for (i, e) in a.iter().enumerate() {
-        assert_eq!(e.position.major, i as u64 + 1, "positions are the per-tenant counter");
+        assert_eq!(e.position.minor, i as u64 + 1, "the counter is the position's second part");
+        assert_eq!(e.position.major, e.log_time as u64, "Redis's TIME is its first");
         assert_eq!(e.content, content(i));
         assert!((e.log_time - before).abs() < 10_000, "log time is Redis's TIME");
     }
+    assert!(a.windows(2).all(|w| w[0].position < w[1].position), "positions rise");
+}
+
+#[tokio::test]
+async fn pubsub_positions_keep_rising_when_redis_restarts_empty() {
+    let mut redis = Redis::start();
+    let bus = Bus::RedisPubSub(RedisPubSubBus::new(&redis.url(), "test").unwrap());
+    let mut reader = Reader::start(&bus, "taxi");
+    reader.wait_ready().await;
+    for i in 0..3 {
+        bus.publish("taxi", &body(i)).await.unwrap();
+    }
+    let before = reader.take(3).await;
+    // Without persistence the per-tenant counter starts again at 1: a position made of
+    // the counter alone went back, and clients that had seen a higher one skipped every
+    // new frame as old.
+    redis.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while reader.ready.is_ready() {
+        assert!(tokio::time::Instant::now() < deadline, "the reader did not notice Redis going away");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reader.wait_ready().await;
+    let (mut after, mut published) = (Vec::new(), 0u64);
+    while after.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no message went through the restarted Redis");
+        if bus.publish("taxi", &body(3)).await.is_ok() {
+            published += 1;
+            // Published while the reader may still be resubscribing (at-most-once):
+            // wait for this one briefly, else publish again.
+            if let Ok(got) = tokio::time::timeout(Duration::from_millis(500), reader.take(1)).await {
+                after = got;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(after[0].position.minor <= published, "the counter started again: {}", after[0].position);
+    assert!(
+        after[0].position > before[2].position,
+        "{} after the restart must be past {} before it",
+        after[0].position,
+        before[2].position
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,12 @@
 //! so positions and log times still come from Redis, identical on every instance, and
 //! a reader can tell (and log) how many messages it missed.
 //!
+//! A position is `<ms>-<counter>`, like a stream entry's id: the time first, so positions
+//! keep rising when Redis restarts without persistence and the counter starts again at
+//! 1 (a counter alone went back, and every client that had seen a higher one skipped
+//! the new frames as old). The time never goes back either: the script keeps the last
+//! one it stamped and never stamps an earlier one.
+//!
 //! Message layout: `<ms> <counter> ` followed by `B<batch>`, `H` or `C<control>`.
 
 use std::sync::Arc;
@@ -24,8 +30,11 @@ const PUBLISH_SCRIPT: &str = r#"
 local n = redis.call('INCR', KEYS[1])
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if ms < last then ms = last end
+redis.call('SET', KEYS[3], ms)
 redis.call('PUBLISH', KEYS[2], string.format('%d %d ', ms, n) .. ARGV[1])
-return n
+return {ms, n}
 "#;
 
 #[derive(Clone)]
@@ -58,14 +67,15 @@ impl RedisPubSubBus {
             EntryBody::Heartbeat => b"H".to_vec(),
             EntryBody::Control(c) => [b"C", &c[..]].concat(),
         };
-        let n: u64 = self
+        let (ms, n): (u64, u64) = self
             .script
             .key(format!("{}:{}:counter", self.key_prefix, tenant))
             .key(self.channel(tenant))
+            .key(format!("{}:{}:clock", self.key_prefix, tenant))
             .arg(payload)
             .invoke_async(&mut conn)
             .await?;
-        Ok(LogPosition { major: n, minor: 0 })
+        Ok(LogPosition { major: ms, minor: n })
     }
 
     pub async fn read(
@@ -95,16 +105,22 @@ impl RedisPubSubBus {
                         });
                     };
                     let entry = parse_message(msg.get_payload_bytes())?;
-                    if let Some(prev) = last_counter
-                        && entry.position.major > prev + 1
-                    {
-                        tracing::warn!(
+                    let counter = entry.position.minor;
+                    match last_counter {
+                        Some(prev) if counter > prev + 1 => tracing::warn!(
                             tenant,
-                            missed = entry.position.major - prev - 1,
+                            missed = counter - prev - 1,
                             "pub/sub bus lost messages (at-most-once)"
-                        );
+                        ),
+                        Some(prev) if counter <= prev => tracing::warn!(
+                            tenant,
+                            counter,
+                            "pub/sub bus counter started again (Redis restarted without its data?); \
+                             positions go on rising with Redis's time"
+                        ),
+                        _ => {}
                     }
-                    last_counter = Some(entry.position.major);
+                    last_counter = Some(counter);
                     if !super::deliver(&out, entry, &cancel).await {
                         return Ok(());
                     }
@@ -123,7 +139,7 @@ impl RedisPubSubBus {
     }
 }
 
-/// Position is `<counter>-0`; log time is the stamped ms.
+/// Position is `<ms>-<counter>`; log time is the stamped ms.
 fn parse_message(raw: &[u8]) -> Result<LogEntry, BusError> {
     let bad = |reason: &str| BusError::Malformed { position: "-".into(), reason: reason.into() };
     let mut parts = raw.splitn(3, |&b| b == b' ');
@@ -140,7 +156,7 @@ fn parse_message(raw: &[u8]) -> Result<LogEntry, BusError> {
         Some(b'C') => EntryBody::Control(bytes::Bytes::copy_from_slice(&rest[1..])),
         _ => return Err(bad("unknown body")),
     };
-    Ok(LogEntry::decode(LogPosition { major: counter, minor: 0 }, ms as i64, &body))
+    Ok(LogEntry::decode(LogPosition { major: ms, minor: counter }, ms as i64, &body))
 }
 
 #[cfg(test)]
@@ -151,7 +167,7 @@ mod tests {
     #[test]
     fn parses_stamped_messages() {
         let e = parse_message(b"1763900000123 42 H").unwrap();
-        assert_eq!(e.position, LogPosition { major: 42, minor: 0 });
+        assert_eq!(e.position, LogPosition { major: 1_763_900_000_123, minor: 42 });
         assert_eq!(e.log_time, 1_763_900_000_123);
         assert_eq!(e.content, Content::Heartbeat);
         let e = parse_message(b"1 2 B\x00 x").unwrap();
