@@ -182,3 +182,88 @@ async fn both_instances_serve_the_same_frames_through_faults_under_every_failure
     reports += round(&redis, FailurePolicy::LastGood, 1.0, 0).await;
     assert!(reports >= 2, "A's overruns reached the log ({reports} reports)");
 }
+
+/// `GET /admin/tenants/taxi` on `base`.
+async fn inspect(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    let answer = http.get(format!("{base}/admin/tenants/taxi")).bearer_auth(TOKEN).send().await.unwrap();
+    answer.json().await.unwrap()
+}
+
+/// A `last-good` revert leaves no entry in the log. An instance that starts after the
+/// log no longer holds the entry that set the faulted chain (trimmed, as retention
+/// does) must still start with the chain its peers went back to, not the faulted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_starts_after_a_last_good_revert_runs_the_chain_its_peers_went_back_to() {
+    let redis = Redis::start();
+    let prefix = "late-start";
+    let a = instance_config(&redis, prefix, FailurePolicy::LastGood, None);
+    let cancel = CancellationToken::new();
+    let source = || Source::Simulator { taxis: 100, every: Duration::from_millis(200) };
+    let server_a = tokio::spawn(app::serve(a.clone(), source(), cancel.clone()));
+    common::wait_for("A to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(a.listen).is_ok()
+    });
+    let http = reqwest::Client::new();
+    let base_a = format!("http://{}", a.listen);
+    let misbehave = std::fs::read(streamgate_runtime::builtin::component_path("fixture_misbehave")).unwrap();
+    let upload = http.post(format!("{base_a}/admin/plugins")).bearer_auth(TOKEN).body(misbehave);
+    let uploaded: serde_json::Value = upload.send().await.unwrap().json().await.unwrap();
+    let plugin = uploaded["plugin"].as_str().unwrap_or_else(|| panic!("upload refused: {uploaded}"));
+    let chain = json!({"policies": [
+        {"plugin": "builtin:dedupe", "config": {"newest_per_frame": true}},
+        {"plugin": plugin, "config": {"fault": "trap", "from_batch": 20}},
+    ]});
+    let set = http.put(format!("{base_a}/admin/tenants/taxi/chain")).bearer_auth(TOKEN).json(&chain);
+    assert_eq!(set.send().await.unwrap().status(), 200);
+
+    // The stage traps on its 20th batch; last-good goes back to the configured chain (version 0)
+    // and the instance records that in the chain history.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let reverted_at = loop {
+        let seen = inspect(&http, &base_a).await;
+        let record =
+            seen["history"].as_array().and_then(|h| h.iter().find(|r| r["last_good"] == true).cloned());
+        if let Some(record) = record {
+            assert_eq!(seen["active"]["version"], 0, "A went back to the configured chain: {seen}");
+            assert_eq!(record["chain"]["version"], 0, "{record}");
+            break record["position"].as_str().unwrap().to_string();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no last-good revert recorded: {seen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // Retention trims the log up to past the revert: the entry that set version 1 is gone.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (ms, n) = reverted_at.split_once('-').unwrap();
+    let after = format!("{ms}-{}", n.parse::<u64>().unwrap() + 1);
+    let _: u64 = redis::cmd("XTRIM")
+        .arg(format!("{prefix}:taxi:log"))
+        .arg("MINID")
+        .arg(&after)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let c = instance_config(&redis, prefix, FailurePolicy::LastGood, None);
+    let server_c = tokio::spawn(app::serve(c.clone(), source(), cancel.clone()));
+    common::wait_for("C to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(c.listen).is_ok()
+    });
+    let base_c = format!("http://{}", c.listen);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = inspect(&http, &base_c).await;
+        if seen["active"]["position"].as_str().is_some_and(|p| p != "0-0") {
+            assert_eq!(seen["active"]["version"], 0, "C runs what A went back to, not version 1: {seen}");
+            assert_eq!(seen["active"]["labels"], inspect(&http, &base_a).await["active"]["labels"]);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "C did not start reading: {seen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
+    for server in [server_a, server_c] {
+        server.await.unwrap().unwrap();
+    }
+}

@@ -189,6 +189,11 @@ impl Chain {
         self.slots[index].stage.is_none()
     }
 
+    /// Keeps no chain for `last-good` to go back to (as after a `last-good` revert).
+    pub fn forget_previous(&mut self) {
+        self.previous = None;
+    }
+
     /// The chain `last-good` would go back to.
     pub fn previous_spec(&self) -> Option<&ChainSpec> {
         self.previous.as_ref().map(|p| &p.spec)

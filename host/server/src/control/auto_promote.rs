@@ -18,9 +18,14 @@ use crate::tenant::shadow::ShadowState;
 
 /// How often the watch reads the diff.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// Live decisions the span must hold before its rate counts as evidence: a quiet tenant
+/// (heartbeats move log time on) would otherwise show 0 differences of 0 and promote a
+/// candidate that never decided anything.
+pub const MIN_DECIDED: u64 = 1_000;
 
 /// Promote once at most `max_rate` differing events per live decision were seen over
-/// the last `for_ms` of log time (and the shadow has run that long).
+/// the last `for_ms` of log time (and the shadow has run that long), out of at least
+/// [`MIN_DECIDED`] live decisions.
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoPromote {
@@ -54,7 +59,7 @@ impl AutoPromote {
         let Some(from) = series.iter().rev().find(|p| p.log_time <= since) else { return false };
         let decided = last.decided_live - from.decided_live;
         let differing = last.differing_events - from.differing_events;
-        differing as f64 <= self.max_rate * decided as f64
+        decided >= MIN_DECIDED && differing as f64 <= self.max_rate * decided as f64
     }
 }
 
@@ -130,5 +135,16 @@ mod tests {
         let over = [point(0, 0, 0), point(1000, 1000, 5), point(2000, 2000, 25)];
         assert!(!guard.met(&over));
         assert!(!guard.met(&[]));
+    }
+
+    #[test]
+    fn a_quiet_span_is_no_evidence() {
+        let guard = AutoPromote { max_rate: 0.01, for_ms: 2000 };
+        let quiet = [point(0, 0, 0), point(1000, 0, 0), point(2000, 0, 0), point(3000, 0, 0)];
+        assert!(!guard.met(&quiet), "0 differences of 0 decisions promotes nothing");
+        let few = [point(0, 0, 0), point(3000, MIN_DECIDED - 1, 0)];
+        assert!(!guard.met(&few), "fewer decisions than the minimum");
+        let enough = [point(0, 0, 0), point(3000, MIN_DECIDED, 0)];
+        assert!(guard.met(&enough));
     }
 }

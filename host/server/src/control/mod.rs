@@ -183,6 +183,7 @@ impl ChainControl {
             reason: reason.to_string(),
             position: String::new(),
             published_ms: wall_clock_ms(),
+            last_good: false,
         };
         // The control entry and its history record in one step where the bus can.
         let together = self.catalog.store().history_entry(tenant, &record);
@@ -197,15 +198,14 @@ impl ChainControl {
     }
 
     /// Sets the chain that was active before the current one (the configured chain
-    /// when only one was ever set).
+    /// when only one was ever set). After a `last-good` revert, that is the chain before
+    /// the one it went back to, never the chain that faulted.
     pub async fn rollback(&self, tenant: &str) -> Result<Applied, ControlError> {
         let handle = self.tenant(tenant)?;
         let history = self.catalog.store().chain_history(tenant).await?;
         let configured = handle.configured_chain(self.catalog.plugins_dir().is_some());
-        let (current, previous) = match history.as_slice() {
-            [] => return Err(ControlError::NothingToRollBack(tenant.to_string())),
-            [only] => (only, configured.clone()),
-            [.., before, last] => (last, before.chain.clone()),
+        let Some((current, previous)) = rollback_target(history, &configured) else {
+            return Err(ControlError::NothingToRollBack(tenant.to_string()));
         };
         let reason =
             format!("rollback from version {} to version {}", current.chain.version, previous.version);
@@ -251,5 +251,66 @@ impl ChainControl {
             swap_failures: m.swap_failures.load(Relaxed),
             last_good_reverts: m.policy.last_good_reverts.load(Relaxed),
         })
+    }
+}
+
+/// The chain in force (the newest record) and the one a rollback sets: the newest
+/// earlier chain of other policies, never the one a `last-good` record left because it
+/// faulted; the configured chain if there is none. `None` when nothing was ever set.
+fn rollback_target(
+    mut history: Vec<ChainRecord>,
+    configured: &ChainSpec,
+) -> Option<(ChainRecord, ChainSpec)> {
+    history.sort_by_key(|r| r.position.parse::<LogPosition>().unwrap_or_default());
+    let current = history.pop()?;
+    let mut after_last_good = current.last_good;
+    let previous = history
+        .iter()
+        .rev()
+        .find(|r| {
+            let left_by_fault = std::mem::replace(&mut after_last_good, r.last_good);
+            !left_by_fault && r.chain.policies != current.chain.policies
+        })
+        .map_or(configured.clone(), |r| r.chain.clone());
+    Some((current, previous))
+}
+
+#[cfg(test)]
+mod rollback_tests {
+    use super::*;
+
+    fn chain(version: u64, plugin: &str) -> ChainSpec {
+        ChainSpec { version, policies: vec![StageSpec::new(plugin, "{}")] }
+    }
+
+    fn record(position: &str, chain: ChainSpec, last_good: bool) -> ChainRecord {
+        ChainRecord { chain, reason: String::new(), position: position.into(), published_ms: 0, last_good }
+    }
+
+    fn target(history: Vec<ChainRecord>) -> Option<u64> {
+        rollback_target(history, &chain(0, "builtin:dedupe")).map(|(_, previous)| previous.version)
+    }
+
+    #[test]
+    fn a_rollback_goes_to_the_chain_before_and_undoes_itself() {
+        assert_eq!(target(vec![]), None);
+        assert_eq!(target(vec![record("1-0", chain(1, "a"), false)]), Some(0));
+        let two = vec![record("1-0", chain(1, "a"), false), record("2-0", chain(2, "b"), false)];
+        assert_eq!(target(two.clone()), Some(1));
+        let mut undone = two;
+        undone.push(record("3-0", chain(3, "a"), false));
+        assert_eq!(target(undone), Some(2), "rolling back a rollback");
+    }
+
+    #[test]
+    fn after_last_good_the_faulted_chain_is_never_the_target() {
+        // 1, 2, 3 set; 3 faulted and last-good went back to 2 (recorded, maybe late).
+        let history = vec![
+            record("1-0", chain(1, "a"), false),
+            record("2-0", chain(2, "b"), false),
+            record("4-0", chain(2, "b"), true),
+            record("3-0", chain(3, "c"), false),
+        ];
+        assert_eq!(target(history), Some(1), "back to the chain before 2, not to 3 which faulted");
     }
 }

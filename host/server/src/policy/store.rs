@@ -27,17 +27,35 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
 }
 
-/// A chain the admin API put into a tenant's log, kept (in Redis) so instances that
-/// start later know which chain was active before the oldest entry they read.
+/// A chain the admin API put into a tenant's log, or that `last-good` went back to,
+/// kept (in Redis) so instances that start later know which chain was active before the
+/// oldest entry they read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChainRecord {
     pub chain: ChainSpec,
     pub reason: String,
-    /// Log position of the control entry.
+    /// Log position of the control entry (of the entry whose fault made `last-good` go
+    /// back, for such a record).
     pub position: String,
     /// Wall-clock ms when it was published.
     pub published_ms: i64,
+    /// Recorded by the instances when `last-good` went back to `chain` after a fault:
+    /// no log entry says so, and the chain it left has no `last-good` of its own after.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last_good: bool,
 }
+
+/// Appends the record unless one at its position is kept already (every instance that
+/// went back at that entry records it; the first one wins).
+const RECORD_ONCE: &str = r#"
+for _, item in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local ok, rec = pcall(cjson.decode, item)
+  if ok and type(rec) == 'table' and rec['position'] == ARGV[2] then return 0 end
+end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[3]), -1)
+return 1
+"#;
 
 #[derive(Clone)]
 pub enum Store {
@@ -164,6 +182,32 @@ impl Store {
         }
     }
 
+    /// Appends `record` unless a record at its position is kept already.
+    pub async fn record_chain_once(&self, tenant: &str, record: &ChainRecord) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                let known = m
+                    .lock()
+                    .unwrap()
+                    .history
+                    .get(tenant)
+                    .is_some_and(|h| h.iter().any(|r| r.position == record.position));
+                if known { Ok(()) } else { self.record_chain(tenant, record).await }
+            }
+            Store::Redis(r) => {
+                let json = serde_json::to_string(record)?;
+                redis::Script::new(RECORD_ONCE)
+                    .key(r.link.tenant_key(tenant, "chains"))
+                    .arg(json)
+                    .arg(&record.position)
+                    .arg(HISTORY_KEPT)
+                    .invoke_async::<i64>(&mut r.conn().await?)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
     /// `record` as a list entry the bus writes with its control entry in one step (the
     /// position spliced in), where the store shares the bus's Redis; `None` otherwise.
     pub fn history_entry(&self, tenant: &str, record: &ChainRecord) -> Option<Recorded> {
@@ -224,10 +268,17 @@ mod tests {
             reason: "set".into(),
             position: "1-0".into(),
             published_ms: 5,
+            last_good: false,
         };
         s.record_chain("t", &rec).await.unwrap();
-        assert_eq!(s.chain_history("t").await.unwrap(), vec![rec]);
+        assert_eq!(s.chain_history("t").await.unwrap(), vec![rec.clone()]);
         assert!(s.chain_history("u").await.unwrap().is_empty());
+        // Every instance that went back at one entry records it: kept once.
+        let back = ChainRecord { position: "2-0".into(), last_good: true, ..rec.clone() };
+        for _ in 0..3 {
+            s.record_chain_once("t", &back).await.unwrap();
+        }
+        assert_eq!(s.chain_history("t").await.unwrap(), vec![rec, back]);
     }
 
     #[test]
@@ -237,6 +288,7 @@ mod tests {
             reason: "a \"quoted\" \\u0001 reason".into(),
             position: String::new(),
             published_ms: 9,
+            last_good: false,
         };
         assert!(Store::memory().history_entry("t", &rec).is_none(), "memory writes its record itself");
         let redis = Store::redis("redis://127.0.0.1:1", "sg").unwrap();

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use streamgate_runtime::{ChainSpec, PreparedChain, StageLimits};
 
 use crate::bus::{Content, Control, LogEntry, LogPosition};
-use crate::policy::{Catalog, CatalogError};
+use crate::policy::{Catalog, CatalogError, ChainRecord};
 
 /// Attempts to prepare a chain when the plugin store is unreachable.
 const PREPARE_ATTEMPTS: u32 = 5;
@@ -44,6 +44,9 @@ pub struct SwapOrder {
     pub only_from: Option<u64>,
     /// A shadow's promotion: take the shadow's chain if it runs here intact.
     pub promote: bool,
+    /// After the switch, keep no chain for `last-good` to go back to: the chain starts
+    /// as `last-good`'s own target, which on the instances that went back has none.
+    pub forget_previous: bool,
     pub reason: String,
     pub prepared: oneshot::Receiver<Result<PreparedChain, PrepareFailure>>,
 }
@@ -105,29 +108,61 @@ impl Dispatcher {
             };
             let _ = tx.send(result);
         });
-        SwapOrder { position, log_time, version, only_from: None, promote: false, reason, prepared: rx }
+        SwapOrder {
+            position,
+            log_time,
+            version,
+            only_from: None,
+            promote: false,
+            forget_previous: false,
+            reason,
+            prepared: rx,
+        }
     }
 
-    /// The chain set through the admin API that was active before `first` (the oldest
-    /// entry this instance reads): later ones arrive as control entries in the log.
-    async fn startup_order(&self, first: &LogEntry) -> Option<SwapOrder> {
+    /// The chain that was active before `first` (the oldest entry this instance reads),
+    /// set through the admin API or gone back to by `last-good`, with the chain its peers
+    /// keep for `last-good`: later changes arrive as control entries in the log.
+    async fn startup_orders(&self, first: &LogEntry) -> Vec<SwapOrder> {
         let history = match self.catalog.store().chain_history(&self.tenant).await {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!(tenant = %self.tenant, error = %e,
                     "cannot read the chain history; running the configured chain");
-                return None;
+                return Vec::new();
             }
         };
-        let active = history
-            .into_iter()
-            .rev()
-            .find(|r| r.position.parse::<LogPosition>().is_ok_and(|p| p < first.position))?;
+        let (before, Some(active)) = active_before(history, first.position) else { return Vec::new() };
         tracing::info!(tenant = %self.tenant, version = active.chain.version, since = %active.position,
-            "starting with the chain set through the admin API");
-        let reason = format!("active since {} ({})", active.position, active.reason);
-        Some(self.order(active.chain, reason, first.position, first.log_time))
+            last_good = active.last_good, "starting with the chain active before the first entry");
+        let at = |record: ChainRecord| {
+            let reason = format!("active since {} ({})", record.position, record.reason);
+            self.order(record.chain, reason, first.position, first.log_time)
+        };
+        if active.last_good {
+            return vec![SwapOrder { forget_previous: true, ..at(active) }];
+        }
+        // Peers keep the chain that ran before this one for `last-good`: switch through it.
+        before.map(at).into_iter().chain([at(active)]).collect()
     }
+}
+
+/// Of the recorded chains, the one the active one replaced and the one active at
+/// `first`: the
+/// newest two recorded before `first` by log position (instances that went back at the
+/// same entry may have recorded in any order; one record per position counts).
+fn active_before(
+    history: Vec<ChainRecord>,
+    first: LogPosition,
+) -> (Option<ChainRecord>, Option<ChainRecord>) {
+    let mut by_position: Vec<(LogPosition, ChainRecord)> = history
+        .into_iter()
+        .filter_map(|r| Some((r.position.parse::<LogPosition>().ok().filter(|p| *p < first)?, r)))
+        .collect();
+    by_position.sort_by_key(|(p, _)| *p);
+    by_position.dedup_by_key(|(p, _)| *p);
+    let active = by_position.pop().map(|(_, r)| r);
+    (by_position.pop().map(|(_, r)| r), active)
 }
 
 /// Runs until the reader stops or `cancel`.
@@ -143,11 +178,9 @@ pub async fn dispatch(
             _ = cancel.cancelled() => return,
             e = log.recv() => match e { Some(e) => e, None => return },
         };
-        let mut items = Vec::with_capacity(2);
-        if std::mem::take(&mut first)
-            && let Some(order) = dispatcher.startup_order(&entry).await
-        {
-            items.push(Work::Swap(order));
+        let mut items = Vec::with_capacity(3);
+        if std::mem::take(&mut first) {
+            items.extend(dispatcher.startup_orders(&entry).await.into_iter().map(Work::Swap));
         }
         let (position, log_time) = (entry.position, entry.log_time);
         match entry.content {

@@ -137,6 +137,9 @@ pub async fn start(
         let (bus, name, cancel) = (bus.clone(), config.name.clone(), cancel.clone());
         async move { bus.read_after(&name, after, log_tx, ready, cancel).await }
     });
+    let (history_tx, history_rx) = mpsc::unbounded_channel();
+    let store = catalog.store().clone();
+    tasks.spawn(report::record_history(store, config.name.clone(), history_rx, cancel.clone()));
     tasks.spawn(dispatch::dispatch(
         dispatch::Dispatcher::new(config.name.clone(), catalog, options.limits, after.is_none()),
         log_rx,
@@ -172,6 +175,7 @@ pub async fn start(
         clock,
         last_entry_ms,
         reports: reports_tx,
+        history: history_tx,
         instance: report::instance_name(),
         reported: Default::default(),
         shadow: None,

@@ -1,6 +1,8 @@
 //! Publishes what this instance decided on its own (a plugin call past the tenant's
 //! timeout by its wall clock, a chain it could not prepare) into the tenant's log as a
 //! control entry: every instance, this one included, then acts on it at that entry.
+//! Also keeps in the chain history the chains `last-good` went back to
+//! ([`record_history`]), which every instance decided alike at one entry.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, Control, EntryBody};
 use crate::metrics::TenantMetrics;
+use crate::policy::{ChainRecord, Store};
 
 /// Tries per report while the bus is out of reach.
 const ATTEMPTS: u32 = 6;
@@ -49,6 +52,33 @@ pub async fn publish_reports(
                 }
                 Err(e) => tracing::error!(tenant, error = %e, ?control,
                     "cannot publish a fault report; the other instances will not follow it"),
+            }
+        }
+    }
+}
+
+/// Keeps each chain `last-good` went back to in the tenant's chain history, once however
+/// many instances record it. Runs until the worker drops its sender or `cancel`.
+pub async fn record_history(
+    store: Store,
+    tenant: String,
+    mut records: mpsc::UnboundedReceiver<ChainRecord>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let record = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = records.recv() => match r { Some(r) => r, None => return },
+        };
+        for attempt in 1..=ATTEMPTS {
+            match store.record_chain_once(&tenant, &record).await {
+                Ok(()) => break,
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::warn!(tenant, error = %e, "cannot record a last-good chain yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) => tracing::error!(tenant, error = %e, position = record.position,
+                    "cannot record a last-good chain; an instance that starts later may run another chain"),
             }
         }
     }

@@ -52,6 +52,8 @@ fn run_chain(chain: Chain, hub: Arc<Hub>, work: Vec<Work>) -> (Vec<Control>, Cha
         clock: Instant::now(),
         last_entry_ms: Arc::new(AtomicU64::new(0)),
         reports,
+        // The chain history is the store's (tests/fault_determinism.rs).
+        history: mpsc::unbounded_channel().0,
         instance: "a:1".into(),
         reported: Default::default(),
         shadow: None,
@@ -87,6 +89,7 @@ fn order(
         version,
         only_from,
         promote: false,
+        forget_previous: false,
         reason: "test".into(),
         prepared: rx,
     })

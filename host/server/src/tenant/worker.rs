@@ -23,6 +23,7 @@ use super::status::{ChainStatus, SwapStatus};
 use crate::bus::{Content, Control, LogEntry, LogPosition};
 use crate::hub::Hub;
 use crate::metrics::TenantMetrics;
+use crate::policy::ChainRecord;
 
 pub struct Worker {
     pub chain: Chain,
@@ -33,6 +34,9 @@ pub struct Worker {
     pub last_entry_ms: Arc<AtomicU64>,
     /// Where reports go to be published in the log.
     pub reports: mpsc::UnboundedSender<Control>,
+    /// Chains `last-good` went back to, for the chain history (no log entry says so, and
+    /// an instance that starts later must start with the chain its peers run).
+    pub history: mpsc::UnboundedSender<ChainRecord>,
     /// This instance's name in reports.
     pub instance: String,
     /// Overruns reported and not yet back from the log: (chain version, stage).
@@ -179,6 +183,15 @@ impl Worker {
             }
         }
         let reverted = self.chain.spec().version != version;
+        if reverted {
+            let _ = self.history.send(ChainRecord {
+                chain: self.chain.spec().clone(),
+                reason: format!("last-good: a stage of version {version} faulted at {position}"),
+                position: position.to_string(),
+                published_ms: crate::bus::wall_clock_ms(),
+                last_good: true,
+            });
+        }
         self.status.send_modify(|s| {
             s.position = position;
             if reverted {
@@ -209,6 +222,20 @@ impl Worker {
                         Some(report) => report,
                         None => self.chain.swap(next),
                     };
+                if order.forget_previous {
+                    self.chain.forget_previous();
+                }
+                if order.only_from.is_some() {
+                    // A revert is in the log, but not in the chain history: recorded, so
+                    // an instance that starts after it starts with the chain kept.
+                    let _ = self.history.send(ChainRecord {
+                        chain: self.chain.spec().clone(),
+                        reason: order.reason.clone(),
+                        position: order.position.to_string(),
+                        published_ms: crate::bus::wall_clock_ms(),
+                        last_good: false,
+                    });
+                }
                 self.metrics.swaps.fetch_add(1, Relaxed);
                 tracing::info!(tenant, position = %order.position, from = report.from_version,
                     to = report.to_version, pause_us = report.pause.as_micros() as u64,
