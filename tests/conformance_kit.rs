@@ -70,6 +70,7 @@ const LIES: &[(&str, bool, &str, &str)] = &[
     ("config-trap", true, "config/invalid", "instead of returning a config-error"),
     ("leak", true, "resources/memory", "bytes per call"),
     ("quadratic", true, "resources/time", "fuel per event per window"),
+    ("expire-fresh", true, "claim/staleness", "may be expired only once its newest release is older"),
 ];
 
 #[test]
@@ -266,6 +267,22 @@ fn differential_mode_finds_no_difference_between_equal_logic_and_every_one_other
     assert!(d.what.iter().any(|w| w.contains("by new only")), "{report}");
     assert!(report.inputs.contains_key(&d.case), "the input of every differing log is kept");
     assert!(report.to_string().contains("the smallest differing log"), "{report}");
+
+    // Keys expired by one side only are a difference: a candidate that makes live keys
+    // vanish from the map must never compare as identical.
+    let expiring = Differential::new(&liar, &liar)
+        .config(r#"{"lie":"expire-fresh"}"#)
+        .against_config(r#"{"lie":"none"}"#)
+        .seed(SEED)
+        .cases(16)
+        .run()
+        .unwrap();
+    assert!(!expiring.identical(), "{expiring}");
+    let first = &expiring.differences[0].what;
+    assert!(
+        first.iter().any(|w| w.starts_with("expired keys [#") && w.ends_with("by old only")),
+        "{first:?}"
+    );
 
     let Err(refused) = Differential::new(&liar, &dedupe).config(r#"{"lie":"none"}"#).run() else {
         panic!("dedupe refuses the liar's config");

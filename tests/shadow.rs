@@ -276,6 +276,8 @@ fn counts_of(shadow: &Value) -> DiffCounts {
         dropped_only_live: n("dropped_only_live"),
         dropped_only_candidate: n("dropped_only_candidate"),
         reordered_entries: n("reordered_entries"),
+        expired_only_live: n("expired_only_live"),
+        expired_only_candidate: n("expired_only_candidate"),
         differing_events: n("differing_events"),
     }
 }

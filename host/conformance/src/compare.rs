@@ -1,6 +1,7 @@
 //! How two runs of one log differ, push by push: events released by one only, the
-//! same events in another order, drops with another reason or by one only, a run that
-//! failed on one side only, and events one still holds after the flush.
+//! same events in another order, drops with another reason or by one only, keys
+//! expired by one only, a run that failed on one side only, and events one still holds
+//! after the flush.
 
 use std::collections::BTreeMap;
 
@@ -84,6 +85,15 @@ fn frame_differences(new: &Answer, old: &Answer) -> Vec<String> {
         if by_new != by_old {
             groups.entry((by_new, by_old)).or_default().push(*seq);
         }
+    }
+    if new.expired != old.expired {
+        let only = |x: &[u64], y: &[u64]| x.iter().filter(|k| !y.contains(k)).copied().collect::<Vec<_>>();
+        let keys = crate::determinism::keys;
+        what.push(format!(
+            "expired keys {} by new only, {} by old only",
+            keys(&only(&new.expired, &old.expired)),
+            keys(&only(&old.expired, &new.expired))
+        ));
     }
     for ((by_new, by_old), seqs) in groups {
         let seqs = if seqs.len() == 1 { seqs[0].to_string() } else { format!("{seqs:?}") };

@@ -146,7 +146,7 @@ mod tests {
     }
 
     fn frame(now: i64, released: &[Event], dropped: &[(u64, DropReason)]) -> Answer {
-        Answer { now, released: released.to_vec(), dropped: dropped.to_vec() }
+        Answer { now, released: released.to_vec(), dropped: dropped.to_vec(), expired: vec![] }
     }
 
     #[test]

@@ -14,8 +14,10 @@ use crate::generate::{Batch, Log};
 use crate::harness::{Answer, Ctx, Failure, Probe, Setup, run_log};
 use crate::report::Verdict;
 
-/// One push's answer as comparable data: released seqs in order, drops in order.
-type Decided = (Vec<u64>, Vec<(u64, DropReason)>);
+/// One push's answer as comparable data: released seqs in order, drops in order, the
+/// expired keys. (Only a replay of the same pushes compares expiries: with other batch
+/// boundaries a key may rightly expire at an extra heartbeat and come back later.)
+type Decided = (Vec<u64>, Vec<(u64, DropReason)>, Vec<u64>);
 
 /// Drops as `[5 out_of_date, 7 stale]`.
 pub fn drops<'a>(dropped: impl IntoIterator<Item = &'a (u64, DropReason)>) -> String {
@@ -23,8 +25,14 @@ pub fn drops<'a>(dropped: impl IntoIterator<Item = &'a (u64, DropReason)>) -> St
     format!("[{}]", items.join(", "))
 }
 
+/// Expired key hashes as `[#00000000000000ab, ...]`.
+pub fn keys(expired: &[u64]) -> String {
+    let items: Vec<String> = expired.iter().map(|k| format!("#{k:016x}")).collect();
+    format!("[{}]", items.join(", "))
+}
+
 pub fn answers(frames: &[Answer]) -> Vec<Decided> {
-    frames.iter().map(|f| (f.released_seqs(), f.dropped.clone())).collect()
+    frames.iter().map(|f| (f.released_seqs(), f.dropped.clone(), f.expired.clone())).collect()
 }
 
 pub fn replay(ctx: &Ctx) -> Verdict {
@@ -37,12 +45,15 @@ pub fn replay(ctx: &Ctx) -> Verdict {
             if let Some(i) = first.iter().zip(&second).position(|(a, b)| a != b) {
                 return Err(Failure::new(format!(
                     "the same log replayed into a fresh stage answered push {} differently: \
-                     released {:?} / dropped {} the first time, released {:?} / dropped {} the second",
+                     released {:?} / dropped {} / expired {} the first time, released {:?} / dropped {} / \
+                     expired {} the second",
                     i + 1,
                     first[i].0,
                     drops(&first[i].1),
+                    keys(&first[i].2),
                     second[i].0,
-                    drops(&second[i].1)
+                    drops(&second[i].1),
+                    keys(&second[i].2)
                 )));
             }
             let (a, b) = (&trace.snapshot, &again.snapshot);
@@ -232,13 +243,16 @@ pub fn snapshot_restore(ctx: &Ctx) -> Verdict {
                     let (want, got) = (&plain[cut + i], &rest[i]);
                     return Err(Failure::new(format!(
                         "snapshot after push {cut} ({} bytes) restored into a fresh stage: push {} answered \
-                         released {:?} / dropped {}, but without the swap released {:?} / dropped {}",
+                         released {:?} / dropped {} / expired {}, but without the swap released {:?} / dropped {} \
+                         / expired {}",
                         state.len(),
                         cut + i + 1,
                         got.0,
                         drops(&got.1),
+                        keys(&got.2),
                         want.0,
-                        drops(&want.1)
+                        drops(&want.1),
+                        keys(&want.2)
                     )));
                 }
             }

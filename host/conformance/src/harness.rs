@@ -156,6 +156,9 @@ pub struct Answer {
     pub now: i64,
     pub released: Vec<Event>,
     pub dropped: Vec<(u64, DropReason)>,
+    /// Key hashes the stage declared expired, ascending, each once (as the chain takes
+    /// them).
+    pub expired: Vec<u64>,
 }
 
 impl Answer {
@@ -238,8 +241,12 @@ impl<'c> Probe<'c> {
                 costly: true,
             });
         }
-        let mut frame =
-            Answer { now, released: Vec::with_capacity(answer.released.len()), dropped: Vec::new() };
+        let mut frame = Answer {
+            now,
+            released: Vec::with_capacity(answer.released.len()),
+            dropped: Vec::new(),
+            expired: Vec::new(),
+        };
         decisions::validate(&answer, |seq| self.held.contains_key(&seq)).map_err(|e| {
             let (seq, released) = match e {
                 InvalidAnswer::NotHeld { seq, released } | InvalidAnswer::Twice { seq, released } => {
@@ -265,6 +272,9 @@ impl<'c> Probe<'c> {
         }
         self.decided.extend(answer.released.iter().copied().chain(answer.dropped.iter().map(|d| d.seq)));
         frame.dropped = answer.dropped.iter().map(|d| (d.seq, d.reason.into())).collect();
+        frame.expired = answer.expired;
+        frame.expired.sort_unstable();
+        frame.expired.dedup();
         Ok(frame)
     }
 

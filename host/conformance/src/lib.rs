@@ -17,7 +17,7 @@
 //! [`harness`] (stages driven as the chain drives them, answers validated, runs shared
 //! by the checks) and [`failure`] (what a failed run says), [`cases`] (property runs and
 //! shrinking), [`checks`], [`configs`], [`determinism`], [`restore`] and [`resources`]
-//! (generic checks), [`properties`] and [`dedupe`] (capability claims), [`render`] (text
+//! (generic checks), [`properties`], [`dedupe`] and [`expiry`] (capability claims), [`render`] (text
 //! and JSON), and [`componentize`], which makes a plugin's core module a component;
 //! [`differential`] compares two plugins on the same logs ([`compare`] says how two runs
 //! differ), generated and [`recorded`] from a running tenant ([`recorded_diff`]).
@@ -32,6 +32,7 @@ pub mod dedupe;
 pub mod determinism;
 pub mod differential;
 pub mod expect;
+pub mod expiry;
 pub mod failure;
 pub mod generate;
 pub mod harness;

@@ -4,7 +4,8 @@
 //!   [`crate::determinism`], what is released by each `now` does not depend on how the
 //!   log was cut into pushes);
 //! - staleness: nothing released is older than `max_age_ms` (config, default 30000)
-//!   before that push's `now`, and nothing dropped as `stale` is not;
+//!   before that push's `now`, nothing dropped as `stale` is not, and a key is expired
+//!   only once it went silent for longer ([`crate::expiry`]);
 //! - dedupe: see [`crate::dedupe`];
 //! - coalesce: at most one release per key and tag in a frame, for the tags the
 //!   config's `tags` lists (all tags when it lists none), and every `superseded` drop
@@ -153,6 +154,7 @@ fn events_of(log: &Log) -> BTreeMap<u64, Event> {
 }
 
 fn staleness(log: &Log, frames: &[Answer], max_age_ms: i64) -> Result<(), String> {
+    crate::expiry::silent_keys_only(frames, max_age_ms)?;
     let events = events_of(log);
     for (i, f) in frames.iter().enumerate() {
         let oldest_allowed = f.now.saturating_sub(max_age_ms);
@@ -283,12 +285,18 @@ mod tests {
     fn staleness_fails_a_stale_drop_of_an_event_exactly_at_the_bound() {
         let (fresh, stale) = (ev(1, 7, 9_000, 0), ev(2, 7, 8_999, 0));
         let log = Log::new(vec![Batch { now: 10_000, events: vec![fresh, stale] }]);
-        let honest = [Answer { now: 10_000, released: vec![fresh], dropped: vec![(2, DropReason::Stale)] }];
+        let honest = [Answer {
+            now: 10_000,
+            released: vec![fresh],
+            dropped: vec![(2, DropReason::Stale)],
+            expired: vec![],
+        }];
         assert!(staleness(&log, &honest, 1_000).is_ok());
         let off_by_one = [Answer {
             now: 10_000,
             released: vec![],
             dropped: vec![(1, DropReason::Stale), (2, DropReason::Stale)],
+            expired: vec![],
         }];
         assert!(staleness(&log, &off_by_one, 1_000).unwrap_err().contains("dropped seq 1 as stale"));
     }
@@ -298,14 +306,22 @@ mod tests {
         let (rank, admitted) = (hash("rank"), hash("admitted"));
         let events = vec![ev(1, 7, 1, admitted), ev(2, 7, 2, admitted), ev(3, 7, 3, rank)];
         let log = Log::new(vec![Batch { now: 0, events: events.clone() }]);
-        let all = [Answer { now: 0, released: events.clone(), dropped: vec![] }];
+        let all = [Answer { now: 0, released: events.clone(), dropped: vec![], expired: vec![] }];
         assert!(coalesce(&log, &all, Some(&BTreeSet::from([rank]))).is_ok());
         assert!(coalesce(&log, &all, None).unwrap_err().contains("seqs 1 and 2"));
-        let first_kept =
-            [Answer { now: 0, released: vec![events[0]], dropped: vec![(2, DropReason::Superseded)] }];
+        let first_kept = [Answer {
+            now: 0,
+            released: vec![events[0]],
+            dropped: vec![(2, DropReason::Superseded)],
+            expired: vec![],
+        }];
         assert!(coalesce(&log, &first_kept, None).unwrap_err().contains("no newer event of its key"));
-        let newest_kept =
-            [Answer { now: 0, released: vec![events[1]], dropped: vec![(1, DropReason::Superseded)] }];
+        let newest_kept = [Answer {
+            now: 0,
+            released: vec![events[1]],
+            dropped: vec![(1, DropReason::Superseded)],
+            expired: vec![],
+        }];
         assert!(coalesce(&log, &newest_kept, None).is_ok());
     }
 }

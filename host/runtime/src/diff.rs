@@ -1,6 +1,7 @@
 //! Comparing what two chains decided on the same log entries, entry by entry: the
 //! running counts of a shadow deploy (events released by one and not the other, drops
-//! with different reasons, releases in a different order), per key, with a bounded
+//! with different reasons, releases in a different order, keys expired by one and not
+//! the other), per key, with a bounded
 //! sample of concrete differences and a bounded series over log time. A pure function
 //! of the two chains' outputs, so a replay of the log gives the same counts.
 
@@ -35,11 +36,13 @@ impl EventId {
     }
 }
 
-/// What one chain decided at one log entry: releases in order, drops with reasons.
+/// What one chain decided at one log entry: releases in order, drops with reasons,
+/// the key hashes it expired (ascending).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decided {
     pub released: Vec<EventId>,
     pub dropped: Vec<(EventId, &'static str)>,
+    pub expired: Vec<u64>,
 }
 
 impl Decided {
@@ -48,6 +51,7 @@ impl Decided {
         Decided {
             released: out.released.iter().map(EventId::of).collect(),
             dropped: out.dropped.iter().map(|d| (EventId::of(&d.event), d.reason)).collect(),
+            expired: out.expired.clone(),
         }
     }
 }
@@ -90,6 +94,10 @@ pub struct DiffCounts {
     pub dropped_only_candidate: u64,
     /// Entries where both released the same events in a different order.
     pub reordered_entries: u64,
+    /// Keys the live chain expired at an entry where the candidate did not (their
+    /// latest values leave the map on one and stay on the other), and the converse.
+    pub expired_only_live: u64,
+    pub expired_only_candidate: u64,
     /// Events decided differently (each counted once, whatever the kind).
     pub differing_events: u64,
 }
@@ -190,6 +198,7 @@ impl Diff {
                 self.note(position, event, a, b);
             }
         }
+        differing += self.compare_expired(position, now, &live.expired, &candidate.expired);
         if differing == 0 && live.released != candidate.released {
             self.counts.reordered_entries += 1;
             if let Some(first) = live.released.iter().zip(&candidate.released).find(|(a, b)| a != b) {
@@ -215,7 +224,30 @@ impl Diff {
         differing
     }
 
+    /// Counts and samples the keys one side expired at this entry and the other did not.
+    fn compare_expired(&mut self, position: &str, now: i64, live: &[u64], candidate: &[u64]) -> u64 {
+        let mut differing = 0;
+        for (hash, by_live) in symmetric_difference(live, candidate) {
+            let count = if by_live {
+                &mut self.counts.expired_only_live
+            } else {
+                &mut self.counts.expired_only_candidate
+            };
+            *count += 1;
+            differing += 1;
+            let key = EventId { key: format!("#{hash:016x}"), event_time: now, id: 0, tag: 0 };
+            let (expired, kept) = ("expired the key".to_string(), "did not expire the key here".to_string());
+            let (l, c) = if by_live { (expired, kept) } else { (kept, expired) };
+            self.note_with(position, &key, l, c);
+        }
+        differing
+    }
+
     fn note(&mut self, position: &str, event: &EventId, live: Option<Outcome>, candidate: Option<Outcome>) {
+        self.note_with(position, event, Outcome::describe(live), Outcome::describe(candidate));
+    }
+
+    fn note_with(&mut self, position: &str, event: &EventId, live: String, candidate: String) {
         let known = self.per_key.len();
         match self.per_key.get_mut(&event.key) {
             Some(n) => *n += 1,
@@ -228,8 +260,8 @@ impl Diff {
             position: position.to_string(),
             key: event.key.clone(),
             event_time: event.event_time,
-            live: Outcome::describe(live),
-            candidate: Outcome::describe(candidate),
+            live,
+            candidate,
         });
     }
 
@@ -273,6 +305,17 @@ impl Diff {
     pub fn per_key(&self) -> &BTreeMap<String, u64> {
         &self.per_key
     }
+}
+
+/// The values in one ascending list and not the other, with whether the first had it.
+fn symmetric_difference(a: &[u64], b: &[u64]) -> Vec<(u64, bool)> {
+    let only = |x: &[u64], y: &[u64], first: bool| {
+        x.iter().filter(|v| y.binary_search(v).is_err()).map(move |&v| (v, first)).collect::<Vec<_>>()
+    };
+    let mut out = only(a, b, true);
+    out.extend(only(b, a, false));
+    out.sort_unstable();
+    out
 }
 
 /// Both sorted lists without the outcomes they share (as multisets).

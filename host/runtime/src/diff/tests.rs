@@ -14,10 +14,12 @@ fn each_kind_of_difference_is_counted_once_per_event() {
     let live = Decided {
         released: vec![id("a", 1), id("b", 1), id("c", 1)],
         dropped: vec![(id("d", 1), "duplicate"), (id("e", 1), "stale")],
+        expired: vec![],
     };
     let candidate = Decided {
         released: vec![id("a", 1), id("f", 1)],
         dropped: vec![(id("b", 1), "duplicate"), (id("d", 1), "out_of_date")],
+        expired: vec![],
     };
     assert_eq!(diff.compare("1-0", 1000, &live, &candidate), 5);
     let c = diff.counts();
@@ -30,8 +32,8 @@ fn each_kind_of_difference_is_counted_once_per_event() {
     assert_eq!((b.live.as_str(), b.candidate.as_str()), ("released", "dropped (duplicate)"));
 
     // Same events in another order: one reordered entry, no differing event.
-    let swapped = Decided { released: vec![id("y", 1), id("x", 1)], dropped: vec![] };
-    let ordered = Decided { released: vec![id("x", 1), id("y", 1)], dropped: vec![] };
+    let swapped = Decided { released: vec![id("y", 1), id("x", 1)], dropped: vec![], expired: vec![] };
+    let ordered = Decided { released: vec![id("x", 1), id("y", 1)], dropped: vec![], expired: vec![] };
     assert_eq!(diff.compare("2-0", 1001, &ordered, &swapped), 0);
     assert_eq!(diff.counts().reordered_entries, 1);
     assert_eq!(diff.counts().differing_entries, 2);
@@ -42,11 +44,34 @@ fn each_kind_of_difference_is_counted_once_per_event() {
 }
 
 #[test]
+fn keys_expired_by_one_chain_only_are_differences() {
+    let mut diff = Diff::default();
+    let live = Decided { expired: vec![3, 7, 9], ..Decided::default() };
+    let candidate = Decided { expired: vec![7, 11], ..Decided::default() };
+    assert_eq!(
+        diff.compare("1-0", 1000, &live, &candidate),
+        3,
+        "3 and 9 by live only, 11 by the candidate only"
+    );
+    let c = diff.counts();
+    assert_eq!((c.expired_only_live, c.expired_only_candidate, c.differing_entries), (2, 1, 1), "{c:?}");
+    let report = diff.report();
+    let eleven = report.sample.iter().find(|s| s.key == format!("#{:016x}", 11)).expect("sampled");
+    assert_eq!(
+        (eleven.live.as_str(), eleven.candidate.as_str()),
+        ("did not expire the key here", "expired the key")
+    );
+    // A candidate that expires every key it sees, or none, is never "identical".
+    assert_eq!(diff.compare("2-0", 1001, &live, &live), 0);
+    assert_eq!(diff.compare("3-0", 1002, &live, &Decided::default()), 3);
+}
+
+#[test]
 fn sample_keys_and_series_stay_bounded() {
     let mut diff = Diff::default();
     let none = Decided::default();
     for i in 0..(KEYS as i64 + 500) {
-        let live = Decided { released: vec![id(&format!("k{i}"), i)], dropped: vec![] };
+        let live = Decided { released: vec![id(&format!("k{i}"), i)], dropped: vec![], expired: vec![] };
         diff.compare(&format!("{i}-0"), i * POINT_EVERY_MS, &live, &none);
     }
     let report = diff.report();

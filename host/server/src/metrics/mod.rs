@@ -59,13 +59,15 @@ pub struct TenantMetrics {
 }
 
 /// Kinds of difference a shadow counts (`streamgate_shadow_differences_total{kind}`).
-pub const SHADOW_KINDS: [&str; 6] = [
+pub const SHADOW_KINDS: [&str; 8] = [
     "released_only_live",
     "released_only_candidate",
     "drop_reasons_differ",
     "dropped_only_live",
     "dropped_only_candidate",
     "reordered_entries",
+    "expired_only_live",
+    "expired_only_candidate",
 ];
 
 /// Why a shadow stopped (`streamgate_shadow_stopped_total{reason}`).

@@ -273,6 +273,8 @@ fn add(m: &ShadowMetrics, before: &DiffCounts, after: &DiffCounts) {
             c.dropped_only_live,
             c.dropped_only_candidate,
             c.reordered_entries,
+            c.expired_only_live,
+            c.expired_only_candidate,
         ]
     };
     let (b, a) = (kinds(before), kinds(after));
