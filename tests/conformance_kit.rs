@@ -71,6 +71,7 @@ const LIES: &[(&str, bool, &str, &str)] = &[
     ("leak", true, "resources/memory", "bytes per call"),
     ("quadratic", true, "resources/time", "fuel per event per window"),
     ("expire-fresh", true, "claim/staleness", "may be expired only once its newest release is older"),
+    ("overflow", true, "decisions/drop-reasons", "overflow is for a buffer that is full"),
 ];
 
 #[test]

@@ -4,9 +4,10 @@
 //!   whole run, so a key never goes back and no time is released twice; and a drop as
 //!   `duplicate` (`out-of-date`) is justified only by another event of the same key with
 //!   the same (a newer) time, given to the stage no later than the push that dropped it
-//!   and not itself dropped as stale, filtered or overflow;
+//!   and not itself dropped (but as `superseded`: coalescing kept a newer one of its key);
 //! - by id (`"by": "id"`): each idempotency id is released at most once, and a
-//!   `duplicate` has another event of the same id before it;
+//!   `duplicate` has another event of the same id before it that was not itself dropped,
+//!   so two copies of one id never drop each other and the id is never lost;
 //!
 //! except that a key (id) whose last release is older than `forget_after_ms` (config)
 //! before `now` may have been forgotten: by time, older either in log time (the push
@@ -38,14 +39,13 @@ impl Fates {
     }
 
     /// Another event, given by push `by` (inclusive), that the stage may remember: not
-    /// dropped as stale, filtered or overflow.
+    /// dropped, or dropped only because coalescing kept a newer event of its key. (An
+    /// event dropped as a duplicate justifies nothing: two copies of one event dropping
+    /// each other lose it.)
     fn remembered(&self, by: usize, dropped: u64) -> impl Iterator<Item = &Event> {
         self.arrivals.values().filter_map(move |(e, push)| {
-            let forgettable = matches!(
-                self.drops.get(&e.seq),
-                Some(DropReason::Stale | DropReason::Filtered | DropReason::Overflow)
-            );
-            (*push <= by && e.seq != dropped && !forgettable).then_some(e)
+            let kept = matches!(self.drops.get(&e.seq), None | Some(DropReason::Superseded));
+            (*push <= by && e.seq != dropped && kept).then_some(e)
         })
     }
 }
@@ -87,8 +87,8 @@ pub fn by_time(log: &Log, frames: &[Answer], forget_after_ms: Option<i64>) -> Re
                 let what = if reason == DropReason::Duplicate { "the same" } else { "a newer" };
                 return Err(format!(
                     "push {} (now={}) dropped seq {seq} (key {:#x}, event time {}) as `{}`, but no other event of \
-                     that key with {what} time had been given to the stage: dedupe drops only what an event it \
-                     remembers makes a duplicate or out of date",
+                     that key with {what} time that it kept (released, held or superseded) had been given to the \
+                     stage: dedupe drops only what an event it remembers makes a duplicate or out of date",
                     i + 1,
                     f.now,
                     d.key,
@@ -123,8 +123,8 @@ pub fn by_id(log: &Log, frames: &[Answer], forget_after_ms: Option<i64>) -> Resu
             let Some(&(d, _)) = fates.arrivals.get(&seq) else { continue };
             if !fates.remembered(i, seq).any(|p| p.id == d.id) {
                 return Err(format!(
-                    "push {} (now={}) dropped seq {seq} (id {:#x}) as `{}`, but no other event with that id had \
-                     been given to the stage",
+                    "push {} (now={}) dropped seq {seq} (id {:#x}) as `{}`, but no other event with that id that it \
+                     kept (released or held) had been given to the stage: the id would be lost",
                     i + 1,
                     f.now,
                     d.id,
@@ -183,5 +183,17 @@ mod tests {
         let log = Log::new(vec![Batch { now: 0, events: vec![a, c] }]);
         assert!(by_time(&log, &[frame(0, &[a], &[(3, DropReason::OutOfDate)])], None).is_ok());
         assert!(by_time(&log, &[frame(0, &[a], &[(3, DropReason::Duplicate)])], None).is_err());
+    }
+
+    #[test]
+    fn two_copies_of_one_event_never_justify_dropping_each_other() {
+        // A redelivery in the same batch: one copy must get through.
+        let (a, b) = (ev(1, 7, 100), Event { id: 1, ..ev(2, 7, 100) });
+        let log = Log::new(vec![Batch { now: 0, events: vec![a, b] }]);
+        let both = [frame(0, &[], &[(1, DropReason::Duplicate), (2, DropReason::Duplicate)])];
+        assert!(by_id(&log, &both, None).unwrap_err().contains("dropped seq 1"));
+        assert!(by_time(&log, &both, None).unwrap_err().contains("dropped seq 1"));
+        let one = [frame(0, &[a], &[(2, DropReason::Duplicate)])];
+        assert!(by_id(&log, &one, None).is_ok() && by_time(&log, &one, None).is_ok());
     }
 }

@@ -15,6 +15,8 @@ use crate::shapes::Bounds;
 pub const DEFAULT_MAX_AGE_MS: i64 = 30_000;
 /// The default reorder window when the config names none (the builtin's default).
 pub const DEFAULT_WINDOW_MS: i64 = 1_000;
+/// The builtin ordering's buffer bound: where `overflow` drops may begin.
+const DEFAULT_MAX_BUFFERED: i64 = 100_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DedupeBy {
@@ -69,6 +71,9 @@ pub struct Expectations {
     /// `window_ms` from the config or the builtin ordering's default: where events at a
     /// reorder window's edge are generated.
     pub window_ms: i64,
+    /// `max_buffered` from the config or the builtin ordering's default: an `overflow`
+    /// drop is justified only while the stage holds more undecided events than this.
+    pub max_buffered: i64,
 }
 
 impl Expectations {
@@ -115,6 +120,7 @@ impl Expectations {
             tag_names,
             max_age_ms,
             window_ms: int("window_ms").unwrap_or(DEFAULT_WINDOW_MS),
+            max_buffered: int("max_buffered").unwrap_or(DEFAULT_MAX_BUFFERED),
         }
     }
 

@@ -11,16 +11,17 @@
 //! ```
 //!
 //! Layout: [`suite`] (the run and its list of checks), [`report`] (what it found),
-//! [`expect`] (what the plugin's claims and config promise), [`claims`] (where the
-//! claims come from in each policy world, and their stability), [`variants`] (the other
-//! valid configs the claims run under), [`shapes`] and [`generate`] (seeded inputs),
-//! [`harness`] (stages driven as the chain drives them, answers validated, runs shared
-//! by the checks) and [`failure`] (what a failed run says), [`cases`] (property runs and
+//! [`expect`] (what the plugin's claims and config promise), [`claims`] (where the claims
+//! come from in each policy world, and their stability), [`variants`] (the other valid
+//! configs the claims run under), [`shapes`] and [`generate`] (seeded inputs),
+//! [`harness`] (stages driven as the chain drives them, answers validated, runs shared by
+//! the checks) and [`failure`] (what a failed run says), [`cases`] (property runs and
 //! shrinking), [`checks`], [`configs`], [`determinism`], [`restore`] and [`resources`]
-//! (generic checks), [`properties`], [`dedupe`] and [`expiry`] (capability claims), [`render`] (text
-//! and JSON), and [`componentize`], which makes a plugin's core module a component;
-//! [`differential`] compares two plugins on the same logs ([`compare`] says how two runs
-//! differ), generated and [`recorded`] from a running tenant ([`recorded_diff`]).
+//! (generic checks), [`properties`], [`dedupe`], [`expiry`] and [`overflow`] (capability
+//! claims), [`render`] (text and JSON), and [`componentize`], which makes a plugin's core
+//! module a component; [`differential`] compares two plugins on the same logs
+//! ([`compare`] says how two runs differ), generated and [`recorded`] from a running
+//! tenant ([`recorded_diff`]).
 
 pub mod cases;
 pub mod checks;
@@ -36,6 +37,7 @@ pub mod expiry;
 pub mod failure;
 pub mod generate;
 pub mod harness;
+pub mod overflow;
 pub mod properties;
 pub mod recorded;
 pub mod recorded_diff;

@@ -59,13 +59,13 @@ pub fn check(ctx: &Ctx, capability: Capability) -> Verdict {
     match capability {
         Capability::Ordering => judged("every frame was in event-time order", &|_, _, t| ordering(&t.frames)),
         Capability::Staleness => judged(
-            "nothing released was older than max_age_ms before its push's now, and only such events were dropped \
-             as stale",
+            "nothing released was older than max_age_ms before its push's now, only such events were dropped as \
+             stale, and a key was expired only once its newest release was older, once per silence",
             &|s, log, t| staleness(log, &t.frames, s.expect.max_age_ms),
         ),
         Capability::Dedupe => judged(
             "per key, released event times strictly increased (by id: each id released once), and every \
-             duplicate or out-of-date drop had a same-or-newer event of its key (id) before it",
+             duplicate or out-of-date drop had a same-or-newer event of its key (id) before it that it kept",
             &|s, log, t| match s.expect.dedupe {
                 Some(DedupeBy::Id) => dedupe::by_id(log, &t.frames, s.expect.forget_after_ms),
                 _ => dedupe::by_time(log, &t.frames, s.expect.forget_after_ms),
@@ -112,9 +112,12 @@ pub fn all_decided(ctx: &Ctx) -> Verdict {
     )
 }
 
-/// `decisions/drop-reasons`: every drop's reason is one the plugin's claims allow.
+/// `decisions/drop-reasons`: every drop's reason is one the plugin's claims allow, and
+/// an `overflow` drop comes only while the stage holds more than `max_buffered` events.
 pub fn drop_reasons(ctx: &Ctx) -> Verdict {
-    for_generated_logs(ctx, "every drop carried a reason its claims allow", |_, setup, _, trace| {
+    for_generated_logs(ctx, "every drop carried a reason its claims allow", |_, setup, log, trace| {
+        crate::overflow::only_when_full(log, &trace.frames, setup.expect.max_buffered)
+            .map_err(Failure::new)?;
         for (i, f) in trace.frames.iter().enumerate() {
             if let Some((seq, reason)) = f.dropped.iter().find(|(_, r)| !setup.expect.allows(*r)) {
                 return Err(Failure::new(format!(
