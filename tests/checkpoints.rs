@@ -6,7 +6,8 @@
 //! instance that replayed the whole log: every frame and id from its first live frame
 //! on, and the same first frame for a client connecting afterwards. A fourth, started
 //! after every stored checkpoint was damaged or marked mismatched, refuses them all,
-//! replays the log, and serves the same streams too.
+//! replays the log, and serves the same streams too. One started with the queue's
+//! configured chain edited refuses the queue's checkpoints (they ran the old config).
 
 mod common;
 
@@ -264,6 +265,21 @@ async fn a_late_instance_starts_from_a_verified_checkpoint_and_serves_the_same_s
     for mut i in [a, b, c] {
         i.stop();
     }
+
+    // An edited config: the queue's configured chain (version 0) now coalesces another
+    // way. Its checkpoints ran the old policies: refused, so the edit takes effect as it
+    // would without checkpoints. The taxi's chain was set through the admin API (version
+    // 1), which no config edit changes: restored.
+    let edited =
+        config.replace("config = { tags = [\"rank\"] }", "config = { tags = [\"rank\", \"admitted\"] }");
+    assert_ne!(edited, config, "the queue's coalesce config is in the test config");
+    let mut e = Instance::start(&edited);
+    assert_eq!(metric(&e, "taxi", "restored"), 1.0, "taxi: its admin-set chain resumes:\n{}", e.log_text());
+    assert_eq!(metric(&e, "queue", "restored"), 0.0, "queue: no checkpoint of the old config is used");
+    assert!(metric(&e, "queue", "rejected") >= 1.0);
+    assert!(e.log_text().contains("the config's policies changed since"), "{}", e.log_text());
+    e.stop();
+
     let mut conn =
         redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     for tenant in ["taxi", "queue"] {

@@ -136,7 +136,16 @@ fn check_names_an_advertised_broker_nobody_can_reach() {
     });
     let config =
         format!("[kafka]\nbrokers = \"127.0.0.1:{listen}\"\n[bus]\nkind = \"memory\"\n{QUEUE_TENANT}");
-    let (code, out) = check(&config_file("advertised.toml", &config), &[]);
+    let file = config_file("advertised.toml", &config);
+    // A broker just started may take longer than the check's 2 s to answer its first
+    // metadata request on a loaded machine: wait until it answers one (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (code, out) = loop {
+        let (code, out) = check(&file, &[]);
+        if !out.contains("no metadata within") || std::time::Instant::now() > deadline {
+            break (code, out);
+        }
+    };
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&format!("ok   kafka 127.0.0.1:{listen} (metadata: ")), "{out}");
     let line = format!("as advertised, 127.0.0.1:{advertised}: connection refused");

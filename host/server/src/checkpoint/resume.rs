@@ -3,12 +3,14 @@
 //! tenant's; no instance found another state at its position and at least
 //! `min_verifications` found the same; the log still holds its position, so the tail
 //! after it is complete; this instance runs the same components and each stage takes
-//! its snapshot). Each refusal is counted and logged; when none passes, the tenant
+//! its snapshot; a checkpoint of the configured chain was taken under the policies the
+//! config names now, so an edit of the config's chain takes effect as it does without
+//! checkpoints). Each refusal is counted and logged; when none passes, the tenant
 //! replays the whole retained log as before.
 
 use std::fmt;
 
-use streamgate_runtime::{Chain, ChainOptions};
+use streamgate_runtime::{Chain, ChainOptions, ChainSpec};
 
 use super::store::{CheckpointStore, Stored};
 use super::{Checkpoint, codec};
@@ -45,13 +47,15 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// The newest usable checkpoint of `tenant`, or `None` (full replay).
+/// The newest usable checkpoint of `tenant`, or `None` (full replay). `configured` is
+/// the chain the tenant's config names now.
 pub async fn resume(
     store: &CheckpointStore,
     min_verifications: u64,
     log: &RedisStreamBus,
     catalog: &Catalog,
     options: ChainOptions,
+    configured: &ChainSpec,
     metrics: &TenantMetrics,
 ) -> Option<Resumed> {
     let tenant = &metrics.tenant;
@@ -64,7 +68,7 @@ pub async fn resume(
     };
     for s in stored {
         let position = s.position;
-        match try_one(s, min_verifications, log, catalog, options, tenant).await {
+        match try_one(s, min_verifications, log, catalog, options, configured, tenant).await {
             Ok(resumed) => {
                 metrics.count_checkpoint(CheckpointOutcome::Restored);
                 tracing::info!(tenant, %position, chain = resumed.chain.spec().version, held = resumed.chain.held(),
@@ -90,6 +94,7 @@ async fn try_one(
     log: &RedisStreamBus,
     catalog: &Catalog,
     options: ChainOptions,
+    configured: &ChainSpec,
     tenant: &str,
 ) -> Result<Resumed, Refusal> {
     if codec::digest(&s.blob) != s.digest {
@@ -101,6 +106,13 @@ async fn try_one(
     let checkpoint = codec::decode(&s.blob).map_err(|e| Refusal::Damaged(e.to_string()))?;
     if checkpoint.tenant != tenant || checkpoint.position != s.position {
         return Err(Refusal::Damaged(format!("it is {}'s at {}", checkpoint.tenant, checkpoint.position)));
+    }
+    // Version 0 is the config's chain: one taken under other policies is of an old config.
+    if checkpoint.chain.spec.version == 0 && checkpoint.chain.spec.policies != configured.policies {
+        return Err(Refusal::Unusable(
+            "it ran the configured chain as the config named it then; the config's policies changed since"
+                .into(),
+        ));
     }
     match log.holds(tenant, s.position).await {
         Ok(true) => {}

@@ -85,7 +85,9 @@ pub async fn start(
     let metrics = Arc::new(TenantMetrics::new(&config.name));
     let resumed = match (&checkpoints, &bus) {
         (Some(c), Bus::RedisStream(log)) => {
-            checkpoint::resume(&c.store, c.config.min_verifications, log, &catalog, options, &metrics).await
+            let configured = config.configured_chain(catalog.plugins_dir().is_some());
+            let verifications = c.config.min_verifications;
+            checkpoint::resume(&c.store, verifications, log, &catalog, options, &configured, &metrics).await
         }
         _ => None,
     };
