@@ -82,6 +82,22 @@ async fn control_entries(
         .collect()
 }
 
+/// Sets the taxi chain, through `base`'s admin API, to the dedupe stage and then the
+/// `misbehave` fixture under `config`.
+async fn set_misbehaving_chain(http: &reqwest::Client, base: &str, config: serde_json::Value) {
+    let misbehave = std::fs::read(streamgate_runtime::builtin::component_path("fixture_misbehave")).unwrap();
+    let upload = http.post(format!("{base}/admin/plugins")).bearer_auth(TOKEN).body(misbehave);
+    let uploaded: serde_json::Value = upload.send().await.unwrap().json().await.unwrap();
+    let plugin = uploaded["plugin"].as_str().unwrap_or_else(|| panic!("upload refused: {uploaded}"));
+    let chain = json!({"policies": [
+        {"plugin": "builtin:dedupe", "config": {"newest_per_frame": true}},
+        {"plugin": plugin, "config": config},
+    ]});
+    let set = http.put(format!("{base}/admin/tenants/taxi/chain")).bearer_auth(TOKEN).json(&chain);
+    let answer = set.send().await.unwrap();
+    assert_eq!(answer.status(), 200, "chain set: {}", answer.text().await.unwrap());
+}
+
 /// Runs both instances under `policy` until both counted `faults` faults (and A at least
 /// `reports` published overruns); returns how many overrun reports the log holds.
 async fn round(redis: &Redis, policy: FailurePolicy, faults: f64, reports: usize) -> usize {
@@ -106,17 +122,8 @@ async fn round(redis: &Redis, policy: FailurePolicy, faults: f64, reports: usize
     let http = reqwest::Client::new();
     let base_a = format!("http://{}", a.listen);
     let base_b = format!("http://{}", b.listen);
-    let misbehave = std::fs::read(streamgate_runtime::builtin::component_path("fixture_misbehave")).unwrap();
-    let upload = http.post(format!("{base_a}/admin/plugins")).bearer_auth(TOKEN).body(misbehave);
-    let uploaded: serde_json::Value = upload.send().await.unwrap().json().await.unwrap();
-    let plugin = uploaded["plugin"].as_str().unwrap_or_else(|| panic!("upload refused: {uploaded}"));
-    let chain = json!({"policies": [
-        {"plugin": "builtin:dedupe", "config": {"newest_per_frame": true}},
-        {"plugin": plugin, "config": {"fault": "slow-keys", "every": 10, "spin": 1_000_000}},
-    ]});
-    let set = http.put(format!("{base_a}/admin/tenants/taxi/chain")).bearer_auth(TOKEN).json(&chain);
-    let answer = set.send().await.unwrap();
-    assert_eq!(answer.status(), 200, "{policy:?}: chain set: {}", answer.text().await.unwrap());
+    let misbehave = json!({"fault": "slow-keys", "every": 10, "spin": 1_000_000});
+    set_misbehaving_chain(&http, &base_a, misbehave).await;
 
     let fault_series = r#"plugin="misbehave@0.1.0",outcome="fault""#;
     common::wait_for(
@@ -205,16 +212,7 @@ async fn an_instance_that_starts_after_a_last_good_revert_runs_the_chain_its_pee
     });
     let http = reqwest::Client::new();
     let base_a = format!("http://{}", a.listen);
-    let misbehave = std::fs::read(streamgate_runtime::builtin::component_path("fixture_misbehave")).unwrap();
-    let upload = http.post(format!("{base_a}/admin/plugins")).bearer_auth(TOKEN).body(misbehave);
-    let uploaded: serde_json::Value = upload.send().await.unwrap().json().await.unwrap();
-    let plugin = uploaded["plugin"].as_str().unwrap_or_else(|| panic!("upload refused: {uploaded}"));
-    let chain = json!({"policies": [
-        {"plugin": "builtin:dedupe", "config": {"newest_per_frame": true}},
-        {"plugin": plugin, "config": {"fault": "trap", "from_batch": 20}},
-    ]});
-    let set = http.put(format!("{base_a}/admin/tenants/taxi/chain")).bearer_auth(TOKEN).json(&chain);
-    assert_eq!(set.send().await.unwrap().status(), 200);
+    set_misbehaving_chain(&http, &base_a, json!({"fault": "trap", "from_batch": 20})).await;
 
     // The stage traps on its 20th batch; last-good goes back to the configured chain (version 0)
     // and the instance records that in the chain history.
