@@ -2,6 +2,7 @@
 //! `streamgate run` and `streamgate demo` both end up in [`serve`].
 
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,12 +189,29 @@ pub async fn serve(config: Config, source: Source, cancel: CancellationToken) ->
     tasks.spawn(http::sse::end_streams_at(cancel.clone(), state.tenants.clone()));
     let router = http::router(state);
     let listener = http::listen::Listener::new(listener, router.clone(), tasks.clone(), cancel.clone());
-    axum::serve(listener, http::listen::WithPeer(router))
+    let serving = axum::serve(listener, http::listen::WithPeer(router))
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
-        .await
-        .map_err(AppError::Serve)?;
+        .into_future();
+    // Shutdown is bounded: whatever has not ended SHUTDOWN_WAIT after the signal (a
+    // request that never completes, a client library waiting on a broker) is left.
+    let deadline = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_WAIT).await;
+    };
+    tokio::pin!(deadline);
+    tokio::select! {
+        served = serving => served.map_err(AppError::Serve)?,
+        _ = &mut deadline => tracing::warn!(wait = ?SHUTDOWN_WAIT, "connections still open at the shutdown deadline; closing"),
+    }
     tasks.close();
-    tasks.wait().await;
-    tracing::info!("streamgate stopped");
+    tokio::select! {
+        _ = tasks.wait() => tracing::info!("streamgate stopped"),
+        _ = &mut deadline => tracing::warn!(wait = ?SHUTDOWN_WAIT, running = tasks.len(),
+            "tasks still running at the shutdown deadline; stopping without them"),
+    }
     Ok(())
 }
+
+/// How long after the shutdown signal the instance waits for its connections and tasks.
+/// The Kafka source takes at most its publish grace and its group leave (7 s).
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);

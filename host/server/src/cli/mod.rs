@@ -254,13 +254,11 @@ pub fn main() -> ExitCode {
         _ => {}
     }
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            logging::fatal(format, &e);
-            ExitCode::FAILURE
-        }
-    }
+    let result = runtime.block_on(run(cli));
+    // A blocking thread inside a client library (a Kafka consumer's close) never holds the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let failed = result.map_err(|e| logging::fatal(format, &e)).is_err();
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
