@@ -22,7 +22,7 @@ use streamgate_runtime::{ChainError, ChainSpec, FailurePolicy, StageSpec};
 pub use config::AdminConfig;
 
 use crate::bus::{Bus, BusError, Control, EntryBody, LogPosition, wall_clock_ms};
-use crate::policy::{Catalog, CatalogError, ChainRecord, StoreError};
+use crate::policy::{Catalog, CatalogError, ChainRecord, StoreError, in_log_order};
 use crate::tenant::{ChainStatus, TenantHandle, chain_options};
 
 #[derive(Debug, thiserror::Error)]
@@ -257,11 +257,8 @@ impl ChainControl {
 /// The chain in force (the newest record) and the one a rollback sets: the newest
 /// earlier chain of other policies, never the one a `last-good` record left because it
 /// faulted; the configured chain if there is none. `None` when nothing was ever set.
-fn rollback_target(
-    mut history: Vec<ChainRecord>,
-    configured: &ChainSpec,
-) -> Option<(ChainRecord, ChainSpec)> {
-    history.sort_by_key(|r| r.position.parse::<LogPosition>().unwrap_or_default());
+fn rollback_target(history: Vec<ChainRecord>, configured: &ChainSpec) -> Option<(ChainRecord, ChainSpec)> {
+    let mut history: Vec<ChainRecord> = in_log_order(history).into_iter().map(|(_, r)| r).collect();
     let current = history.pop()?;
     let mut after_last_good = current.last_good;
     let previous = history

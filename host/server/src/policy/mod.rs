@@ -7,4 +7,4 @@ pub mod catalog;
 pub mod store;
 
 pub use catalog::{Catalog, CatalogError};
-pub use store::{ChainRecord, Store, StoreError};
+pub use store::{ChainRecord, Store, StoreError, in_log_order};

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use streamgate_runtime::ChainSpec;
 
 use crate::bus::link::Conn;
-use crate::bus::{Recorded, RedisLink};
+use crate::bus::{LogPosition, Recorded, RedisLink};
 
 /// Chains kept per tenant (older ones are trimmed).
 const HISTORY_KEPT: isize = 100;
@@ -43,6 +43,16 @@ pub struct ChainRecord {
     /// no log entry says so, and the chain it left has no `last-good` of its own after.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub last_good: bool,
+}
+
+/// Recorded chains in log order, one per position (every instance that went back at one
+/// entry may record it, in any order); a record whose position does not read is left out.
+pub fn in_log_order(history: Vec<ChainRecord>) -> Vec<(LogPosition, ChainRecord)> {
+    let mut ordered: Vec<(LogPosition, ChainRecord)> =
+        history.into_iter().filter_map(|r| Some((r.position.parse().ok()?, r))).collect();
+    ordered.sort_by_key(|(p, _)| *p);
+    ordered.dedup_by_key(|(p, _)| *p);
+    ordered
 }
 
 /// Appends the record unless one at its position is kept already (every instance that

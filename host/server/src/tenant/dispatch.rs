@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use streamgate_runtime::{ChainSpec, PreparedChain, StageLimits};
 
 use crate::bus::{Content, Control, LogEntry, LogPosition};
-use crate::policy::{Catalog, CatalogError, ChainRecord};
+use crate::policy::{Catalog, CatalogError, ChainRecord, in_log_order};
 
 /// Attempts to prepare a chain when the plugin store is unreachable.
 const PREPARE_ATTEMPTS: u32 = 5;
@@ -148,21 +148,15 @@ impl Dispatcher {
 }
 
 /// Of the recorded chains, the one the active one replaced and the one active at
-/// `first`: the
-/// newest two recorded before `first` by log position (instances that went back at the
-/// same entry may have recorded in any order; one record per position counts).
+/// `first`: the newest two recorded before `first` by log position.
 fn active_before(
     history: Vec<ChainRecord>,
     first: LogPosition,
 ) -> (Option<ChainRecord>, Option<ChainRecord>) {
-    let mut by_position: Vec<(LogPosition, ChainRecord)> = history
-        .into_iter()
-        .filter_map(|r| Some((r.position.parse::<LogPosition>().ok().filter(|p| *p < first)?, r)))
-        .collect();
-    by_position.sort_by_key(|(p, _)| *p);
-    by_position.dedup_by_key(|(p, _)| *p);
-    let active = by_position.pop().map(|(_, r)| r);
-    (by_position.pop().map(|(_, r)| r), active)
+    let mut before: Vec<ChainRecord> =
+        in_log_order(history).into_iter().filter(|(p, _)| *p < first).map(|(_, r)| r).collect();
+    let active = before.pop();
+    (before.pop(), active)
 }
 
 /// Runs until the reader stops or `cancel`.

@@ -1,8 +1,8 @@
 //! Publishes what this instance decided on its own (a plugin call past the tenant's
 //! timeout by its wall clock, a chain it could not prepare) into the tenant's log as a
 //! control entry: every instance, this one included, then acts on it at that entry.
-//! Also keeps in the chain history the chains `last-good` went back to
-//! ([`record_history`]), which every instance decided alike at one entry.
+//! Also keeps in the chain history the chain changes every instance made alike at one
+//! entry without a history record of their own ([`record_history`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -39,26 +39,43 @@ pub async fn publish_reports(
             r = reports.recv() => match r { Some(c) => c, None => return },
         };
         let body = EntryBody::control(&control);
-        for attempt in 1..=ATTEMPTS {
-            match bus.publish(&tenant, &body).await {
-                Ok(position) => {
-                    metrics.reports.fetch_add(1, Relaxed);
-                    tracing::warn!(tenant, %position, ?control, "published a fault only this instance saw");
-                    break;
-                }
-                Err(e) if attempt < ATTEMPTS => {
-                    tracing::warn!(tenant, error = %e, "cannot publish a fault report yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
-                Err(e) => tracing::error!(tenant, error = %e, ?control,
-                    "cannot publish a fault report; the other instances will not follow it"),
+        let published = with_retries(&tenant, "publish a fault report", || bus.publish(&tenant, &body)).await;
+        match published {
+            Some(position) => {
+                metrics.reports.fetch_add(1, Relaxed);
+                tracing::warn!(tenant, %position, ?control, "published a fault only this instance saw");
             }
+            None => tracing::error!(
+                tenant,
+                ?control,
+                "cannot publish a fault report; the other instances will not follow it"
+            ),
         }
     }
 }
 
-/// Keeps each chain `last-good` went back to in the tenant's chain history, once however
-/// many instances record it. Runs until the worker drops its sender or `cancel`.
+/// Runs `attempt` up to [`ATTEMPTS`] times, backing off between failures (each logged
+/// as `what` failing); `None` when every one failed.
+async fn with_retries<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    tenant: &str,
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Option<T> {
+    for n in 1..=ATTEMPTS {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(e) if n < ATTEMPTS => {
+                tracing::warn!(tenant, error = %e, "cannot {what} yet; retrying");
+                tokio::time::sleep(Duration::from_millis(50 << n)).await;
+            }
+            Err(e) => tracing::error!(tenant, error = %e, "cannot {what}; giving up after {ATTEMPTS} tries"),
+        }
+    }
+    None
+}
+
+/// Keeps each chain change the log does not record itself (a `last-good` revert, an
+/// applied `revert`) in the tenant's chain history, once however many instances record it. Runs until the worker drops its sender or `cancel`.
 pub async fn record_history(
     store: Store,
     tenant: String,
@@ -70,16 +87,14 @@ pub async fn record_history(
             _ = cancel.cancelled() => return,
             r = records.recv() => match r { Some(r) => r, None => return },
         };
-        for attempt in 1..=ATTEMPTS {
-            match store.record_chain_once(&tenant, &record).await {
-                Ok(()) => break,
-                Err(e) if attempt < ATTEMPTS => {
-                    tracing::warn!(tenant, error = %e, "cannot record a last-good chain yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
-                Err(e) => tracing::error!(tenant, error = %e, position = record.position,
-                    "cannot record a last-good chain; an instance that starts later may run another chain"),
-            }
+        let recorded =
+            with_retries(&tenant, "record a chain change", || store.record_chain_once(&tenant, &record));
+        if recorded.await.is_none() {
+            tracing::error!(
+                tenant,
+                position = record.position,
+                "a chain change is not in the history; an instance that starts later may run another chain"
+            );
         }
     }
 }

@@ -34,8 +34,9 @@ pub struct Worker {
     pub last_entry_ms: Arc<AtomicU64>,
     /// Where reports go to be published in the log.
     pub reports: mpsc::UnboundedSender<Control>,
-    /// Chains `last-good` went back to, for the chain history (no log entry says so, and
-    /// an instance that starts later must start with the chain its peers run).
+    /// Chain changes the admin API's records do not cover (a `last-good` revert, an
+    /// applied `revert`), for the chain history: an instance that starts later must start
+    /// with the chain its peers run.
     pub history: mpsc::UnboundedSender<ChainRecord>,
     /// This instance's name in reports.
     pub instance: String,
@@ -184,13 +185,8 @@ impl Worker {
         }
         let reverted = self.chain.spec().version != version;
         if reverted {
-            let _ = self.history.send(ChainRecord {
-                chain: self.chain.spec().clone(),
-                reason: format!("last-good: a stage of version {version} faulted at {position}"),
-                position: position.to_string(),
-                published_ms: crate::bus::wall_clock_ms(),
-                last_good: true,
-            });
+            let reason = format!("last-good: a stage of version {version} faulted at {position}");
+            self.keep_in_history(position, reason, true);
         }
         self.status.send_modify(|s| {
             s.position = position;
@@ -202,6 +198,13 @@ impl Worker {
                 ));
             }
         });
+    }
+
+    /// Sends the running chain, in force since `position`, to the chain history.
+    fn keep_in_history(&self, position: LogPosition, reason: String, last_good: bool) {
+        let chain = self.chain.spec().clone();
+        let (position, published_ms) = (position.to_string(), crate::bus::wall_clock_ms());
+        let _ = self.history.send(ChainRecord { chain, reason, position, published_ms, last_good });
     }
 
     /// Waits for the order's chain (prepared since the dispatcher saw the entry) and
@@ -228,13 +231,7 @@ impl Worker {
                 if order.only_from.is_some() {
                     // A revert is in the log, but not in the chain history: recorded, so
                     // an instance that starts after it starts with the chain kept.
-                    let _ = self.history.send(ChainRecord {
-                        chain: self.chain.spec().clone(),
-                        reason: order.reason.clone(),
-                        position: order.position.to_string(),
-                        published_ms: crate::bus::wall_clock_ms(),
-                        last_good: false,
-                    });
+                    self.keep_in_history(order.position, order.reason.clone(), false);
                 }
                 self.metrics.swaps.fetch_add(1, Relaxed);
                 tracing::info!(tenant, position = %order.position, from = report.from_version,
