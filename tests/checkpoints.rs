@@ -18,7 +18,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use streamgate::bus::LogPosition;
-use streamgate::checkpoint::{CheckpointStore, Offer, codec};
+use streamgate::checkpoint::{CheckpointStore, Offer, Retention, codec};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -315,7 +315,8 @@ async fn a_late_instance_starts_from_a_verified_checkpoint_and_serves_the_same_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_position_is_written_once_and_a_different_state_there_is_a_mismatch() {
     let redis = Redis::start();
-    let store = CheckpointStore::new(&redis.url(), "sg", Duration::from_secs(60), 2).unwrap();
+    let retention = Retention { ttl: Duration::from_secs(60), keep: 2, min_verifications: 1 };
+    let store = CheckpointStore::new(&redis.url(), "sg", retention).unwrap();
     let at = |major| LogPosition { major, minor: 0 };
     let blob = b"SGCP-first".to_vec();
     let d = codec::digest(&blob);
@@ -329,8 +330,20 @@ async fn a_position_is_written_once_and_a_different_state_there_is_a_mismatch() 
     for major in 2..=4 {
         assert_eq!(store.offer("t", at(major), &d, &blob).await.unwrap(), Offer::Written);
     }
-    let kept: Vec<u64> = store.newest_first("t").await.unwrap().iter().map(|s| s.position.major).collect();
-    assert_eq!(kept, [4, 3]);
+    let kept = || async {
+        store.newest_first("t").await.unwrap().iter().map(|s| s.position.major).collect::<Vec<_>>()
+    };
+    assert_eq!(kept().await, [4, 3], "1 was mismatched, 2 never verified: neither is trusted");
+    // The newest trusted one stays while only untrusted ones come after it (a lone
+    // instance writing), and goes once a newer one is trusted.
+    assert_eq!(store.offer("t", at(3), &d, &blob).await.unwrap(), Offer::Verified);
+    for major in 5..=7 {
+        assert_eq!(store.offer("t", at(major), &d, &blob).await.unwrap(), Offer::Written);
+        assert_eq!(kept().await, [major, major - 1, 3], "the trusted 3 is kept");
+    }
+    assert_eq!(store.offer("t", at(7), &d, &blob).await.unwrap(), Offer::Verified);
+    assert_eq!(store.offer("t", at(8), &d, &blob).await.unwrap(), Offer::Written);
+    assert_eq!(kept().await, [8, 7], "a newer trusted one replaces it");
     let mut conn =
         redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let old: i64 = redis::cmd("EXISTS")

@@ -75,8 +75,12 @@ fn checkpoints(config: &Config) -> Result<Option<tenant::Checkpoints>, AppError>
         return Ok(None);
     }
     let link = RedisLink::open(&config.redis).map_err(|e| AppError::Checkpoint(e.to_string()))?;
-    let store =
-        crate::checkpoint::CheckpointStore::with_link(link, config.bus.retention, config.checkpoint.keep);
+    let retention = crate::checkpoint::Retention {
+        ttl: config.bus.retention,
+        keep: config.checkpoint.keep,
+        min_verifications: config.checkpoint.min_verifications,
+    };
+    let store = crate::checkpoint::CheckpointStore::with_link(link, retention);
     Ok(Some(tenant::Checkpoints { store: Arc::new(store), config: config.checkpoint.clone() }))
 }
 

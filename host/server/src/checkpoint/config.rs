@@ -16,7 +16,8 @@ pub struct CheckpointConfig {
     /// Log time between checkpoints: one is taken at the first entry of each interval.
     #[serde(rename = "interval_ms", with = "streamgate_runtime::duration_ms")]
     pub interval: Duration,
-    /// Newest checkpoints kept per tenant (older ones are deleted as new ones come).
+    /// Newest checkpoints kept per tenant (older ones are deleted as new ones come, but
+    /// for the newest trusted one while none of the newest is).
     pub keep: usize,
     /// A checkpoint larger than this (encoded) is not written, and counted.
     pub max_bytes: usize,

@@ -24,7 +24,7 @@ pub mod tap;
 
 pub use config::CheckpointConfig;
 pub use resume::{Resumed, resume};
-pub use store::{CheckpointStore, Offer};
+pub use store::{CheckpointStore, Offer, Retention};
 pub use tap::{CheckpointTap, write_checkpoints};
 
 use streamgate_runtime::ChainState;

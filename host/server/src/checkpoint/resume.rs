@@ -100,7 +100,7 @@ async fn try_one(
     if codec::digest(&s.blob) != s.digest {
         return Err(Refusal::Damaged("its bytes do not match its digest".into()));
     }
-    if s.bad > 0 || s.ok < min_verifications {
+    if !s.trusted(min_verifications) {
         return Err(Refusal::Untrusted { ok: s.ok, bad: s.bad });
     }
     let checkpoint = codec::decode(&s.blob).map_err(|e| Refusal::Damaged(e.to_string()))?;

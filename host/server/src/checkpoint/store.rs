@@ -1,9 +1,12 @@
 //! Checkpoints in Redis, per tenant: a hash per checkpoint (`digest`, `blob`, and how
 //! many instances found the same state, `ok`, or another, `bad`) and an index of the
-//! newest `keep` positions. Whoever reaches a position first writes (one script: a
-//! position is written once, never overwritten); everyone after compares digests. Every
-//! key expires with the log's retention: a checkpoint outlives the entries after it
-//! by nothing, and a late instance needs those entries to catch up.
+//! newest `keep` positions, plus the newest trusted one when none of those is trusted
+//! yet (a lone instance writing checkpoints nobody verifies, as the last one up in a
+//! rolling restart does, must not push every usable checkpoint out). Whoever reaches a
+//! position first writes (one script: a position is written once, never overwritten);
+//! everyone after compares digests. Every key expires with the log's retention: a
+//! checkpoint outlives the entries after it by nothing, and a late instance needs those
+//! entries to catch up.
 
 use std::time::Duration;
 
@@ -16,7 +19,7 @@ use crate::bus::LogPosition;
 
 /// Writes the checkpoint unless its position has one, else compares digests.
 /// KEYS: index, this checkpoint. ARGV: index member, digest, blob ('' to only compare),
-/// ttl ms, keep, key prefix of the checkpoints.
+/// ttl ms, keep, key prefix of the checkpoints, verifications that make one trusted.
 const OFFER: &str = r"
 local d = redis.call('HGET', KEYS[2], 'digest')
 if d then
@@ -29,11 +32,27 @@ redis.call('HSET', KEYS[2], 'digest', ARGV[2], 'blob', ARGV[3], 'ok', 0, 'bad', 
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[1], 0, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local keep = tonumber(ARGV[5])
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -(keep + 1))) do
-  redis.call('DEL', ARGV[6] .. m)
+local keep, trust = tonumber(ARGV[5]), tonumber(ARGV[7])
+local function trusted(m)
+  local c = redis.call('HMGET', ARGV[6] .. m, 'ok', 'bad')
+  return c[1] and tonumber(c[1]) >= trust and tonumber(c[2]) == 0
 end
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(keep + 1))
+local old = redis.call('ZRANGE', KEYS[1], 0, -(keep + 1))
+local spare = false
+if #old > 0 then
+  spare = true
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], -keep, -1)) do
+    if trusted(m) then spare = false break end
+  end
+end
+for i = #old, 1, -1 do
+  if spare and trusted(old[i]) then
+    spare = false
+  else
+    redis.call('DEL', ARGV[6] .. old[i])
+    redis.call('ZREM', KEYS[1], old[i])
+  end
+end
 return 'written'
 ";
 
@@ -63,6 +82,14 @@ pub struct Stored {
     pub bad: u64,
 }
 
+impl Stored {
+    /// `min_verifications` other instances found the same state, and none another
+    /// (the rule the store's retention keeps the newest of).
+    pub fn trusted(&self, min_verifications: u64) -> bool {
+        self.bad == 0 && self.ok >= min_verifications
+    }
+}
+
 /// An index member: zero-padded, so members sort by position.
 fn member(p: LogPosition) -> String {
     format!("{:020}-{:020}", p.major, p.minor)
@@ -77,20 +104,31 @@ pub struct CheckpointStore {
     /// Redis as `[redis]` describes it: the key names (hash-tagged per tenant under a
     /// Cluster, so a tenant's checkpoint keys share a slot) and the connection.
     link: RedisLink,
-    ttl: Duration,
-    keep: usize,
+    retention: Retention,
+}
+
+/// Which checkpoints stay, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Every key's lifetime: the log's retention.
+    pub ttl: Duration,
+    /// Newest checkpoints kept.
+    pub keep: usize,
+    /// Instances besides the writer that must have found the same state (and none
+    /// another) for a checkpoint to be trusted; the newest trusted one stays even when
+    /// `keep` newer untrusted ones came after it.
+    pub min_verifications: u64,
 }
 
 impl CheckpointStore {
-    /// Checkpoints on one Redis at `url` under `prefix`, expiring after `ttl` (the log's
-    /// retention).
-    pub fn new(url: &str, prefix: &str, ttl: Duration, keep: usize) -> Result<Self, StoreError> {
-        Ok(Self::with_link(RedisLink::single(url, prefix)?, ttl, keep))
+    /// Checkpoints on one Redis at `url` under `prefix`.
+    pub fn new(url: &str, prefix: &str, retention: Retention) -> Result<Self, StoreError> {
+        Ok(Self::with_link(RedisLink::single(url, prefix)?, retention))
     }
 
-    /// Checkpoints through `link` (any topology), expiring after `ttl`.
-    pub fn with_link(link: RedisLink, ttl: Duration, keep: usize) -> Self {
-        CheckpointStore { link, ttl, keep }
+    /// Checkpoints through `link` (any topology).
+    pub fn with_link(link: RedisLink, retention: Retention) -> Self {
+        CheckpointStore { link, retention }
     }
 
     async fn conn(&self) -> Result<Conn, StoreError> {
@@ -124,9 +162,10 @@ impl CheckpointStore {
                 .arg(&m)
                 .arg(digest)
                 .arg(send)
-                .arg(self.ttl.as_millis().max(1) as u64)
-                .arg(self.keep)
+                .arg(self.retention.ttl.as_millis().max(1) as u64)
+                .arg(self.retention.keep)
                 .arg(self.record_prefix(tenant))
+                .arg(self.retention.min_verifications)
                 .invoke_async(&mut conn)
                 .await?;
             match reply.as_str() {
