@@ -48,6 +48,7 @@ pub mod restore;
 pub mod shapes;
 pub mod suite;
 pub mod variants;
+pub mod window;
 
 pub use differential::{DiffReport, Differential};
 pub use recorded::{RecordedLog, RecordedLogError};

@@ -12,9 +12,7 @@ use crate::harness::Answer;
 /// Each push that drops events as `overflow` had more than `max_buffered` undecided
 /// events (held before it, and given by it).
 pub fn only_when_full(log: &Log, frames: &[Answer], max_buffered: i64) -> Result<(), String> {
-    let mut held: i64 = 0;
-    for (i, f) in frames.iter().enumerate() {
-        held += log.batches.get(i).map_or(0, |b| b.events.len() as i64);
+    for ((i, f), held) in frames.iter().enumerate().zip(undecided_per_push(log, frames)) {
         if let Some((seq, _)) = f.dropped.iter().find(|(_, r)| *r == DropReason::Overflow)
             && held <= max_buffered
         {
@@ -25,9 +23,21 @@ pub fn only_when_full(log: &Log, frames: &[Answer], max_buffered: i64) -> Result
                 f.now
             ));
         }
-        held -= (f.released.len() + f.dropped.len()) as i64;
     }
     Ok(())
+}
+
+/// For each push, the events the stage had to decide at it: those held before it and
+/// those it gave.
+pub fn undecided_per_push(log: &Log, frames: &[Answer]) -> Vec<i64> {
+    let mut held: i64 = 0;
+    let mut per_push = Vec::with_capacity(frames.len());
+    for (i, f) in frames.iter().enumerate() {
+        held += log.batches.get(i).map_or(0, |b| b.events.len() as i64);
+        per_push.push(held);
+        held -= (f.released.len() + f.dropped.len()) as i64;
+    }
+    per_push
 }
 
 #[cfg(test)]

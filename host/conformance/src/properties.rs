@@ -1,8 +1,9 @@
 //! What each claimed capability promises, checked precisely on every generated run:
 //!
-//! - ordering: within one answer (frame), releases are in event-time order (and, in
+//! - ordering: within one answer (frame), releases are in event-time order; across
+//!   answers, each event waited its reorder window ([`crate::window`]); and, in
 //!   [`crate::determinism`], what is released by each `now` does not depend on how the
-//!   log was cut into pushes);
+//!   log was cut into pushes;
 //! - staleness: nothing released is older than `max_age_ms` (config, default 30000)
 //!   before that push's `now`, nothing dropped as `stale` is not, and a key is expired
 //!   only once it went silent for longer ([`crate::expiry`]);
@@ -57,7 +58,14 @@ pub fn check(ctx: &Ctx, capability: Capability) -> Verdict {
         })
     };
     match capability {
-        Capability::Ordering => judged("every frame was in event-time order", &|_, _, t| ordering(&t.frames)),
+        Capability::Ordering => judged(
+            "every frame was in event-time order, and every event waited its reorder window (window_ms past its \
+             event time or its arrival) unless the buffer was full",
+            &|s, log, t| {
+                ordering(&t.frames)?;
+                crate::window::held_for_window(log, &t.frames, s.expect.window_ms, s.expect.max_buffered)
+            },
+        ),
         Capability::Staleness => judged(
             "nothing released was older than max_age_ms before its push's now, only such events were dropped as \
              stale, and a key was expired only once its newest release was older, once per silence",

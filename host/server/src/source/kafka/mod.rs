@@ -214,7 +214,7 @@ pub async fn run(
                 if consumer.context().first_since_assignment(partition) {
                     holes.restart(partition, offset);
                     offsets::check_first_offset(
-                        consumer.clone(), tenant.name.clone(), tenant.topic.clone(),
+                        Arc::downgrade(&consumer), tenant.name.clone(), tenant.topic.clone(),
                         partition, offset, metrics.clone(),
                     );
                 } else if !continuity::admit(&consumer, &tenant.topic, &mut holes, partition, offset, &metrics) {

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -87,24 +87,29 @@ pub fn gap(resume: i64, first_fetched: i64) -> Option<std::ops::Range<i64>> {
 }
 
 /// Checks the first message fetched from a partition after an assignment, off the
-/// runtime (a look-up at the group coordinator); counts and logs a gap.
+/// runtime (a look-up at the group coordinator); counts and logs a gap. Holds the
+/// consumer weakly until the look-up starts: a source that stopped meanwhile closes its
+/// consumer (and leaves the group) without waiting for this.
 pub fn check_first_offset(
-    consumer: Arc<SourceConsumer>,
+    consumer: Weak<SourceConsumer>,
     tenant: String,
     topic: String,
     partition: i32,
     first_fetched: i64,
     gaps: Arc<crate::metrics::TenantMetrics>,
 ) {
-    tokio::task::spawn_blocking(move || match resume_offset(&consumer, &topic, partition) {
-        Ok(resume) => {
-            if let Some(missing) = gap(resume, first_fetched) {
-                let why = "the first record fetched after an assignment is beyond the resume offset; \
+    tokio::task::spawn_blocking(move || {
+        let Some(consumer) = consumer.upgrade() else { return };
+        match resume_offset(&consumer, &topic, partition) {
+            Ok(resume) => {
+                if let Some(missing) = gap(resume, first_fetched) {
+                    let why = "the first record fetched after an assignment is beyond the resume offset; \
                            those records were not delivered (a broker bug?)";
-                count_skipped(&gaps, &tenant, &topic, partition, missing, why);
+                    count_skipped(&gaps, &tenant, &topic, partition, missing, why);
+                }
             }
+            Err(e) => tracing::debug!(tenant, partition, error = %e, "could not look up the resume offset"),
         }
-        Err(e) => tracing::debug!(tenant, partition, error = %e, "could not look up the resume offset"),
     });
 }
 

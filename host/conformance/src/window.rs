@@ -1,0 +1,73 @@
+//! What an ordering claim promises across answers: a reorder window. An event is
+//! held until log time (`now`) is `window_ms` past its event time or past its arrival
+//! (the log time that carried it), whichever comes first, so that an event with an
+//! earlier time arriving within the window still goes out before it; only a full
+//! buffer (more undecided events than `max_buffered`) may release early. This is the
+//! builtin ordering's rule. A stage that merely sorts each batch as it comes orders
+//! nothing across batches: the per-frame check alone cannot tell it from one that does.
+
+use crate::generate::Log;
+use crate::harness::Answer;
+use crate::overflow::undecided_per_push;
+
+/// Every event released at a push whose buffer was not full had waited its window.
+pub fn held_for_window(
+    log: &Log,
+    frames: &[Answer],
+    window_ms: i64,
+    max_buffered: i64,
+) -> Result<(), String> {
+    for ((i, f), held) in frames.iter().enumerate().zip(undecided_per_push(log, frames)) {
+        if held > max_buffered {
+            continue;
+        }
+        let cutoff = f.now.saturating_sub(window_ms);
+        if let Some(e) = f.released.iter().find(|e| e.event_time > cutoff && e.log_time > cutoff) {
+            return Err(format!(
+                "push {} (now={}) released seq {} (event time {}, arrived at log time {}) before its reorder \
+                 window passed: an event is held until now is window_ms = {window_ms} past its event time or its \
+                 arrival (here {}), so that a later event with an earlier time still goes before it; only a \
+                 buffer holding more than max_buffered = {max_buffered} may release early (it held {held})",
+                i + 1,
+                f.now,
+                e.seq,
+                e.event_time,
+                e.log_time,
+                e.event_time.min(e.log_time).saturating_add(window_ms)
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use streamgate_plugin_sdk::Event;
+
+    use super::*;
+    use crate::generate::Batch;
+
+    fn event(seq: u64, event_time: i64, log_time: i64) -> Event {
+        Event { seq, key: seq, event_time, log_time, id: 0, tag: 0 }
+    }
+
+    fn releasing(now: i64, events: Vec<Event>) -> Answer {
+        Answer { now, released: events, dropped: vec![], expired: vec![] }
+    }
+
+    #[test]
+    fn an_event_waits_a_window_after_its_time_or_its_arrival() {
+        let (on_time, future) = (event(1, 1_000, 1_000), event(2, 9_000, 1_000));
+        let log = Log::new(vec![
+            Batch { now: 1_000, events: vec![on_time, future] },
+            Batch { now: 2_000, events: vec![] },
+        ]);
+        let waited = [releasing(1_000, vec![]), releasing(2_000, vec![on_time, future])];
+        assert!(held_for_window(&log, &waited, 1_000, 100).is_ok(), "both due at 2,000 (time, arrival)");
+        let early = [releasing(1_000, vec![on_time]), releasing(2_000, vec![future])];
+        let err = held_for_window(&log, &early, 1_000, 100).unwrap_err();
+        assert!(err.contains("released seq 1 (event time 1000, arrived at log time 1000) before"), "{err}");
+        assert!(held_for_window(&log, &early, 0, 100).is_ok(), "a zero window holds nothing");
+        assert!(held_for_window(&log, &early, 1_000, 1).is_ok(), "a full buffer may release early");
+    }
+}
