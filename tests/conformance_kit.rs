@@ -57,6 +57,7 @@ fn every_builtin_passes_with_its_default_config_the_demo_tenants_configs_and_a_t
 const LIES: &[(&str, bool, &str, &str)] = &[
     ("ordering", true, "claim/ordering", "in the same frame"),
     ("no-window", true, "claim/ordering", "before its reorder window passed"),
+    ("window-boundary", true, "claim/ordering", "though its reorder window had passed"),
     ("staleness", true, "claim/staleness", "older than max_age_ms"),
     ("staleness-boundary", true, "claim/staleness", "as stale, but its event time"),
     ("dedupe", true, "claim/dedupe", "a key's time must strictly increase"),

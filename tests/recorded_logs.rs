@@ -129,6 +129,20 @@ async fn a_recorded_tenant_log_is_bounded_and_replayed_by_the_differential_kit()
     assert_eq!(json["recorded"][0]["entries"], recorded.entries.len(), "{stdout}");
     assert_eq!(json["recorded"][0]["first_difference"], serde_json::Value::Null);
 
+    // As the taxi chain's third stage: what ordering and staleness pass on, when.
+    let before = ["--before", r#"builtin:ordering={"window_ms":1000}"#, "--before", "builtin:staleness"];
+    let (code, stdout, stderr) =
+        cli(args(&[&same[..], &before[..], &["--recorded-only", "--json"]].concat())).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("the stages before passed on"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let seen = json["recorded"][0]["events"].as_u64().unwrap();
+    assert!(seen > 0 && seen <= recorded.events() as u64, "{seen} of {} events passed on", recorded.events());
+    let broken = ["--before", "builtin:nothing"];
+    let (code, _, stderr) = cli(args(&[&same[..], &broken[..]].concat())).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--before builtin:nothing"), "{stderr}");
+
     // By id, every event of a tenant without ids (id hash 0) after the first is a duplicate.
     let by_id = [&same[..], &["--against-config", r#"{"by":"id"}"#, "--recorded-only"]].concat();
     let (code, stdout, stderr) = cli(args(&by_id)).await;

@@ -47,6 +47,7 @@ pub mod resources;
 pub mod restore;
 pub mod shapes;
 pub mod suite;
+pub mod upstream;
 pub mod variants;
 pub mod window;
 

@@ -1,7 +1,7 @@
 //! What each claimed capability promises, checked precisely on every generated run:
 //!
 //! - ordering: within one answer (frame), releases are in event-time order; across
-//!   answers, each event waited its reorder window ([`crate::window`]); and, in
+//!   answers, each event waited its reorder window and no longer ([`crate::window`]); and, in
 //!   [`crate::determinism`], what is released by each `now` does not depend on how the
 //!   log was cut into pushes;
 //! - staleness: nothing released is older than `max_age_ms` (config, default 30000)
@@ -60,10 +60,11 @@ pub fn check(ctx: &Ctx, capability: Capability) -> Verdict {
     match capability {
         Capability::Ordering => judged(
             "every frame was in event-time order, and every event waited its reorder window (window_ms past its \
-             event time or its arrival) unless the buffer was full",
+             event time or its arrival) unless the buffer was full, and no longer",
             &|s, log, t| {
                 ordering(&t.frames)?;
-                crate::window::held_for_window(log, &t.frames, s.expect.window_ms, s.expect.max_buffered)
+                crate::window::held_for_window(log, &t.frames, s.expect.window_ms, s.expect.max_buffered)?;
+                crate::window::decided_when_due(log, &t.frames, s.expect.window_ms)
             },
         ),
         Capability::Staleness => judged(

@@ -1,4 +1,4 @@
-//! Recorded logs: what the policy stages of a running tenant saw, written by
+//! Recorded logs: what the first policy stage of a running tenant saw, written by
 //! `streamgate record` and replayed by the kit (`streamgate conformance --log FILE`).
 //!
 //! The file is JSON lines, format [`FORMAT`] version [`VERSION`]. The first line is the

@@ -1,5 +1,6 @@
 //! Differential mode on recorded logs (`--log FILE`): both plugins replay what a running
-//! tenant's stages saw, in fresh stages, and every push where they decide differently
+//! tenant's first stage saw (or, with `--before`, what the stages before theirs passed
+//! on: [`crate::upstream`]), in fresh stages, and every push where they decide differently
 //! is reported with the log position of its entry, the first one leading: where, on
 //! real traffic, a swap would change what subscribers get.
 

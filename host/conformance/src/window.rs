@@ -2,9 +2,15 @@
 //! held until log time (`now`) is `window_ms` past its event time or past its arrival
 //! (the log time that carried it), whichever comes first, so that an event with an
 //! earlier time arriving within the window still goes out before it; only a full
-//! buffer (more undecided events than `max_buffered`) may release early. This is the
-//! builtin ordering's rule. A stage that merely sorts each batch as it comes orders
-//! nothing across batches: the per-frame check alone cannot tell it from one that does.
+//! buffer (more undecided events than `max_buffered`) may release early. And no
+//! longer: it is decided at the first push at which its window has passed, so the
+//! window is all the delay ordering adds. This is the builtin ordering's rule. A stage
+//! that merely sorts each batch as it comes orders nothing across batches, and one that
+//! waits a push too long delays every event: the per-frame check alone catches neither.
+
+use std::collections::BTreeMap;
+
+use streamgate_plugin_sdk::Event;
 
 use crate::generate::Log;
 use crate::harness::Answer;
@@ -28,6 +34,32 @@ pub fn held_for_window(
                  window passed: an event is held until now is window_ms = {window_ms} past its event time or its \
                  arrival (here {}), so that a later event with an earlier time still goes before it; only a \
                  buffer holding more than max_buffered = {max_buffered} may release early (it held {held})",
+                i + 1,
+                f.now,
+                e.seq,
+                e.event_time,
+                e.log_time,
+                e.event_time.min(e.log_time).saturating_add(window_ms)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No event is still held after a push at which its window had passed.
+pub fn decided_when_due(log: &Log, frames: &[Answer], window_ms: i64) -> Result<(), String> {
+    let mut held: BTreeMap<u64, Event> = BTreeMap::new();
+    for (i, f) in frames.iter().enumerate() {
+        held.extend(log.batches.get(i).into_iter().flat_map(|b| b.events.iter().map(|e| (e.seq, *e))));
+        f.released.iter().for_each(|e| _ = held.remove(&e.seq));
+        f.dropped.iter().for_each(|(seq, _)| _ = held.remove(seq));
+        let cutoff = f.now.saturating_sub(window_ms);
+        if let Some(e) = held.values().find(|e| e.event_time <= cutoff || e.log_time <= cutoff) {
+            return Err(format!(
+                "after push {} (now={}) seq {} (event time {}, arrived at log time {}) was still held, though its \
+                 reorder window had passed (window_ms = {window_ms}: due at {}): an ordering stage decides an \
+                 event at the first push at which now is window_ms past its event time or its arrival; holding \
+                 it longer delays it for nothing",
                 i + 1,
                 f.now,
                 e.seq,
@@ -69,5 +101,13 @@ mod tests {
         assert!(err.contains("released seq 1 (event time 1000, arrived at log time 1000) before"), "{err}");
         assert!(held_for_window(&log, &early, 0, 100).is_ok(), "a zero window holds nothing");
         assert!(held_for_window(&log, &early, 1_000, 1).is_ok(), "a full buffer may release early");
+        assert!(decided_when_due(&log, &waited, 1_000).is_ok());
+        let late = [releasing(1_000, vec![]), releasing(2_000, vec![on_time])];
+        let err = decided_when_due(&log, &late, 1_000).unwrap_err();
+        assert!(
+            err.contains("after push 2 (now=2000) seq 2 (event time 9000, arrived at log time 1000)"),
+            "{err}"
+        );
+        assert!(err.contains("due at 2000"), "{err}");
     }
 }

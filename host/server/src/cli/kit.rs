@@ -12,10 +12,10 @@ const CANNOT_RUN: u8 = 2;
 
 /// `streamgate conformance PLUGIN [--log FILE]...`: every check, the generated-run ones
 /// on the recorded logs too.
-pub(super) fn conformance(plugin: &str, logs: &[PathBuf], run: Run) -> ExitCode {
+pub(super) fn conformance(plugin: &str, recorded: &Recorded, run: Run) -> ExitCode {
     use streamgate_conformance::{Outcome, Progress, Suite};
     let read = streamgate_runtime::builtin::read_ref(plugin).map_err(|e| e.to_string());
-    let (bytes, logs) = match read.and_then(|bytes| Ok((bytes, read_logs(logs)?))) {
+    let (bytes, logs) = match read.and_then(|bytes| Ok((bytes, read_logs(recorded)?))) {
         Ok(both) => both,
         Err(e) => {
             eprintln!("streamgate: {e}");
@@ -58,10 +58,31 @@ pub(super) struct Run {
     pub cases: usize,
 }
 
-/// The recorded logs a differential run replays (`--log`, `--recorded-only`).
+/// The recorded logs a run replays, and how.
+#[derive(clap::Args)]
 pub(super) struct Recorded {
+    /// A recorded log (from `streamgate record`; repeatable). Differential mode replays
+    /// it through both plugins and reports differences with the log position of the
+    /// entry where they first differ; otherwise the checks that judge generated runs
+    /// judge it too, under --config.
+    #[arg(long = "log")]
     pub logs: Vec<PathBuf>,
+    /// Differential mode with --log: replay the recorded logs only, no generated ones.
+    #[arg(long = "recorded-only", requires_all = ["logs", "against"])]
     pub only: bool,
+    /// A stage before the plugin in the tenant's chain, `REF` or `REF=CONFIG_JSON`
+    /// (repeatable, in chain order): the recorded logs are what the chain's first stage
+    /// sees, so they are first replayed through these, and the plugin gets what they pass
+    /// on, when they pass it on.
+    #[arg(long = "before", requires = "logs", value_parser = before_stage)]
+    pub before: Vec<(String, String)>,
+}
+
+/// `--before REF[=CONFIG_JSON]`: the plugin ref and its config as a stage gets it.
+fn before_stage(s: &str) -> Result<(String, String), String> {
+    let spec = super::admin_client::parse_policy(s).map_err(|e| e.to_string())?;
+    let config = if spec.config.is_null() { String::new() } else { spec.config.to_string() };
+    Ok((spec.plugin, config))
 }
 
 /// `streamgate conformance NEW --against OLD [--log FILE]...`: both plugins on the same
@@ -74,9 +95,8 @@ pub(super) fn differential(
     run: Run,
 ) -> ExitCode {
     let read = |r: &str| streamgate_runtime::builtin::read_ref(r).map_err(|e| e.to_string());
-    let loaded = read(new)
-        .and_then(|n| read(old).map(|o| (n, o)))
-        .and_then(|both| Ok((both, read_logs(&recorded.logs)?)));
+    let loaded =
+        read(new).and_then(|n| read(old).map(|o| (n, o))).and_then(|both| Ok((both, read_logs(&recorded)?)));
     let ((new_bytes, old_bytes), logs) = match loaded {
         Ok(all) => all,
         Err(e) => {
@@ -116,13 +136,26 @@ pub(super) fn differential(
     }
 }
 
-/// The recorded logs of `--log`, each named by its path.
-fn read_logs(paths: &[PathBuf]) -> Result<Vec<(String, RecordedLog)>, String> {
-    paths
+/// The recorded logs of `--log`, each named by its path, as the plugin would see them
+/// after the `--before` stages.
+fn read_logs(recorded: &Recorded) -> Result<Vec<(String, RecordedLog)>, String> {
+    let sandbox = streamgate_runtime::SandboxConfig::default();
+    recorded
+        .logs
         .iter()
         .map(|path| {
             let name = path.display().to_string();
-            RecordedLog::read(path).map(|log| (name.clone(), log)).map_err(|e| format!("{name}: {e}"))
+            let log = RecordedLog::read(path).map_err(|e| format!("{name}: {e}"))?;
+            if recorded.before.is_empty() {
+                return Ok((name, log));
+            }
+            let (log, p) = streamgate_conformance::upstream::through(&log, &recorded.before, &sandbox)
+                .map_err(|e| format!("{name}: {e}"))?;
+            eprintln!(
+                "{name}: the stages before passed on {} of its {} events ({} dropped, {} still held at its end)",
+                p.passed_on, p.given, p.dropped, p.held
+            );
+            Ok((name, log))
         })
         .collect()
 }

@@ -166,15 +166,8 @@ enum Command {
         /// The old plugin's config in differential mode (default: --config).
         #[arg(long, requires = "against")]
         against_config: Option<String>,
-        /// A recorded log (from `streamgate record`; repeatable). Differential mode replays
-        /// it through both plugins and reports differences with the log position of the
-        /// entry where they first differ; otherwise the checks that judge generated runs
-        /// judge it too, under --config.
-        #[arg(long = "log")]
-        logs: Vec<PathBuf>,
-        /// Differential mode with --log: replay the recorded logs only, no generated ones.
-        #[arg(long, requires_all = ["logs", "against"])]
-        recorded_only: bool,
+        #[command(flatten)]
+        recorded: kit::Recorded,
     },
     /// Turn a plugin's core Wasm module (built for wasm32-unknown-unknown) into a component.
     Componentize {
@@ -237,15 +230,13 @@ pub fn main() -> ExitCode {
             cases,
             against: Some(old),
             against_config,
-            logs,
-            recorded_only,
+            recorded,
         } => {
             let run = kit::Run { config, json, seed, cases };
-            let recorded = kit::Recorded { logs, only: recorded_only };
             return kit::differential(&plugin, &old, against_config, recorded, run);
         }
-        Command::Conformance { plugin, config, json, seed, cases, against: None, logs, .. } => {
-            return kit::conformance(&plugin, &logs, kit::Run { config, json, seed, cases });
+        Command::Conformance { plugin, config, json, seed, cases, against: None, recorded, .. } => {
+            return kit::conformance(&plugin, &recorded, kit::Run { config, json, seed, cases });
         }
         Command::Componentize { module, output } => return kit::componentize(&module, &output),
         Command::Check { config, offline, timeout_ms } => {

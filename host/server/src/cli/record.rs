@@ -1,4 +1,4 @@
-//! `streamgate record`: copies what a running tenant's policy stages see from its Redis
+//! `streamgate record`: copies what a running tenant's first policy stage sees from its Redis
 //! stream (`<prefix>:<tenant>:log`) into a recorded log file
 //! ([`streamgate_conformance::recorded`]), bounded in entries and bytes, for
 //! `streamgate conformance NEW --against OLD --log FILE` to replay before a swap.
