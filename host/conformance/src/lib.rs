@@ -17,11 +17,12 @@
 //! [`harness`] (stages driven as the chain drives them, answers validated, runs shared by
 //! the checks) and [`failure`] (what a failed run says), [`cases`] (property runs and
 //! shrinking), [`checks`], [`configs`], [`determinism`], [`restore`] and [`resources`]
-//! (generic checks), [`properties`], [`dedupe`], [`expiry`] and [`overflow`] (capability
-//! claims), [`render`] (text and JSON), and [`componentize`], which makes a plugin's core
+//! (generic checks), [`properties`], [`dedupe`], [`expiry`], [`overflow`] and [`window`]
+//! (capability claims), [`render`] (text and JSON), and [`componentize`], which makes a plugin's core
 //! module a component; [`differential`] compares two plugins on the same logs
 //! ([`compare`] says how two runs differ), generated and [`recorded`] from a running
-//! tenant ([`recorded_diff`]).
+//! tenant ([`recorded_diff`]; [`upstream`] replays them through the stages before the
+//! plugin).
 
 pub mod cases;
 pub mod checks;

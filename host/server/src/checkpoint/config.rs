@@ -10,8 +10,9 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {
     /// Off by default: every instance then pauses its tenants' chains to snapshot them
-    /// once per interval, and Redis holds `keep` states per tenant; worth it when the
-    /// retained log takes long to replay (see the README's "Fast start").
+    /// once per interval, and Redis holds `keep` states per tenant (one more while none is
+    /// trusted); worth it when the retained log takes long to replay (see the README's
+    /// "Fast start").
     pub enabled: bool,
     /// Log time between checkpoints: one is taken at the first entry of each interval.
     #[serde(rename = "interval_ms", with = "streamgate_runtime::duration_ms")]

@@ -104,7 +104,7 @@ enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
-    /// Record what a running tenant's policy stages see (from its Redis stream, bounded)
+    /// Record what a running tenant's first policy stage sees (from its Redis stream, bounded)
     /// into a file that `streamgate conformance NEW --against OLD --log FILE` replays.
     ///
     /// Per log entry: its position, its log time and the events' metadata as plugins get
@@ -143,7 +143,8 @@ enum Command {
     /// Exit status: 0 when every check passed (warnings and skips pass) or, with
     /// `--against`, when both decided every log alike; 1 when a check failed or they
     /// differ; 2 when the kit could not run (unreadable file, bad arguments, a recorded
-    /// log that is damaged, truncated or of another version).
+    /// log that is damaged, truncated or of another version, a `--before` stage that
+    /// cannot be loaded, refuses its config or faults).
     Conformance {
         /// The component file, or `builtin:NAME` for one of streamgate's own plugins.
         plugin: String,
