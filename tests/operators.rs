@@ -36,7 +36,7 @@ fn streamgate(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// `streamgate check --config PATH EXTRA...`: exit code and stdout (stderr appended).
 fn check(path: &std::path::Path, extra: &[&str]) -> (i32, String) {
-    let mut args = vec!["check", "--config", path.to_str().unwrap(), "--timeout-ms", "2000"];
+    let mut args = vec!["check", "--config", path.to_str().unwrap(), "--timeout-ms", "10000"];
     args.extend(extra);
     let out = streamgate(&args, &[]);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

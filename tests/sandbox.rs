@@ -18,6 +18,10 @@ use streamgate_runtime::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// One test at a time: one reads the whole process's memory, the other a tenant's
+/// cadence beside a plugin that burns a core; neither measures the other's work.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn fixture(config: &str) -> PolicyRef {
     PolicyRef { plugin: component_path("fixture_misbehave"), config: Some(toml::from_str(config).unwrap()) }
 }
@@ -43,6 +47,7 @@ fn batch(t: i64) -> Vec<Event> {
 #[test]
 fn memory_returns_after_a_memory_bomb_is_quarantined() {
     const CAP_MIB: u64 = 256;
+    let _one = ONE_AT_A_TIME.blocking_lock();
     let runtime = PolicyRuntime::new(&SandboxConfig {
         max_memory_bytes: (CAP_MIB << 20) as usize,
         call_timeout: Duration::from_secs(10),
@@ -88,6 +93,7 @@ fn tenant(name: &str, policies: Vec<PolicyRef>, call_timeout: Option<Duration>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_plugin_does_not_slow_another_tenants_frames() {
     const TICK: Duration = Duration::from_millis(100);
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut config = Config::parse("").unwrap();
     config.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     config.bus.kind = streamgate::bus::BusKind::Memory;

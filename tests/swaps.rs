@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 const TOKEN: &str = "test-admin-token-0123456789";
 const TAXIS: usize = 2_400;
 const EVERY: Duration = Duration::from_millis(100);
-const TICKS: u64 = 150;
 const SWAPS: usize = 100;
 /// Fresh builds uploaded and activated after the swaps.
 const UPLOADS: usize = 5;
@@ -208,13 +207,20 @@ async fn a_hundred_dedupe_swaps_under_load_change_nothing_in_either_stream() {
     let v1 = "builtin:dedupe".to_string();
     let v2 = api_a.upload("fixture_dedupe_next.wasm").await;
 
+    // The load runs until every swap is done, however slow the machine.
+    let stop_producing = CancellationToken::new();
     let producer = tokio::spawn({
-        let brokers = tansu.brokers();
+        let (brokers, cancel) = (tansu.brokers(), stop_producing.clone());
         async move {
             let started = Instant::now();
-            let cancel = CancellationToken::new();
             let produced = streamgate::source::simulate::run_into_kafka(
-                &brokers, "taxi", TAXIS, EVERY, TICKS, 7, cancel,
+                &brokers,
+                "taxi",
+                TAXIS,
+                EVERY,
+                u64::MAX,
+                7,
+                cancel,
             )
             .await
             .expect("producing into Kafka");
@@ -239,6 +245,7 @@ async fn a_hundred_dedupe_swaps_under_load_change_nothing_in_either_stream() {
         everywhere_ms.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     assert!(!producer.is_finished(), "every swap happened while events flowed");
+    stop_producing.cancel();
     let (produced, producing_took) = producer.await.unwrap();
     let rate = produced as f64 / producing_took.as_secs_f64();
     // New builds of the plugin (a custom section makes new bytes, so a new sha256 that
