@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use streamgate_plugin_sdk::Event;
 use streamgate_runtime::{PolicyRuntime, SandboxConfig, WasmStage, wit};
 
 use crate::recorded::{EntryKind, RecordedEntry, RecordedEvent, RecordedLog};
@@ -27,7 +28,7 @@ pub struct Passed {
 struct Before {
     name: String,
     stage: WasmStage,
-    held: BTreeMap<u64, wit::Event>,
+    held: BTreeMap<u64, Event>,
 }
 
 /// `recorded` as the stage after `before` (plugin refs, `builtin:NAME` or a file, each
@@ -51,37 +52,14 @@ pub fn through(
     let mut entries = Vec::with_capacity(recorded.entries.len());
     for entry in &recorded.entries {
         now = now.max(entry.now); // Never going back, as the worker keeps it.
-        let mut events: Vec<wit::Event> = entry
-            .events
-            .iter()
-            .map(|e| {
-                seq += 1;
-                wit::Event {
-                    seq,
-                    key: e.key,
-                    event_time: e.event_time,
-                    log_time: e.log_time,
-                    id: e.id,
-                    tag: e.tag,
-                }
-            })
-            .collect();
+        let mut events = entry.numbered_events(&mut seq);
         passed.given += events.len();
         for b in &mut stages {
             events = b.push(now, events, &mut passed).map_err(|e| format!("at {}: {e}", entry.position))?;
         }
         passed.passed_on += events.len();
         let kind = if events.is_empty() { EntryKind::Heartbeat } else { EntryKind::Events };
-        let events = events
-            .iter()
-            .map(|e| RecordedEvent {
-                key: e.key,
-                event_time: e.event_time,
-                log_time: e.log_time,
-                id: e.id,
-                tag: e.tag,
-            })
-            .collect();
+        let events = events.iter().map(RecordedEvent::from).collect();
         entries.push(RecordedEntry { position: entry.position.clone(), now: entry.now, kind, events });
     }
     passed.held = stages.iter().map(|b| b.held.len()).sum();
@@ -92,14 +70,10 @@ pub fn through(
 
 impl Before {
     /// Gives `events` at `now`; what it released, in its order.
-    fn push(
-        &mut self,
-        now: i64,
-        events: Vec<wit::Event>,
-        passed: &mut Passed,
-    ) -> Result<Vec<wit::Event>, String> {
+    fn push(&mut self, now: i64, events: Vec<Event>, passed: &mut Passed) -> Result<Vec<Event>, String> {
+        let batch: Vec<wit::Event> = events.iter().map(wit::Event::from).collect();
         let decided =
-            self.stage.push(now, &events).map_err(|e| format!("--before {} faulted: {e}", self.name))?;
+            self.stage.push(now, &batch).map_err(|e| format!("--before {} faulted: {e}", self.name))?;
         self.held.extend(events.into_iter().map(|e| (e.seq, e)));
         let mut take = |seq: u64| {
             self.held

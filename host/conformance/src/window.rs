@@ -30,16 +30,14 @@ pub fn held_for_window(
         let cutoff = f.now.saturating_sub(window_ms);
         if let Some(e) = f.released.iter().find(|e| e.event_time > cutoff && e.log_time > cutoff) {
             return Err(format!(
-                "push {} (now={}) released seq {} (event time {}, arrived at log time {}) before its reorder \
-                 window passed: an event is held until now is window_ms = {window_ms} past its event time or its \
-                 arrival (here {}), so that a later event with an earlier time still goes before it; only a \
-                 buffer holding more than max_buffered = {max_buffered} may release early (it held {held})",
+                "push {} (now={}) released {} before its reorder window passed: an event is held until now is \
+                 window_ms = {window_ms} past its event time or its arrival (here {}), so that a later event with \
+                 an earlier time still goes before it; only a buffer holding more than max_buffered = \
+                 {max_buffered} may release early (it held {held})",
                 i + 1,
                 f.now,
-                e.seq,
-                e.event_time,
-                e.log_time,
-                e.event_time.min(e.log_time).saturating_add(window_ms)
+                named(e),
+                due_at(e, window_ms)
             ));
         }
     }
@@ -56,20 +54,27 @@ pub fn decided_when_due(log: &Log, frames: &[Answer], window_ms: i64) -> Result<
         let cutoff = f.now.saturating_sub(window_ms);
         if let Some(e) = held.values().find(|e| e.event_time <= cutoff || e.log_time <= cutoff) {
             return Err(format!(
-                "after push {} (now={}) seq {} (event time {}, arrived at log time {}) was still held, though its \
-                 reorder window had passed (window_ms = {window_ms}: due at {}): an ordering stage decides an \
-                 event at the first push at which now is window_ms past its event time or its arrival; holding \
-                 it longer delays it for nothing",
+                "after push {} (now={}) {} was still held, though its reorder window had passed (window_ms = \
+                 {window_ms}: due at {}): an ordering stage decides an event at the first push at which now is \
+                 window_ms past its event time or its arrival; holding it longer delays it for nothing",
                 i + 1,
                 f.now,
-                e.seq,
-                e.event_time,
-                e.log_time,
-                e.event_time.min(e.log_time).saturating_add(window_ms)
+                named(e),
+                due_at(e, window_ms)
             ));
         }
     }
     Ok(())
+}
+
+/// `seq N (event time T, arrived at log time L)`.
+fn named(e: &Event) -> String {
+    format!("seq {} (event time {}, arrived at log time {})", e.seq, e.event_time, e.log_time)
+}
+
+/// When the window of `e` has passed, for messages.
+fn due_at(e: &Event, window_ms: i64) -> i64 {
+    e.event_time.min(e.log_time).saturating_add(window_ms)
 }
 
 #[cfg(test)]
