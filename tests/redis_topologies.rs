@@ -12,6 +12,7 @@ mod chaos {
     pub mod client;
     pub mod feed;
     pub mod tally;
+    pub mod tape;
 }
 
 mod topologies {
@@ -23,6 +24,7 @@ use std::time::Duration;
 use chaos::client::{Recorded, Recorder};
 use chaos::feed::Feed;
 use chaos::tally::{identical, ids_of, wait_complete};
+use chaos::tape::position;
 use common::{Instance, Tansu};
 use topologies::servers::{Cluster, MASTER, Sentinels, cli};
 
@@ -77,12 +79,6 @@ fn check(config: &str) -> (i32, String) {
     (out.status.code().expect("exited"), text)
 }
 
-/// A log position (`<ms>-<n>`, an SSE id) as numbers, for ordering.
-fn position(id: &str) -> (u64, u64) {
-    let (ms, n) = id.trim().split_once('-').unwrap_or_else(|| panic!("not a log position: {id:?}"));
-    (ms.parse().unwrap(), n.parse().unwrap())
-}
-
 fn gaps(instance: &Instance, tenant: &str) -> f64 {
     instance.metric(&format!("streamgate_log_gaps_total{{tenant=\"{tenant}\"}}"))
 }
@@ -128,7 +124,7 @@ async fn a_sentinel_failover_mid_stream_loses_nothing_and_streams_stay_identical
     let paused = redis.nodes.iter().find(|n| n.port == replica).unwrap();
     paused.signal("STOP");
     let last = cli(old_primary, &["XREVRANGE", "ha:feed:log", "+", "-", "COUNT", "1"]);
-    let held_at_stop = position(last.lines().next().expect("the log has entries"));
+    let held_at_stop = position(last.lines().next().expect("the log has entries").trim());
     let xlen_before = xlen();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let xlen_after = xlen();

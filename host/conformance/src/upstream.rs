@@ -7,11 +7,9 @@
 //! they still held when the recording ends is left out (and counted): the tenant decided
 //! it after the recording, beyond what the file can say.
 
-use std::collections::BTreeMap;
+use streamgate_runtime::{PolicyRuntime, SandboxConfig};
 
-use streamgate_plugin_sdk::Event;
-use streamgate_runtime::{PolicyRuntime, SandboxConfig, WasmStage, wit};
-
+use crate::harness::{Ctx, Probe, Setup};
 use crate::recorded::{EntryKind, RecordedEntry, RecordedEvent, RecordedLog};
 
 /// What the stages before did with a recording's events.
@@ -24,15 +22,10 @@ pub struct Passed {
     pub held: usize,
 }
 
-/// One stage before, with what it holds (given, not yet decided) by sequence number.
-struct Before {
-    name: String,
-    stage: WasmStage,
-    held: BTreeMap<u64, Event>,
-}
-
 /// `recorded` as the stage after `before` (plugin refs, `builtin:NAME` or a file, each
-/// with its config JSON, in chain order) would see it.
+/// with its config JSON, in chain order) would see it. Each stage before is driven as
+/// the kit drives a plugin under test ([`Probe`]): an answer naming an event it does not
+/// hold, a fault or an overrun stops the replay.
 pub fn through(
     recorded: &RecordedLog,
     before: &[(String, String)],
@@ -40,12 +33,16 @@ pub fn through(
 ) -> Result<(RecordedLog, Passed), String> {
     let runtime = PolicyRuntime::new(sandbox);
     let limits = runtime.limits(None);
-    let mut stages = Vec::with_capacity(before.len());
+    let mut ctxs = Vec::with_capacity(before.len());
     for (plugin, config) in before {
         let loaded = runtime.load_ref(plugin).map_err(|e| format!("--before {plugin}: {e}"))?;
-        let stage =
-            loaded.stage(config, limits).map_err(|e| format!("--before {plugin} with {config}: {e}"))?;
-        stages.push(Before { name: plugin.clone(), stage, held: BTreeMap::new() });
+        let setup = Setup::new(loaded.description(), config.clone());
+        ctxs.push((plugin, Ctx::new(loaded, vec![setup], limits, 0, 0)));
+    }
+    let mut stages = Vec::with_capacity(ctxs.len());
+    for (plugin, ctx) in &ctxs {
+        let probe = Probe::create(ctx).map_err(|f| format!("--before {plugin}: {}", f.message))?;
+        stages.push((plugin, probe));
     }
     let mut passed = Passed::default();
     let (mut seq, mut now) = (0, i64::MIN);
@@ -54,45 +51,27 @@ pub fn through(
         now = now.max(entry.now); // Never going back, as the worker keeps it.
         let mut events = entry.numbered_events(&mut seq);
         passed.given += events.len();
-        for b in &mut stages {
-            events = b.push(now, events, &mut passed).map_err(|e| format!("at {}: {e}", entry.position))?;
+        for (plugin, probe) in &mut stages {
+            let answer = probe
+                .push(now, &events)
+                .map_err(|f| format!("at {}: --before {plugin}: {}", entry.position, f.message))?;
+            passed.dropped += answer.dropped.len();
+            events = answer.released;
         }
         passed.passed_on += events.len();
         let kind = if events.is_empty() { EntryKind::Heartbeat } else { EntryKind::Events };
         let events = events.iter().map(RecordedEvent::from).collect();
         entries.push(RecordedEntry { position: entry.position.clone(), now: entry.now, kind, events });
     }
-    passed.held = stages.iter().map(|b| b.held.len()).sum();
+    passed.held = stages.iter().map(|(_, probe)| probe.held().len()).sum();
     let mut header = recorded.header.clone();
     header.events = passed.passed_on;
     Ok((RecordedLog { header, entries }, passed))
 }
 
-impl Before {
-    /// Gives `events` at `now`; what it released, in its order.
-    fn push(&mut self, now: i64, events: Vec<Event>, passed: &mut Passed) -> Result<Vec<Event>, String> {
-        let batch: Vec<wit::Event> = events.iter().map(wit::Event::from).collect();
-        let decided =
-            self.stage.push(now, &batch).map_err(|e| format!("--before {} faulted: {e}", self.name))?;
-        self.held.extend(events.into_iter().map(|e| (e.seq, e)));
-        let mut take = |seq: u64| {
-            self.held
-                .remove(&seq)
-                .ok_or_else(|| format!("--before {} decided seq {seq}, which it did not hold", self.name))
-        };
-        let released = decided.released.iter().map(|&s| take(s)).collect::<Result<Vec<_>, _>>()?;
-        for d in &decided.dropped {
-            take(d.seq)?;
-            passed.dropped += 1;
-        }
-        Ok(released)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recorded::Header;
 
     fn entry(now: i64, times: &[i64]) -> RecordedEntry {
         let events: Vec<RecordedEvent> = times
@@ -104,15 +83,7 @@ mod tests {
     }
 
     fn recording(entries: Vec<RecordedEntry>) -> RecordedLog {
-        let header = Header {
-            format: crate::recorded::FORMAT.into(),
-            version: crate::recorded::VERSION,
-            tenant: "taxi".into(),
-            source: "sg:taxi:log".into(),
-            entries: entries.len(),
-            events: entries.iter().map(|e| e.events.len()).sum(),
-        };
-        RecordedLog { header, entries }
+        RecordedLog::new("taxi", "sg:taxi:log", entries)
     }
 
     #[test]
